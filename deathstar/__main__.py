@@ -1,0 +1,7 @@
+"""Allow ``python -m deathstar``."""
+
+import sys
+
+from deathstar.cli import main
+
+sys.exit(main())

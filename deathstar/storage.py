@@ -1,0 +1,166 @@
+"""SQLite storage for targets.
+
+One connection per ``TargetStore``. The API runs its handlers on the event loop thread, and the
+store also holds a lock, so a store shared between threads never interleaves two statements.
+State changes are single conditional ``UPDATE`` statements, which SQLite applies atomically,
+so two processes on one file cannot both fire the same target either.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS targets (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT    NOT NULL UNIQUE,
+    system       TEXT    NOT NULL,
+    shielded     INTEGER NOT NULL CHECK (shielded IN (0, 1)),
+    status       TEXT    NOT NULL CHECK (status IN ('active', 'destroyed')),
+    created_at   TEXT    NOT NULL,
+    destroyed_at TEXT
+)
+"""
+COLUMNS = "id, name, system, shielded, status, created_at, destroyed_at"
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    DESTROYED = "destroyed"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    id: int
+    name: str
+    system: str
+    shielded: bool
+    status: Status
+    created_at: str
+    destroyed_at: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "system": self.system,
+            "shielded": self.shielded,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "destroyed_at": self.destroyed_at,
+        }
+
+
+class StoreError(Exception):
+    """Base class for storage outcomes the API turns into 4xx answers."""
+
+
+class NotFoundError(StoreError):
+    pass
+
+
+class ConflictError(StoreError):
+    pass
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _row_to_target(row: tuple[Any, ...]) -> Target:
+    return Target(
+        id=row[0],
+        name=row[1],
+        system=row[2],
+        shielded=bool(row[3]),
+        status=Status(row[4]),
+        created_at=row[5],
+        destroyed_at=row[6],
+    )
+
+
+class TargetStore:
+    def __init__(self, path: Path | str) -> None:
+        self._path = str(path)
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit; each statement below is its own transaction.
+        self._conn = sqlite3.connect(
+            self._path, timeout=5.0, isolation_level=None, check_same_thread=False
+        )
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.execute(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def ping(self) -> bool:
+        try:
+            with self._lock:
+                self._conn.execute("SELECT count(*) FROM targets").fetchone()
+        except sqlite3.Error:
+            return False
+        return True
+
+    def create(self, name: str, system: str, *, shielded: bool) -> Target:
+        try:
+            with self._lock:
+                row = self._conn.execute(
+                    f"INSERT INTO targets (name, system, shielded, status, created_at) "  # noqa: S608 - constant columns
+                    f"VALUES (?, ?, ?, 'active', ?) RETURNING {COLUMNS}",
+                    (name, system, int(shielded), _now()),
+                ).fetchone()
+        except sqlite3.IntegrityError:
+            raise ConflictError(f"a target named {name!r} already exists") from None
+        return _row_to_target(row)
+
+    def get(self, target_id: int) -> Target:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {COLUMNS} FROM targets WHERE id = ?",  # noqa: S608 - constant columns
+                (target_id,),
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"target {target_id} does not exist")
+        return _row_to_target(row)
+
+    def list(self, *, limit: int, offset: int) -> tuple[list[Target], int]:
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {COLUMNS} FROM targets ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
+                (limit, offset),
+            ).fetchall()
+            (total,) = self._conn.execute("SELECT count(*) FROM targets").fetchone()
+        return [_row_to_target(row) for row in rows], total
+
+    def delete(self, target_id: int) -> None:
+        with self._lock:
+            cursor = self._conn.execute("DELETE FROM targets WHERE id = ?", (target_id,))
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"target {target_id} does not exist")
+
+    def fire(self, target_id: int) -> Target:
+        # One conditional UPDATE: of many concurrent shots at one target exactly one lands.
+        with self._lock:
+            row = self._conn.execute(
+                f"UPDATE targets SET status = 'destroyed', destroyed_at = ? "  # noqa: S608
+                f"WHERE id = ? AND status = 'active' AND shielded = 0 RETURNING {COLUMNS}",
+                (_now(), target_id),
+            ).fetchone()
+        if row is not None:
+            return _row_to_target(row)
+        target = self.get(target_id)  # raises NotFoundError for an unknown id
+        if target.shielded:
+            raise ConflictError(f"target {target_id} is shielded")
+        raise ConflictError(f"target {target_id} is already destroyed")

@@ -1,0 +1,113 @@
+"""The deathstar harness: every step from lint to release, the same on a laptop and in CI.
+
+`nox -l` lists the sessions. Logic that needs tests lives in the typed `harness` package;
+each session here stays a few lines that say what happens, in order.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import HarnessError, gitinfo, lock  # noqa: E402
+
+nox.needs_version = ">=2025.5.1"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+# The test matrix names every supported Python; a machine runs those it has. CI's matrix
+# jobs pass --error-on-missing-interpreters, so a job there cannot pass by skipping.
+nox.options.error_on_missing_interpreters = False
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHONS = nox.project.python_versions(PYPROJECT)
+TOOL_PYTHON = PYTHONS[0]  # lint, build and the image use the oldest supported Python
+DIST = ROOT / "dist"
+WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+@contextmanager
+def refusals(session: nox.Session) -> Iterator[None]:
+    """A harness refusal becomes one readable line and a failed session, not a traceback."""
+    try:
+        yield
+    except HarnessError as exc:
+        session.error(str(exc))
+
+
+def install_groups(session: nox.Session, *groups: str, project: bool = True) -> None:
+    """Install dependency groups, pinned by the dev lock, and the project itself (editable)."""
+    requirements = nox.project.dependency_groups(PYPROJECT, *groups)
+    editable = ["-e", "."] if project else []
+    session.install("-c", str(lock.DEV.path), *requirements, *editable)
+
+
+@nox.session(python=False, default=False)
+def install(session: nox.Session) -> None:
+    """Create .venv with the project editable and every dev dependency group, for an IDE."""
+    pins = ("-c", str(lock.DEV.path), *nox.project.dependency_groups(PYPROJECT, "dev"), "-e", ".")
+    if shutil.which("uv"):
+        session.run("uv", "venv", "--allow-existing", "--python", TOOL_PYTHON, ".venv")
+        session.run("uv", "pip", "install", "--python", ".venv", *pins)
+    else:
+        session.run(sys.executable, "-m", "venv", ".venv")
+        session.run(".venv/bin/python", "-m", "pip", "install", *pins)
+    session.log("ready: point your IDE at .venv/bin/python, or `source .venv/bin/activate`")
+
+
+@nox.session(python=TOOL_PYTHON)
+def lint(session: nox.Session) -> None:
+    """Ruff, mypy --strict, lock freshness, hadolint, and workflow schema + zizmor checks."""
+    with refusals(session):
+        lock.check()
+    install_groups(session, "lint", "typing")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+    if (ROOT / "Dockerfile").exists():
+        session.run("hadolint", "Dockerfile")
+    if WORKFLOWS:
+        session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS)
+        session.run("zizmor", "--offline", "--min-severity", "low", *WORKFLOWS)
+
+
+@nox.session(python=PYTHONS)
+def test(session: nox.Session) -> None:
+    """Unit tests (service and harness) with branch coverage and a 90 % floor."""
+    install_groups(session, "test")
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", "--quiet")
+    session.run("coverage", "report")
+
+
+@nox.session(name="lock", python=TOOL_PYTHON, default=False)
+def lock_session(session: nox.Session) -> None:
+    """Regenerate the hash-pinned locks (requirements/*.txt) from pyproject.toml."""
+    session.install("uv")
+    for target in lock.LOCKS:
+        resolved = session.run(*lock.compile_command(target, TOOL_PYTHON), silent=True)
+        lock.write(target, str(resolved))
+        session.log(f"wrote {target.path.relative_to(ROOT)}")
+
+
+@nox.session(python=TOOL_PYTHON)
+def build(session: nox.Session) -> None:
+    """Reproducible sdist and wheel (SOURCE_DATE_EPOCH = last commit), twine check, SHA256SUMS."""
+    with refusals(session):
+        lock.check()
+        epoch = gitinfo.commit_epoch(ROOT)
+    install_groups(session, "release", project=False)
+    shutil.rmtree(DIST, ignore_errors=True)
+    session.run("python", "-m", "build", "--installer", "uv", "--outdir", str(DIST),
+                env={"SOURCE_DATE_EPOCH": str(epoch)})
+    artifacts = sorted(str(p) for p in DIST.glob("deathstar-*"))
+    session.run("twine", "check", "--strict", *artifacts)
+    session.run("python", "-m", "harness.checksums", str(DIST), *artifacts)
