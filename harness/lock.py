@@ -94,7 +94,7 @@ def stale_locks(pyproject_path: Path, locks: tuple[Lock, ...] = LOCKS) -> list[s
     return problems
 
 
-def check(pyproject_path: Path = ROOT / "pyproject.toml") -> None:
-    problems = stale_locks(pyproject_path)
+def check(pyproject_path: Path = ROOT / "pyproject.toml", locks: tuple[Lock, ...] = LOCKS) -> None:
+    problems = stale_locks(pyproject_path, locks)
     if problems:
         raise HarnessError(f"{'; '.join(problems)}; run `nox -s lock` and commit the result")
