@@ -16,7 +16,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import HarnessError, gitinfo, lock  # noqa: E402
+from harness import HarnessError, gitinfo, lock
 
 nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -106,8 +106,16 @@ def build(session: nox.Session) -> None:
         epoch = gitinfo.commit_epoch(ROOT)
     install_groups(session, "release", project=False)
     shutil.rmtree(DIST, ignore_errors=True)
-    session.run("python", "-m", "build", "--installer", "uv", "--outdir", str(DIST),
-                env={"SOURCE_DATE_EPOCH": str(epoch)})
+    session.run(
+        "python",
+        "-m",
+        "build",
+        "--installer",
+        "uv",
+        "--outdir",
+        str(DIST),
+        env={"SOURCE_DATE_EPOCH": str(epoch)},
+    )
     artifacts = sorted(str(p) for p in DIST.glob("deathstar-*"))
     session.run("twine", "check", "--strict", *artifacts)
     session.run("python", "-m", "harness.checksums", str(DIST), *artifacts)

@@ -122,12 +122,13 @@ class RequestGuard:
 
         try:
             if self._declared_length(scope) > self.max_body:
-                raise _BodyTooLargeError
-            await self.app(scope, receive_wrapper, send_wrapper)
+                await self._refuse_body(send_wrapper)
+            else:
+                await self.app(scope, receive_wrapper, send_wrapper)
         except _BodyTooLargeError:
             if response_started:  # pragma: no cover - handlers read the body before answering
                 raise
-            await _send_json(send_wrapper, 413, {"detail": "request body exceeds 65536 bytes"})
+            await self._refuse_body(send_wrapper)
         finally:
             access_log.info(
                 "request",
@@ -139,6 +140,9 @@ class RequestGuard:
                     "client": (scope.get("client") or ("-",))[0],
                 },
             )
+
+    async def _refuse_body(self, send: Send) -> None:
+        await _send_json(send, 413, {"detail": f"request body exceeds {self.max_body} bytes"})
 
     @staticmethod
     def _declared_length(scope: Scope) -> int:
@@ -266,7 +270,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """List targets by id, a page at a time."""
         targets, total = store(request).list(limit=limit, offset=offset)
-        return {"items": [_out(t) for t in targets], "total": total, "limit": limit, "offset": offset}
+        return {
+            "items": [_out(t) for t in targets],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
 
     @app.get(
         "/v1/targets/{target_id}",

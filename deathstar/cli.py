@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def healthcheck(port: int, timeout: float) -> int:
     url = f"http://127.0.0.1:{port}/healthz"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed http URL
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             healthy = response.status == 200
     except (urllib.error.URLError, OSError) as exc:
         print(f"deathstar: unhealthy: {url}: {exc}", file=sys.stderr)

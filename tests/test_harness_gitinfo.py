@@ -81,7 +81,9 @@ def test_repository_without_commits_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_not_a_repository(tmp_path: Path) -> None:
-    with pytest.raises(HarnessError, match="git status --porcelain .*failed: .*not a git repository"):
+    with pytest.raises(
+        HarnessError, match=r"git status --porcelain .*failed: .*not a git repository"
+    ):
         gitinfo.is_dirty(tmp_path)
 
 

@@ -40,9 +40,7 @@ def test_fresh_lock_passes(tmp_path: Path) -> None:
         ('"pytest>=8"', '"pytest>=9"'),  # a dependency group
     ],
 )
-def test_resolution_input_change_makes_lock_stale(
-    tmp_path: Path, change: tuple[str, str]
-) -> None:
+def test_resolution_input_change_makes_lock_stale(tmp_path: Path, change: tuple[str, str]) -> None:
     pyproject, target = make_project(tmp_path)
     lock.write(target, "", pyproject)
     pyproject.write_text(PYPROJECT.replace(*change), encoding="utf-8")
@@ -54,7 +52,7 @@ def test_resolution_input_change_makes_lock_stale(
 def test_unrelated_pyproject_change_keeps_lock_fresh(tmp_path: Path) -> None:
     pyproject, target = make_project(tmp_path)
     lock.write(target, "", pyproject)
-    pyproject.write_text(PYPROJECT + '\n[tool.ruff]\nline-length = 99\n', encoding="utf-8")
+    pyproject.write_text(PYPROJECT + "\n[tool.ruff]\nline-length = 99\n", encoding="utf-8")
     assert lock.stale_locks(pyproject, (target,)) == []
 
 
