@@ -6,6 +6,7 @@ each session here stays a few lines that say what happens, in order.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import HarnessError, gitinfo, lock
+from harness import HarnessError, gitinfo, images, lock
 
 nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -30,6 +31,10 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHONS = nox.project.python_versions(PYPROJECT)
 TOOL_PYTHON = PYTHONS[0]  # lint, build and the image use the oldest supported Python
 DIST = ROOT / "dist"
+IMAGE_RECORD = DIST / "image.json"
+VERIFIED_RECORD = DIST / "verified.json"
+# What .ci/provision learned about this machine (e.g. Ryuk cannot be pulled), as KEY=VALUE lines.
+PROVISION_ENV = Path(os.environ.get("DEATHSTAR_PROVISION_ENV", "/var/tmp/deathstar-provision.env"))
 WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
 
 
@@ -119,3 +124,37 @@ def build(session: nox.Session) -> None:
     artifacts = sorted(str(p) for p in DIST.glob("deathstar-*"))
     session.run("twine", "check", "--strict", *artifacts)
     session.run("python", "-m", "harness.checksums", str(DIST), *artifacts)
+    session.run(*images.wheelhouse_command(lock.RUNTIME.path, DIST / "wheelhouse"))
+
+
+@nox.session(python=False, requires=["build"])
+def image(session: nox.Session) -> None:
+    """Build the image from dist/ with no network; tag it <version> and sha-<commit>."""
+    with refusals(session):
+        session.log(f"Docker engine {images.require_engine()}")
+        plan = images.BuildPlan(
+            version=PYPROJECT["project"]["version"],
+            commit=gitinfo.head_commit(ROOT),
+            dirty=gitinfo.is_dirty(ROOT),
+            epoch=gitinfo.commit_epoch(ROOT),
+            base_image=os.environ.get("DEATHSTAR_BASE_IMAGE", images.DEFAULT_BASE_IMAGE),
+        )
+    session.run(*plan.build_command(ROOT), external=True)
+    with refusals(session):
+        record = images.ImageRecord.from_plan(plan)
+    images.save_image_record(record, IMAGE_RECORD)
+    session.log(record.summary())
+
+
+@nox.session(python=TOOL_PYTHON, requires=["image"])
+def integration(session: nox.Session) -> None:
+    """Launch the recorded image with testcontainers and test it over 127.0.0.1."""
+    with refusals(session):
+        record = images.load_image_record(IMAGE_RECORD)
+        env = images.testcontainers_env(os.environ, PROVISION_ENV)
+    install_groups(session, "integration", project=False)
+    session.run("pytest", "integration", *session.posargs,
+                env={**env, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)})
+    with refusals(session):
+        images.record_verification(record, gitinfo.head_commit(ROOT), VERIFIED_RECORD)
+    session.log(f"verified {record.image_id} at {record.commit}")

@@ -1,0 +1,73 @@
+# deathstar: a multi-stage image built from the very wheel `nox -s build` made and tested.
+#
+# Inputs come only from dist/ and requirements/ (see .dockerignore), and the build needs no
+# network: `nox -s image` runs it with `--network none`. Valid for BuildKit and the classic
+# builder alike (no RUN --mount).
+#
+# Layers are ordered by how often they change. The runtime stage receives the dependencies
+# and the project as separate layers, so a source change ships a few kilobytes, not the venv.
+
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# --- deps: a virtualenv holding only the locked runtime dependencies --------------------------
+FROM ${BASE_IMAGE} AS deps
+# Checked-hash .pyc files (set by SOURCE_DATE_EPOCH) make bytecode independent of file times.
+ARG SOURCE_DATE_EPOCH=0
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH}
+# pip lives in a throwaway tool venv and installs into /opt/venv from outside (--python), so
+# the runtime venv never contains pip or setuptools.
+RUN python3 -m venv /opt/tools \
+    && python3 -m venv --without-pip /opt/venv
+COPY requirements/runtime.txt /src/requirements/runtime.txt
+COPY dist/wheelhouse/ /src/wheelhouse/
+RUN /opt/tools/bin/pip --python /opt/venv/bin/python install \
+        --no-index --find-links /src/wheelhouse --require-hashes --only-binary :all: \
+        --requirement /src/requirements/runtime.txt
+
+# --- project: the wheel alone, staged under /staging so that it forms its own layer ----------
+FROM deps AS project
+COPY dist/*.whl /src/dist/
+# --root stages every file the wheel installs (package, dist-info, the `deathstar` script with
+# its /opt/venv shebang) under /staging, at the paths it will have in the runtime image.
+RUN /opt/tools/bin/pip --python /opt/venv/bin/python install \
+        --no-index --no-deps --root /staging /src/dist/*.whl
+
+# --- runtime ----------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS runtime
+# A fixed uid/gid so volume ownership is predictable across hosts and rebuilds.
+RUN groupadd --system --gid 10001 deathstar \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin deathstar \
+    && mkdir /data \
+    && chown 10001:10001 /data
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=project /staging/ /
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    DEATHSTAR_HOST=0.0.0.0 \
+    DEATHSTAR_PORT=8080 \
+    DEATHSTAR_DATABASE=/data/deathstar.db
+USER 10001:10001
+VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["deathstar", "healthcheck"]
+ENTRYPOINT ["deathstar", "api"]
+
+# Build metadata last: it changes on every commit and must not invalidate the layers above.
+ARG VERSION=0.0.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE=https://github.com/tea-n-tech/deathstar
+ENV DEATHSTAR_REVISION=${REVISION} \
+    DEATHSTAR_CREATED=${CREATED}
+LABEL org.opencontainers.image.title="deathstar" \
+      org.opencontainers.image.description="A small HTTP API for tracking targets." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="MIT"
