@@ -153,8 +153,12 @@ def integration(session: nox.Session) -> None:
         record = images.load_image_record(IMAGE_RECORD)
         env = images.testcontainers_env(os.environ, PROVISION_ENV)
     install_groups(session, "integration", project=False)
-    session.run("pytest", "integration", *session.posargs,
-                env={**env, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)})
+    session.run(
+        "pytest",
+        "integration",
+        *session.posargs,
+        env={**env, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)},
+    )
     with refusals(session):
         images.record_verification(record, gitinfo.head_commit(ROOT), VERIFIED_RECORD)
     session.log(f"verified {record.image_id} at {record.commit}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,7 +164,7 @@ def load_image_record(path: Path) -> ImageRecord:
         raise HarnessError(f"{path} is not an image record; run `nox -s image` again") from None
 
 
-def testcontainers_env(environ: dict[str, str] | os._Environ[str], provision_env: Path) -> dict[str, str]:
+def testcontainers_env(environ: Mapping[str, str], provision_env: Path) -> dict[str, str]:
     """testcontainers settings for the integration tests; the caller's environment wins.
 
     Tests reach containers only through 127.0.0.1 and the mapped port. testcontainers would
@@ -199,6 +200,4 @@ def record_verification(record: ImageRecord, head: str, path: Path) -> None:
 
 
 def load_verification(path: Path) -> dict[str, Any]:
-    return read_json(
-        path, missing="no integration run is recorded; run `nox -s integration` first"
-    )
+    return read_json(path, missing="no integration run is recorded; run `nox -s integration` first")
