@@ -33,8 +33,6 @@ TOOL_PYTHON = PYTHONS[0]  # lint, build and the image use the oldest supported P
 DIST = ROOT / "dist"
 IMAGE_RECORD = DIST / "image.json"
 VERIFIED_RECORD = DIST / "verified.json"
-# What .ci/provision learned about this machine (e.g. Ryuk cannot be pulled), as KEY=VALUE lines.
-PROVISION_ENV = Path(os.environ.get("DEATHSTAR_PROVISION_ENV", "/var/tmp/deathstar-provision.env"))
 WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
 
 
@@ -151,7 +149,7 @@ def integration(session: nox.Session) -> None:
     """Launch the recorded image with testcontainers and test it over 127.0.0.1."""
     with refusals(session):
         record = images.load_image_record(IMAGE_RECORD)
-        env = images.testcontainers_env(os.environ, PROVISION_ENV)
+        env = images.testcontainers_env(os.environ, images.provision_env_path(os.environ))
     install_groups(session, "integration", project=False)
     session.run(
         "pytest",

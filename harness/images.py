@@ -164,6 +164,16 @@ def load_image_record(path: Path) -> ImageRecord:
         raise HarnessError(f"{path} is not an image record; run `nox -s image` again") from None
 
 
+def provision_env_path(environ: Mapping[str, str]) -> Path:
+    """Where .ci/provision writes what it learned about this machine, as KEY=VALUE lines."""
+    if "DEATHSTAR_PROVISION_ENV" in environ:
+        return Path(environ["DEATHSTAR_PROVISION_ENV"])
+    state = environ.get("XDG_STATE_HOME") or str(
+        Path(environ.get("HOME", "/root")) / ".local/state"
+    )
+    return Path(state) / "deathstar" / "provision.env"
+
+
 def testcontainers_env(environ: Mapping[str, str], provision_env: Path) -> dict[str, str]:
     """testcontainers settings for the integration tests; the caller's environment wins.
 

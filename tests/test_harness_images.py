@@ -192,3 +192,13 @@ def test_testcontainers_env_reads_provision_file_and_caller_wins(tmp_path: Path)
         "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
         "TESTCONTAINERS_RYUK_DISABLED": "false",
     }
+
+
+def test_provision_env_path() -> None:
+    assert images.provision_env_path({"DEATHSTAR_PROVISION_ENV": "/x/p.env"}) == Path("/x/p.env")
+    assert images.provision_env_path({"XDG_STATE_HOME": "/s", "HOME": "/h"}) == Path(
+        "/s/deathstar/provision.env"
+    )
+    assert images.provision_env_path({"HOME": "/h"}) == Path(
+        "/h/.local/state/deathstar/provision.env"
+    )
