@@ -160,3 +160,10 @@ def integration(session: nox.Session) -> None:
     with refusals(session):
         images.record_verification(record, gitinfo.head_commit(ROOT), VERIFIED_RECORD)
     session.log(f"verified {record.image_id} at {record.commit}")
+
+
+@nox.session(python=TOOL_PYTHON, default=False)
+def push(session: nox.Session) -> None:
+    """Gated release of the verified image: checks and plan; pushes only with --confirm."""
+    install_groups(session, "push", project=False)
+    session.run("python", "-m", "harness.release", *session.posargs)

@@ -29,17 +29,35 @@ SOURCE_URL = "https://github.com/tea-n-tech/deathstar"
 DOCKER_TIMEOUT = 30
 
 
-def docker(*args: str, timeout: float = DOCKER_TIMEOUT) -> str:
+def docker(
+    *args: str, timeout: float = DOCKER_TIMEOUT, env: Mapping[str, str] | None = None
+) -> str:
+    return docker_with_input(None, *args, timeout=timeout, env=env)
+
+
+def docker_with_input(
+    stdin: str | None,
+    *args: str,
+    timeout: float = DOCKER_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run the docker client; secrets go through ``stdin``, never through ``args``."""
     try:
         result = subprocess.run(
-            ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+            ["docker", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=None if env is None else dict(env),
         )
     except FileNotFoundError:
         raise HarnessError("the docker client is not installed; install Docker") from None
     except subprocess.TimeoutExpired:
         raise HarnessError(f"docker {args[0]} did not answer within {timeout:g} s") from None
     if result.returncode != 0:
-        lines = result.stderr.strip().splitlines()
+        lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
         raise HarnessError(f"docker {' '.join(args[:2])} failed: {lines[-1] if lines else '?'}")
     return result.stdout.strip()
 

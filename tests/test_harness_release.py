@@ -1,0 +1,310 @@
+"""The push gates against real throwaway git repositories, and the push itself against a
+stand-in `docker` that records every call (the real registry path is in integration/)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import HarnessError, images, release
+from harness.registry import Credentials, RegistryClient
+from harness.tags import Release
+
+IMAGE_ID = "sha256:" + "ab" * 32
+DIGEST = "sha256:" + "cd" * 32
+GIT_ENV = {
+    **os.environ,
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+FAKE_DOCKER = """#!/usr/bin/env python3
+import json, os, sys
+log, rules = sys.argv[0] + ".log", json.load(open(sys.argv[0] + ".rules"))
+args = sys.argv[1:]
+stdin = None if sys.stdin.isatty() else sys.stdin.read()
+with open(log, "a") as handle:
+    handle.write(json.dumps({"args": args, "stdin": stdin,
+                             "config": os.environ.get("DOCKER_CONFIG")}) + "\\n")
+for prefix, out, code in rules:
+    if args[:len(prefix)] == prefix:
+        print(out)
+        sys.exit(code)
+print("Error: no rule", file=sys.stderr)
+sys.exit(1)
+"""
+
+
+class Docker:
+    """A `docker` on PATH that answers by argument prefix and logs each call."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.path = bindir / "docker"
+        self.path.write_text(FAKE_DOCKER)
+        self.path.chmod(self.path.stat().st_mode | stat.S_IEXEC)
+        self.rules([])
+
+    def rules(self, rules: list[tuple[list[str], str, int]]) -> None:
+        Path(f"{self.path}.rules").write_text(json.dumps(rules))
+
+    def calls(self) -> list[dict[str, Any]]:
+        log = Path(f"{self.path}.log")
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture
+def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Docker:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    fake = Docker(bindir)
+    fake.rules([(["image", "inspect"], IMAGE_ID, 0)])
+    return fake
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A clean repository at a commit tagged v0.3.1 with a verified image recorded."""
+    repo = tmp_path / "project"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "pyproject.toml").write_text('[project]\nname = "deathstar"\nversion = "0.3.1"\n')
+    (repo / ".gitignore").write_text("dist/\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "release")
+    git(repo, "tag", "v0.3.1")
+    head = git(repo, "rev-parse", "HEAD")
+    record = images.ImageRecord(IMAGE_ID, ["deathstar:0.3.1"], "0.3.1", head, head, "b", 2, 1)
+    images.save_image_record(record, repo / "dist" / "image.json")
+    images.record_verification(record, head, repo / "dist" / "verified.json")
+    return repo
+
+
+def args(project: Path, *extra: str) -> list[str]:
+    return ["--project-dir", str(project), "--registry", "127.0.0.1:5999", *extra]
+
+
+ENV = {"REGISTRY_USERNAME": "deploy", "REGISTRY_PASSWORD": "pw-not-in-logs"}
+
+
+@pytest.fixture
+def registry_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(RegistryClient, "check_login", lambda self, repository: None)
+
+
+def run(project: Path, env: dict[str, str], *extra: str, stdin: str = "") -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = release.main(args(project, *extra), env, io.StringIO(stdin))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.usefixtures("docker", "registry_accepts")
+def test_dry_run_prints_the_plan_and_pushes_nothing(project: Path, docker: Docker) -> None:
+    code, out, err = run(project, ENV)
+    assert (code, err) == (0, "")
+    head = git(project, "rev-parse", "HEAD")
+    for expected in ("0.3.1", "0.3", f"sha-{head[:7]}", "latest"):
+        assert f"127.0.0.1:5999/tea-n-tech/deathstar:{expected}\n" in out
+    assert ":0\n" not in out  # no bare major tag for 0.x
+    assert f"commit:      {head} (v0.3.1)" in out
+    assert IMAGE_ID in out
+    assert "add --confirm to push" in out
+    assert ENV["REGISTRY_PASSWORD"] not in out
+    assert [c["args"][:2] for c in docker.calls()] == [["image", "inspect"]]
+
+
+def refused(project: Path, env: dict[str, str], *extra: str) -> str:
+    code, out, err = run(project, env, *extra)
+    assert code == 1
+    if "--confirm" not in extra:
+        assert out == ""  # a refusal in the checks prints no plan
+    assert err.count("\n") == 1
+    assert err.startswith("push refused: ")
+    return err
+
+
+@pytest.mark.usefixtures("docker", "registry_accepts")
+def test_dirty_tree_is_refused(project: Path) -> None:
+    (project / "notes.txt").write_text("uncommitted")
+    assert "uncommitted changes" in refused(project, ENV)
+
+
+@pytest.mark.usefixtures("docker", "registry_accepts")
+def test_untagged_head_is_refused(project: Path) -> None:
+    git(project, "tag", "-d", "v0.3.1")
+    assert "HEAD carries no release tag; tag the release commit: git tag v0.3.1" in refused(
+        project, ENV
+    )
+
+
+@pytest.mark.usefixtures("docker", "registry_accepts")
+def test_tag_differing_from_version_is_refused(project: Path) -> None:
+    git(project, "tag", "-d", "v0.3.1")
+    git(project, "tag", "v0.3.2")
+    err = refused(project, ENV)
+    assert "HEAD is tagged v0.3.2 but the package version is 0.3.1" in err
+
+
+@pytest.mark.usefixtures("docker", "registry_accepts")
+def test_pre_release_tag_matches_its_pep440_version(project: Path) -> None:
+    (project / "pyproject.toml").write_text('[project]\nname = "d"\nversion = "2.0.0rc1"\n')
+    git(project, "commit", "-qam", "rc")
+    git(project, "tag", "v2.0.0-rc.1")
+    assert release.release_at_head(["v2.0.0-rc.1"], "2.0.0rc1") == Release(2, 0, 0, "rc.1", None)
+    # the image recorded is from the previous commit now
+    assert "not from HEAD" in refused(project, ENV)
+
+
+@pytest.mark.usefixtures("docker", "registry_accepts")
+def test_unverified_or_other_image_is_refused(project: Path) -> None:
+    verified = project / "dist" / "verified.json"
+    data = json.loads(verified.read_text())
+    verified.write_text(json.dumps({**data, "image_id": "sha256:" + "ee" * 32}))
+    assert "has not passed `nox -s integration`" in refused(project, ENV)
+    verified.unlink()
+    assert "run `nox -s integration` first" in refused(project, ENV)
+
+
+@pytest.mark.usefixtures("registry_accepts")
+def test_image_gone_from_the_engine_is_refused(project: Path, docker: Docker) -> None:
+    docker.rules([])
+    assert "no longer in the local Docker engine" in refused(project, ENV)
+
+
+@pytest.mark.usefixtures("docker", "registry_accepts")
+def test_dirty_built_image_is_refused(project: Path) -> None:
+    record = images.load_image_record(project / "dist" / "image.json")
+    dirty = images.ImageRecord(**{**record.__dict__, "revision": record.commit + "-dirty"})
+    images.save_image_record(dirty, project / "dist" / "image.json")
+    assert "was built from " in refused(project, ENV)
+
+
+@pytest.mark.usefixtures("docker", "registry_accepts")
+def test_missing_credentials_are_refused(project: Path, tmp_path: Path) -> None:
+    env = {"DOCKER_CONFIG": str(tmp_path / "empty")}
+    assert "no credentials for 127.0.0.1:5999" in refused(project, env)
+    assert "set both REGISTRY_USERNAME and REGISTRY_PASSWORD" in refused(
+        project, {"REGISTRY_USERNAME": "deploy", **env}
+    )
+
+
+def test_credentials_from_stdin_and_docker_config(tmp_path: Path) -> None:
+    creds, source = release.credentials(
+        "r.example", {"REGISTRY_USERNAME": "u"}, password_stdin=True, stdin=io.StringIO("pw\n")
+    )
+    assert creds == Credentials("u", "pw")
+    assert source == "u (REGISTRY_USERNAME, stdin)"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {"r.example": {"auth": "dTpwdw=="}}}))  # u:pw
+    env = {"DOCKER_CONFIG": str(tmp_path)}
+    creds, source = release.credentials("r.example", env, password_stdin=False, stdin=io.StringIO())
+    assert creds == Credentials("u", "pw")
+    assert source == "u (existing docker login)"
+    config.write_text(json.dumps({"credHelpers": {"r.example": "pass"}}))
+    assert release.credentials("r.example", env, password_stdin=False, stdin=io.StringIO()) == (
+        None,
+        "existing docker login (credential helper)",
+    )
+
+
+def test_registry_failure_is_refused(project: Path, docker: Docker) -> None:
+    err = refused(project, ENV)  # nothing listens on 127.0.0.1:5999
+    assert "registry 127.0.0.1:5999 does not answer" in err
+
+
+@pytest.mark.usefixtures("registry_accepts")
+def test_confirmed_push(project: Path, docker: Docker, monkeypatch: pytest.MonkeyPatch) -> None:
+    docker.rules(
+        [
+            (["image", "inspect"], IMAGE_ID, 0),
+            (["push"], f"latest: digest: {DIGEST} size: 1234", 0),
+            ([], "", 0),  # login, tag, image rm
+        ]
+    )
+    read: list[str] = []
+
+    def manifest_digest(self: RegistryClient, repository: str, tag: str) -> str:
+        read.append(f"{repository}:{tag}")
+        return DIGEST
+
+    monkeypatch.setattr(RegistryClient, "manifest_digest", manifest_digest)
+    code, out, err = run(project, ENV, "--confirm")
+    assert (code, err) == (0, "")
+    assert out.endswith(f"pushed 4 tags, all resolve to {DIGEST}\n")
+    calls = docker.calls()
+    login = next(c for c in calls if c["args"][0] == "login")
+    assert login["args"] == ["login", "127.0.0.1:5999", "--username", "deploy", "--password-stdin"]
+    assert login["stdin"] == ENV["REGISTRY_PASSWORD"]
+    assert all(ENV["REGISTRY_PASSWORD"] not in " ".join(c["args"]) for c in calls)
+    pushes = [c for c in calls if c["args"][0] == "push"]
+    refs = [c["args"][1] for c in pushes]
+    head = git(project, "rev-parse", "HEAD")
+    repo = "127.0.0.1:5999/tea-n-tech/deathstar"
+    assert refs == [f"{repo}:0.3.1", f"{repo}:sha-{head[:7]}", f"{repo}:0.3", f"{repo}:latest"]
+    assert {c["config"] for c in pushes} == {login["config"]}  # pushed with the throwaway login
+    assert not Path(str(login["config"])).exists()  # and it is gone
+    removed = [c["args"][2] for c in calls if c["args"][:2] == ["image", "rm"]]
+    assert removed == refs
+    assert read == [f"tea-n-tech/deathstar:{ref.rsplit(':', 1)[1]}" for ref in refs]
+
+
+@pytest.mark.usefixtures("registry_accepts")
+def test_failed_push_removes_local_tags_and_reports(project: Path, docker: Docker) -> None:
+    docker.rules(
+        [
+            (["image", "inspect"], IMAGE_ID, 0),
+            (["push"], "denied: requested access to the resource is denied", 1),
+            ([], "", 0),
+        ]
+    )
+    err = refused(project, ENV, "--confirm")
+    assert "docker push 127.0.0.1:5999/tea-n-tech/deathstar:0.3.1 failed: denied" in err
+    calls = docker.calls()
+    tagged = [c["args"][2] for c in calls if c["args"][0] == "tag"]
+    removed = [c["args"][2] for c in calls if c["args"][:2] == ["image", "rm"]]
+    assert tagged == removed
+    assert len(tagged) == 4
+
+
+@pytest.mark.usefixtures("registry_accepts")
+def test_read_back_mismatch_is_an_error(
+    project: Path, docker: Docker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker.rules(
+        [
+            (["image", "inspect"], IMAGE_ID, 0),
+            (["push"], f"x: digest: {DIGEST} size: 1", 0),
+            ([], "", 0),
+        ]
+    )
+    monkeypatch.setattr(
+        RegistryClient,
+        "manifest_digest",
+        lambda self, repository, tag: None if tag == "latest" else DIGEST,
+    )
+    assert "do not all resolve to" in refused(project, ENV, "--confirm")
+
+
+def test_bad_version_is_one_line() -> None:
+    with pytest.raises(HarnessError, match="not a valid version"):
+        release.release_at_head(["v1.0.0"], "not-a-version")
