@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -117,7 +118,7 @@ class RequestGuard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise _BodyTooLargeError
+                    raise _BodyTooLargeError(self.max_body)
             return message
 
         try:
@@ -155,8 +156,22 @@ class RequestGuard:
         return 0
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class _BodyTooLargeError(StarletteHTTPException):
+    # An HTTPException because FastAPI re-raises those from body parsing; any other exception
+    # raised while it reads a chunked body becomes a 400 "error parsing the body".
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds {limit} bytes")
+
+
+def _finite(value: object) -> object:
+    """JSON has no NaN or Infinity, which Python's parser accepts and errors echo as input."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -210,7 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
         # json.dumps escapes to ASCII, so an error that echoes a lone surrogate from the
         # request still renders (Starlette's JSONResponse would fail on it with a 500).
-        body = json.dumps({"detail": exc.errors()}, default=str)
+        body = json.dumps({"detail": _finite(exc.errors())}, default=str, allow_nan=False)
         return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(StarletteHTTPException)

@@ -68,8 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def healthcheck(port: int, timeout: float) -> int:
     url = f"http://127.0.0.1:{port}/healthz"
+    # No proxies: an HTTP_PROXY in the container's environment must not reroute a local probe.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with opener.open(url, timeout=timeout) as response:
             healthy = response.status == 200
     except (urllib.error.URLError, OSError) as exc:
         print(f"deathstar: unhealthy: {url}: {exc}", file=sys.stderr)

@@ -136,12 +136,18 @@ class TargetStore:
         return _row_to_target(row)
 
     def list(self, *, limit: int, offset: int) -> tuple[list[Target], int]:
+        # One read transaction: the page and the total come from the same snapshot, even
+        # while another process writes to the file.
         with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {COLUMNS} FROM targets ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
-                (limit, offset),
-            ).fetchall()
-            (total,) = self._conn.execute("SELECT count(*) FROM targets").fetchone()
+            self._conn.execute("BEGIN")
+            try:
+                rows = self._conn.execute(
+                    f"SELECT {COLUMNS} FROM targets ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
+                    (limit, offset),
+                ).fetchall()
+                (total,) = self._conn.execute("SELECT count(*) FROM targets").fetchone()
+            finally:
+                self._conn.execute("COMMIT")
         return [_row_to_target(row) for row in rows], total
 
     def delete(self, target_id: int) -> None:

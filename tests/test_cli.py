@@ -1,0 +1,392 @@
+"""The command line, in-process and as real processes serving HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import coverage
+import pytest
+import requests
+
+import deathstar
+from deathstar.cli import main
+from deathstar.logs import ACCESS_LOGGER
+from tests.conftest import strict_json
+
+ROOT = Path(__file__).resolve().parents[1]
+READY_WITHIN = 15.0  # seconds a server may take to answer /healthz before the test fails
+STOP_WITHIN = 10.0  # seconds a server may take to exit after a signal before the test fails
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (the OS picked it and we released it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment without DEATHSTAR_* settings; coverage-aware when this run measures."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEATHSTAR_")}
+    cov = coverage.Coverage.current()
+    if cov is not None:
+        env["COVERAGE_FILE"] = str(Path(str(cov.get_option("run:data_file"))).resolve())
+    env.update(extra)
+    return env
+
+
+def module_command() -> list[str]:
+    """``python -m deathstar``, run under coverage when this test run measures coverage."""
+    if coverage.Coverage.current() is None:
+        return [sys.executable, "-m", "deathstar"]
+    return [
+        sys.executable,
+        "-m",
+        "coverage",
+        "run",
+        "--parallel-mode",
+        f"--rcfile={ROOT / 'pyproject.toml'}",
+        "-m",
+        "deathstar",
+    ]
+
+
+def script() -> str:
+    """The installed ``deathstar`` console script of the interpreter running the tests."""
+    beside = Path(sys.executable).with_name("deathstar")
+    found = str(beside) if beside.is_file() else shutil.which("deathstar")
+    assert found, "the deathstar console script is not installed"
+    return found
+
+
+def run(argv: list[str], **extra_env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+        env=child_env(**extra_env),
+    )
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("DEATHSTAR_"):
+            monkeypatch.delenv(key)
+
+
+# --- in-process ----------------------------------------------------------------------------
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == f"deathstar {deathstar.__version__}\n"
+
+
+def test_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([])
+    assert caught.value.code == 2
+    assert "usage: deathstar" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["api", "--port", "abc"], "--port"),
+        (["api", "--port", "70000"], "--port"),
+        (["api", "--log-level", "nope"], "--log-level"),
+        (["healthcheck", "--port", "-1"], "--port"),
+    ],
+)
+def test_bad_flag_is_one_line_and_exit_2(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"deathstar: error: {flag} must be")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("DEATHSTAR_PORT", "abc"), ("DEATHSTAR_PORT", "70000"), ("DEATHSTAR_LOG_LEVEL", "loud")],
+)
+@pytest.mark.parametrize("command", ["api", "healthcheck"])
+def test_bad_variable_is_one_line_and_exit_2(
+    variable: str,
+    value: str,
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as caught:
+        main([command])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"deathstar: error: {variable} must")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_healthcheck_nothing_listening_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    assert main(["healthcheck", "--port", str(port), "--timeout", "5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"deathstar: unhealthy: http://127.0.0.1:{port}/healthz: ")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_healthcheck_port_from_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("DEATHSTAR_PORT", str(port))
+    assert main(["healthcheck"]) == 1
+    assert f"127.0.0.1:{port}/healthz" in capsys.readouterr().err
+
+
+# --- the installed script ------------------------------------------------------------------
+
+
+def test_script_version() -> None:
+    result = run([script(), "--version"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"deathstar {deathstar.__version__}\n"
+
+
+def test_script_bad_port_flag() -> None:
+    result = run([script(), "api", "--port", "abc"])
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "deathstar: error: --port must be a port number, got 'abc'"
+    ]
+
+
+def test_script_bad_port_variable() -> None:
+    result = run([script(), "api"], DEATHSTAR_PORT="abc")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert "DEATHSTAR_PORT" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["--nope"], ["api", "--database"], ["fly"]])
+def test_script_usage_errors(argv: list[str]) -> None:
+    result = run([script(), *argv])
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: deathstar")
+    assert result.stderr.splitlines()[-1].startswith("deathstar")
+    assert "Traceback" not in result.stderr
+
+
+def test_module_healthcheck_nothing_listening() -> None:
+    port = free_port()
+    result = run([*module_command(), "healthcheck", "--port", str(port)])
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"deathstar: unhealthy: http://127.0.0.1:{port}/healthz")
+
+
+# --- real servers --------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    http: requests.Session
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, sig: signal.Signals) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=STOP_WITHIN)
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """Every stderr line, each of which must be one JSON object."""
+        entries = []
+        for line in self.log.read_text().splitlines():
+            entry = strict_json(line)
+            assert isinstance(entry, dict), line
+            entries.append(entry)
+        return entries
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_WITHIN
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                if self.http.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"server not ready within {READY_WITHIN}s:\n{self.log.read_text()}")
+
+
+StartServer = Callable[[Path], Server]
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.trust_env = False  # straight to 127.0.0.1, whatever proxy the environment names
+        yield session
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, http: requests.Session) -> Iterator[StartServer]:
+    started: list[Server] = []
+
+    def start(database: Path) -> Server:
+        port = free_port()
+        log = tmp_path / f"server-{len(started)}.log"
+        argv = [
+            *module_command(),
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--database",
+            str(database),
+        ]
+        with log.open("wb") as stderr:
+            proc = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, env=child_env()
+            )
+        server = Server(proc, port, log, http)
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(timeout=STOP_WITHIN)
+
+
+def test_server_serves_and_stops_cleanly_on_sigterm(
+    start_server: StartServer,
+    http: requests.Session,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = start_server(tmp_path / "x.db")
+
+    created = http.post(
+        f"{server.url}/v1/targets", json={"name": "Alderaan", "system": "Alderaan"}, timeout=5
+    )
+    assert created.status_code == 201, created.text
+    target = created.json()
+    assert created.headers["location"] == f"/v1/targets/{target['id']}"
+    assert "server" not in created.headers
+
+    listing = http.get(f"{server.url}/v1/targets", timeout=5).json()
+    assert listing["total"] == 1
+    assert listing["items"] == [target]
+
+    fired = http.post(f"{server.url}/v1/targets/{target['id']}/fire", timeout=5)
+    assert fired.status_code == 200
+    assert fired.json()["status"] == "destroyed"
+    again = http.post(f"{server.url}/v1/targets/{target['id']}/fire", timeout=5)
+    assert again.status_code == 409
+    assert "already destroyed" in again.json()["detail"]
+
+    missing = http.get(f"{server.url}/nope", timeout=5)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/json"
+
+    assert http.get(f"{server.url}/readyz", timeout=5).status_code == 200
+
+    health = run([*module_command(), "healthcheck", "--port", str(server.port)])
+    assert health.returncode == 0, health.stderr
+    assert health.stderr == ""
+    # A proxy in the environment (nothing listens there) must not reroute the local probe.
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
+    proxied = run(
+        [*module_command(), "healthcheck", "--port", str(server.port)],
+        http_proxy=dead_proxy,
+        HTTP_PROXY=dead_proxy,
+    )
+    assert proxied.returncode == 0, proxied.stderr
+    for key in [k for k in os.environ if k.startswith("DEATHSTAR_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("http_proxy", dead_proxy)
+    assert main(["healthcheck", "--port", str(server.port)]) == 0
+
+    assert server.stop(signal.SIGTERM) == 0
+
+    entries = server.log_entries()
+    assert all({"ts", "level", "logger", "msg"} <= set(e) for e in entries)
+    access = [e for e in entries if e["logger"] == ACCESS_LOGGER]
+    summary = [(e["method"], e["path"], e["status"]) for e in access]
+    assert ("POST", "/v1/targets", 201) in summary
+    assert ("GET", "/v1/targets", 200) in summary
+    assert summary.count(("POST", f"/v1/targets/{target['id']}/fire", 200)) == 1
+    assert summary.count(("POST", f"/v1/targets/{target['id']}/fire", 409)) == 1
+    assert ("GET", "/nope", 404) in summary
+    assert all(e["client"] == "127.0.0.1" for e in access)
+    assert all(isinstance(e["duration_ms"], float | int) for e in access)
+    assert any(e["logger"].startswith("uvicorn") for e in entries)
+
+
+def test_server_stops_cleanly_on_sigint(
+    start_server: StartServer, http: requests.Session, tmp_path: Path
+) -> None:
+    server = start_server(tmp_path / "x.db")
+    assert http.get(f"{server.url}/v1/targets", timeout=5).status_code == 200
+    assert server.stop(signal.SIGINT) == 0
+    assert any(e["logger"] == ACCESS_LOGGER for e in server.log_entries())
+
+
+def test_data_survives_a_restart(
+    start_server: StartServer, http: requests.Session, tmp_path: Path
+) -> None:
+    database = tmp_path / "nested" / "keep.db"
+    first = start_server(database)
+    created = http.post(
+        f"{first.url}/v1/targets", json={"name": "Jedha", "system": "Jedha"}, timeout=5
+    )
+    assert created.status_code == 201
+    assert first.stop(signal.SIGTERM) == 0
+
+    second = start_server(database)
+    assert http.get(f"{second.url}{created.headers['location']}", timeout=5).json() == (
+        created.json()
+    )
+    duplicate = http.post(
+        f"{second.url}/v1/targets", json={"name": "Jedha", "system": "x"}, timeout=5
+    )
+    assert duplicate.status_code == 409
+    assert second.stop(signal.SIGTERM) == 0
