@@ -130,13 +130,7 @@ def image(session: nox.Session) -> None:
     """Build the image from dist/ with no network; tag it <version> and sha-<commit>."""
     with refusals(session):
         session.log(f"Docker engine {images.require_engine()}")
-        plan = images.BuildPlan(
-            version=PYPROJECT["project"]["version"],
-            commit=gitinfo.head_commit(ROOT),
-            dirty=gitinfo.is_dirty(ROOT),
-            epoch=gitinfo.commit_epoch(ROOT),
-            base_image=os.environ.get("DEATHSTAR_BASE_IMAGE", images.DEFAULT_BASE_IMAGE),
-        )
+        plan = images.BuildPlan.for_checkout(ROOT, PYPROJECT["project"]["version"], os.environ)
     session.run(*plan.build_command(ROOT), external=True)
     with refusals(session):
         record = images.ImageRecord.from_plan(plan)

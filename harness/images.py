@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import HarnessError
+from harness import HarnessError, gitinfo
 
 IMAGE_NAME = "deathstar"
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
@@ -90,6 +90,17 @@ class BuildPlan:
     dirty: bool
     epoch: int
     base_image: str
+
+    @classmethod
+    def for_checkout(cls, root: Path, version: str, environ: Mapping[str, str]) -> BuildPlan:
+        """The plan for HEAD of ``root``; DEATHSTAR_BASE_IMAGE overrides the base image."""
+        return cls(
+            version=version,
+            commit=gitinfo.head_commit(root),
+            dirty=gitinfo.is_dirty(root),
+            epoch=gitinfo.commit_epoch(root),
+            base_image=environ.get("DEATHSTAR_BASE_IMAGE", DEFAULT_BASE_IMAGE),
+        )
 
     @property
     def revision(self) -> str:

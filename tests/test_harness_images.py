@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,31 @@ def test_provision_env_path() -> None:
     assert images.provision_env_path({"HOME": "/h"}) == Path(
         "/h/.local/state/deathstar/provision.env"
     )
+
+
+def test_plan_for_checkout_reads_git_and_base_override(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x.invalid",
+        "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z",
+    }
+    for command in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", *command], cwd=tmp_path, env=env, check=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    built = images.BuildPlan.for_checkout(tmp_path, "1.0.0", {"DEATHSTAR_BASE_IMAGE": "b:1"})
+    assert built == images.BuildPlan("1.0.0", head, False, 1767323045, "b:1")
+    (tmp_path / "new.txt").write_text("x")
+    dirty = images.BuildPlan.for_checkout(tmp_path, "1.0.0", {})
+    assert dirty.dirty
+    assert dirty.base_image == images.DEFAULT_BASE_IMAGE
