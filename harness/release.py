@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -112,8 +113,10 @@ def verified_image(project: Path, head: str) -> images.ImageRecord:
     record = images.load_image_record(project / "dist" / "image.json")
     verified = images.load_verification(project / "dist" / "verified.json")
     if record.commit != head or record.revision != head:
+        # "<sha>-dirty"[:12] would hide the "-dirty": say so, or the two shas read the same.
+        dirty = " with uncommitted changes" if record.revision.endswith("-dirty") else ""
         raise HarnessError(
-            f"the recorded image was built from {record.revision[:12]}, not from HEAD "
+            f"the recorded image was built from {record.commit[:12]}{dirty}, not from HEAD "
             f"{head[:12]}; run `nox` on this commit first"
         )
     if verified.get("image_id") != record.image_id or verified.get("commit") != head:
@@ -134,17 +137,40 @@ def verified_image(project: Path, head: str) -> images.ImageRecord:
 
 
 def docker_config_credentials(registry: str, env: Mapping[str, str]) -> tuple[bool, str | None]:
-    """(logged in?, base64 user:password if the config holds it) for an existing docker login."""
+    """(logged in?, base64 user:password if known) for an existing ``docker login``."""
     config_dir = Path(env.get("DOCKER_CONFIG") or Path(env.get("HOME", "/root")) / ".docker")
     try:
         config = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False, None
     entry = config.get("auths", {}).get(registry)
-    helper = config.get("credHelpers", {}).get(registry)
-    if entry is None and helper is None:
+    helper = config.get("credHelpers", {}).get(registry) or (
+        config.get("credsStore") if entry is not None else None
+    )
+    if helper:
+        return True, credential_helper_auth(helper, registry)
+    if entry is None:
         return False, None
-    return True, (entry or {}).get("auth")
+    return True, entry.get("auth")
+
+
+def credential_helper_auth(helper: str, registry: str) -> str | None:
+    """Ask ``docker-credential-<helper>`` (the protocol docker itself uses) for the login."""
+    try:
+        result = subprocess.run(
+            [f"docker-credential-{helper}", "get"],
+            input=registry,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        found = json.loads(result.stdout) if result.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+        return None
+    if not found.get("Username") or not found.get("Secret"):
+        return None
+    return base64.b64encode(f"{found['Username']}:{found['Secret']}".encode()).decode()
 
 
 def credentials(
@@ -212,25 +238,46 @@ def docker_login(plan: Plan) -> Iterator[dict[str, str]]:
         yield env
 
 
+class PushError(HarnessError):
+    """A failure after pushing began: the registry may hold some of the tags already."""
+
+
 def push(plan: Plan) -> str:
     """Push every tag, remove the local registry tags again, and return the pushed digest."""
     created: list[str] = []
-    pushed: set[str] = set()
-    with docker_login(plan) as env:
-        try:
+    pushed: list[str] = []
+    digests: set[str] = set()
+    try:
+        with docker_login(plan) as env:
             for ref in plan.refs:
                 images.docker("tag", plan.image_id, ref)
                 created.append(ref)
             for ref in plan.refs:
                 print(f"pushing {ref}", flush=True)
                 output = images.docker("push", ref, env=env, timeout=PUSH_TIMEOUT)
-                pushed.update(_PUSHED_DIGEST.findall(output))
-        finally:
-            for ref in created:
-                images.docker("image", "rm", ref)
-    if len(pushed) != 1:
-        raise HarnessError(f"docker push reported {len(pushed)} digests: {sorted(pushed)}")
-    return pushed.pop()
+                digests.update(_PUSHED_DIGEST.findall(output))
+                pushed.append(ref.rsplit(":", 1)[1])
+    except HarnessError as exc:
+        if not pushed:
+            raise
+        raise PushError(
+            f"{exc}; the registry already holds {', '.join(pushed)} (immutable tags first); "
+            "fix the cause and run the push again: it is idempotent"
+        ) from None
+    finally:
+        _untag(created)
+    if len(digests) != 1:
+        raise PushError(f"docker push reported {len(digests)} digests: {sorted(digests)}")
+    return digests.pop()
+
+
+def _untag(refs: list[str]) -> None:
+    """Remove the registry-qualified tags we made; the image keeps its own tags."""
+    for ref in refs:
+        try:
+            images.docker("image", "rm", ref)
+        except HarnessError as exc:  # never hide the push's own error behind a cleanup error
+            print(f"warning: could not remove the local tag {ref}: {exc}", file=sys.stderr)
 
 
 def read_back(plan: Plan, expected: str) -> None:
@@ -238,7 +285,7 @@ def read_back(plan: Plan, expected: str) -> None:
     digests = {tag: client.manifest_digest(plan.repository, tag) for tag in plan.tags}
     wrong = {tag: digest for tag, digest in digests.items() if digest != expected}
     if wrong:
-        raise HarnessError(f"registry tags do not all resolve to {expected}: {wrong}")
+        raise PushError(f"registry tags do not all resolve to {expected}: {wrong}")
 
 
 def main(argv: Sequence[str], env: Mapping[str, str], stdin: TextIO) -> int:
@@ -251,6 +298,9 @@ def main(argv: Sequence[str], env: Mapping[str, str], stdin: TextIO) -> int:
             return 0
         digest = push(plan)
         read_back(plan, digest)
+    except PushError as exc:
+        print(f"push failed: {exc}", file=sys.stderr)
+        return 1
     except HarnessError as exc:
         print(f"push refused: {exc}", file=sys.stderr)
         return 1

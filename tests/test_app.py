@@ -607,7 +607,7 @@ def test_json_formatter_fields() -> None:
     )
     entry = format_record(record)
     assert entry == {
-        "ts": "1970-01-01T00:00:00.000+00:00",
+        "ts": "1970-01-01T00:00:00.000Z",
         "level": "info",
         "logger": ACCESS_LOGGER,
         "msg": "hello wörld",

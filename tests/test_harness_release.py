@@ -133,13 +133,13 @@ def test_dry_run_prints_the_plan_and_pushes_nothing(project: Path, docker: Docke
     assert [c["args"][:2] for c in docker.calls()] == [["image", "inspect"]]
 
 
-def refused(project: Path, env: dict[str, str], *extra: str) -> str:
+def refused(project: Path, env: dict[str, str], *extra: str, prefix: str = "refused") -> str:
     code, out, err = run(project, env, *extra)
     assert code == 1
     if "--confirm" not in extra:
         assert out == ""  # a refusal in the checks prints no plan
     assert err.count("\n") == 1
-    assert err.startswith("push refused: ")
+    assert err.startswith(f"push {prefix}: ")
     return err
 
 
@@ -220,11 +220,36 @@ def test_credentials_from_stdin_and_docker_config(tmp_path: Path) -> None:
     creds, source = release.credentials("r.example", env, password_stdin=False, stdin=io.StringIO())
     assert creds == Credentials("u", "pw")
     assert source == "u (existing docker login)"
-    config.write_text(json.dumps({"credHelpers": {"r.example": "pass"}}))
+    config.write_text(json.dumps({"credHelpers": {"r.example": "deathstar-test"}}))
     assert release.credentials("r.example", env, password_stdin=False, stdin=io.StringIO()) == (
         None,
         "existing docker login (credential helper)",
     )
+
+
+def test_credentials_from_a_credential_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helper = tmp_path / "docker-credential-deathstar-test"
+    helper.write_text(
+        "#!/bin/sh\n"
+        'read -r server; [ "$1" = get ] && [ "$server" = r.example ] || exit 1\n'
+        'echo \'{"ServerURL": "r.example", "Username": "bot", "Secret": "tok"}\'\n'
+    )
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    (tmp_path / "config.json").write_text(
+        json.dumps({"auths": {"r.example": {}}, "credsStore": "deathstar-test"})
+    )
+    env = {"DOCKER_CONFIG": str(tmp_path)}
+    creds, source = release.credentials("r.example", env, password_stdin=False, stdin=io.StringIO())
+    assert creds == Credentials("bot", "tok")
+    assert source == "bot (existing docker login)"
+    # a registry the store has nothing for: logged in per config, credentials unknown
+    (tmp_path / "config.json").write_text(
+        json.dumps({"credHelpers": {"o.example": "deathstar-test"}})
+    )
+    assert release.docker_config_credentials("o.example", env) == (True, None)
 
 
 def test_registry_failure_is_refused(project: Path, docker: Docker) -> None:
@@ -302,9 +327,29 @@ def test_read_back_mismatch_is_an_error(
         "manifest_digest",
         lambda self, repository, tag: None if tag == "latest" else DIGEST,
     )
-    assert "do not all resolve to" in refused(project, ENV, "--confirm")
+    assert "do not all resolve to" in refused(project, ENV, "--confirm", prefix="failed")
 
 
 def test_bad_version_is_one_line() -> None:
     with pytest.raises(HarnessError, match="not a valid version"):
         release.release_at_head(["v1.0.0"], "not-a-version")
+
+
+@pytest.mark.usefixtures("registry_accepts")
+def test_partial_push_says_what_the_registry_holds(project: Path, docker: Docker) -> None:
+    docker.rules(
+        [
+            (["image", "inspect"], IMAGE_ID, 0),
+            (["push", "127.0.0.1:5999/tea-n-tech/deathstar:0.3.1"], f"d: digest: {DIGEST}", 0),
+            (["push"], "connection reset by peer", 1),
+            (["image", "rm"], "conflict: unable to remove", 1),  # cleanup trouble stays a warning
+            ([], "", 0),
+        ]
+    )
+    code, _, err = run(project, ENV, "--confirm")
+    lines = err.splitlines()
+    assert code == 1
+    assert lines[-1].startswith("push failed: docker push 127.0.0.1:5999/tea-n-tech/deathstar:sha-")
+    assert "the registry already holds 0.3.1 (immutable tags first)" in lines[-1]
+    assert "run the push again: it is idempotent" in lines[-1]
+    assert sum(line.startswith("warning: could not remove the local tag") for line in lines) == 4
