@@ -250,6 +250,16 @@ class Service:
         pytest.fail("more than 1000 pages of targets")
 
 
+def publish_on_loopback(container: DockerContainer, port: int) -> DockerContainer:
+    """Publish ``port`` on 127.0.0.1 only (a random host port), not on every interface.
+
+    testcontainers' own ``with_exposed_ports`` publishes on 0.0.0.0, which would open the
+    service under test to the network for the length of the run.
+    """
+    container.ports[port] = ("127.0.0.1", None)
+    return container
+
+
 class Lab:
     """Starts containers of the recorded image and named volumes; removes all of them on close.
 
@@ -294,7 +304,7 @@ class Lab:
     def service(self, *, volume: str | None = None, read_only: bool = False) -> Service:
         """Start the image, wait until /readyz answers 200 on 127.0.0.1:<mapped port>."""
         kwargs: dict[str, Any] = {"read_only": True} if read_only else {}
-        container = self._container(self.record.image_id, **kwargs).with_exposed_ports(PORT)
+        container = publish_on_loopback(self._container(self.record.image_id, **kwargs), PORT)
         if volume is not None:
             container.with_volume_mapping(volume, "/data", "rw")
         try:
@@ -304,6 +314,8 @@ class Lab:
         assert tracked is not None
         attrs = self.client.api.inspect_container(tracked.id)
         assert attrs["Image"] == self.record.image_id, "container runs another image"
+        bindings = attrs["NetworkSettings"]["Ports"][f"{PORT}/tcp"]
+        assert {b["HostIp"] for b in bindings} == {LOOPBACK}, f"published beyond {LOOPBACK}"
         host = container.get_container_host_ip()
         assert host == LOOPBACK, f"tests must reach containers via {LOOPBACK}, got {host}"
         # The wait strategy runs after registration, so a start that never gets ready still

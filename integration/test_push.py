@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import publish_on_loopback
 from packaging.version import Version
 from testcontainers.core.container import DockerContainer
 
@@ -163,6 +164,7 @@ class LiveRegistry:
 def live_registry() -> Iterator[LiveRegistry]:
     """registry:2 with htpasswd auth (bcrypt), on 127.0.0.1; removed after the module."""
     container = DockerRegistryContainer("registry:2", username=USERNAME, password=PASSWORD)
+    publish_on_loopback(container, 5000)
     try:
         container.start()
         address = str(container.get_registry())
@@ -364,7 +366,7 @@ def test_confirmed_push_pulls_and_runs_by_digest(
 
 def run_and_ask_version(ref: str) -> dict[str, Any]:
     """Start ``ref``, wait for /healthz 200 over 127.0.0.1, return /version; always remove it."""
-    container = DockerContainer(ref).with_exposed_ports(SERVICE_PORT)
+    container = publish_on_loopback(DockerContainer(ref), SERVICE_PORT)
     try:
         container.start()
         host = container.get_container_host_ip()
