@@ -12,7 +12,6 @@ directory on ``sys.path`` (rootdir conftest, no ``__init__.py``), and so does my
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -28,6 +27,9 @@ import requests
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import HttpWaitStrategy
 
+from harness import HarnessError
+from harness.images import ImageRecord, load_image_record
+
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 8080
 LOOPBACK = "127.0.0.1"
@@ -42,36 +44,18 @@ RUN_ID = uuid.uuid4().hex[:12]
 # --- the image record ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ImageRecord:
-    """dist/image.json as `nox -s image` wrote it."""
-
-    image_id: str
-    tags: list[str]
-    version: str
-    commit: str
-    revision: str
-    base_image: str
-    size: int
-    base_size: int
-
-
 def load_record() -> ImageRecord:
     where = os.environ.get("DEATHSTAR_IMAGE_RECORD", "")
-    hint = "run `nox -s integration`, which builds the image and sets it"
     if not where:
-        pytest.fail(f"DEATHSTAR_IMAGE_RECORD is not set: {hint}", pytrace=False)
-    path = Path(where)
+        pytest.fail(
+            "DEATHSTAR_IMAGE_RECORD is not set: run `nox -s integration`, which builds the "
+            "image and sets it",
+            pytrace=False,
+        )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        pytest.fail(f"DEATHSTAR_IMAGE_RECORD={where}: no such file; {hint}", pytrace=False)
-    except json.JSONDecodeError as exc:
-        pytest.fail(f"DEATHSTAR_IMAGE_RECORD={where} is not JSON ({exc}); {hint}", pytrace=False)
-    try:
-        record = ImageRecord(**data)
-    except TypeError as exc:
-        pytest.fail(f"DEATHSTAR_IMAGE_RECORD={where} is not an image record: {exc}", pytrace=False)
+        record = load_image_record(Path(where))
+    except HarnessError as exc:
+        pytest.fail(f"DEATHSTAR_IMAGE_RECORD={where}: {exc}", pytrace=False)
     if not record.image_id.startswith("sha256:"):
         pytest.fail(f"{where}: image_id {record.image_id!r} is not an image ID", pytrace=False)
     return record

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import ImageRecord, Service
+from conftest import Service
+
+from harness.images import ImageRecord
 
 LIMIT = 64 * 1024
 LABEL = "org.opencontainers.image."

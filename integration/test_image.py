@@ -11,7 +11,9 @@ from typing import Any
 
 import docker.errors
 import pytest
-from conftest import ROOT, ImageRecord, Lab
+from conftest import ROOT, Lab
+
+from harness.images import ImageRecord
 
 OCI = "org.opencontainers.image."
 VENV = PurePosixPath("/opt/venv")

@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from packaging.version import Version
 from testcontainers.core.container import DockerContainer
 
 from harness import ROOT
+from harness.images import ImageRecord
 from harness.registry import Credentials, RegistryClient
 
 with warnings.catch_warnings():
@@ -99,15 +100,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
-
-
-def load_record() -> dict[str, Any]:
-    """dist/image.json as `nox -s image` wrote it (the integration session points at it)."""
-    where = os.environ.get("DEATHSTAR_IMAGE_RECORD", "")
-    if not where:
-        pytest.fail("DEATHSTAR_IMAGE_RECORD is not set; run `nox -s integration`", pytrace=False)
-    data: dict[str, Any] = json.loads(Path(where).read_text(encoding="utf-8"))
-    return data
 
 
 def expected_tags(version: str, head: str) -> set[str]:
@@ -193,14 +185,10 @@ class Project:
         (self.dist / name).write_text(json.dumps(dict(data), indent=2) + "\n", encoding="utf-8")
 
 
-@pytest.fixture(scope="module")
-def image_record() -> dict[str, Any]:
-    return load_record()
-
-
 @pytest.fixture
-def project(tmp_path: Path, image_record: dict[str, Any]) -> Project:
+def project(tmp_path: Path, record: ImageRecord) -> Project:
     """A clean clone of this repository, released at HEAD, with the image "verified" at HEAD."""
+    image_record = asdict(record)
     path = tmp_path / "deathstar"
     # --no-tags: the repository's own release tags (a release manager tags before running
     # `nox`) would clash with the tag made here and change which version is `latest`.
