@@ -2,46 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from harness import HarnessError, gitinfo
-
-GIT_ENV = {
-    **os.environ,
-    "GIT_CONFIG_GLOBAL": os.devnull,  # the developer's own git config must not leak in
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_DATE": "2026-01-02T03:04:05+00:00",
-    "GIT_AUTHOR_DATE": "2026-01-02T03:04:05+00:00",
-}
-
-
-def run_git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=GIT_ENV
-    ).stdout.strip()
+from tests.gitrepo import EPOCH, git
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    run_git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "init", "-q", "-b", "main")
     (tmp_path / "file.txt").write_text("one\n")
-    run_git(tmp_path, "add", "file.txt")
-    run_git(tmp_path, "commit", "-q", "-m", "first")
+    git(tmp_path, "add", "file.txt")
+    git(tmp_path, "commit", "-q", "-m", "first")
     return tmp_path
 
 
 def test_clean_checkout(repo: Path) -> None:
-    sha = run_git(repo, "rev-parse", "HEAD")
+    sha = git(repo, "rev-parse", "HEAD")
     assert gitinfo.head_commit(repo) == sha
-    assert gitinfo.commit_epoch(repo) == 1767323045  # 2026-01-02T03:04:05Z
+    assert gitinfo.commit_epoch(repo) == EPOCH
     assert not gitinfo.is_dirty(repo)
     assert gitinfo.revision(repo) == sha
 
@@ -58,24 +39,24 @@ def test_dirty_tree_marks_revision(repo: Path, change: str) -> None:
 
 def test_ignored_files_do_not_make_the_tree_dirty(repo: Path) -> None:
     (repo / ".gitignore").write_text("dist/\n")
-    run_git(repo, "add", ".gitignore")
-    run_git(repo, "commit", "-q", "-m", "ignore dist")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-q", "-m", "ignore dist")
     (repo / "dist").mkdir()
     (repo / "dist" / "x.whl").write_text("x")
     assert not gitinfo.is_dirty(repo)
 
 
 def test_tags(repo: Path) -> None:
-    run_git(repo, "tag", "v0.1.0")
+    git(repo, "tag", "v0.1.0")
     (repo / "file.txt").write_text("two\n")
-    run_git(repo, "commit", "-qam", "second")
-    run_git(repo, "tag", "-a", "v0.2.0", "-m", "release 0.2.0")
+    git(repo, "commit", "-qam", "second")
+    git(repo, "tag", "-a", "v0.2.0", "-m", "release 0.2.0")
     assert gitinfo.tags_at_head(repo) == ["v0.2.0"]
     assert gitinfo.all_tags(repo) == ["v0.1.0", "v0.2.0"]
 
 
 def test_repository_without_commits_is_one_clear_error(tmp_path: Path) -> None:
-    run_git(tmp_path, "init", "-q")
+    git(tmp_path, "init", "-q")
     with pytest.raises(HarnessError, match="has no commit yet; commit first"):
         gitinfo.commit_epoch(tmp_path)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from harness import HarnessError, images
+from tests.gitrepo import EPOCH, git
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -206,27 +206,11 @@ def test_provision_env_path() -> None:
 
 
 def test_plan_for_checkout_reads_git_and_base_override(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@x.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@x.invalid",
-        "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z",
-    }
-    for command in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
-        subprocess.run(["git", *command], cwd=tmp_path, env=env, check=True)
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "commit", "-q", "--allow-empty", "-m", "x")
+    head = git(tmp_path, "rev-parse", "HEAD")
     built = images.BuildPlan.for_checkout(tmp_path, "1.0.0", {"DEATHSTAR_BASE_IMAGE": "b:1"})
-    assert built == images.BuildPlan("1.0.0", head, False, 1767323045, "b:1")
+    assert built == images.BuildPlan("1.0.0", head, False, EPOCH, "b:1")
     (tmp_path / "new.txt").write_text("x")
     dirty = images.BuildPlan.for_checkout(tmp_path, "1.0.0", {})
     assert dirty.dirty

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import stat
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +16,10 @@ import pytest
 from harness import HarnessError, images, release
 from harness.registry import Credentials, RegistryClient
 from harness.tags import Release
+from tests.gitrepo import git
 
 IMAGE_ID = "sha256:" + "ab" * 32
 DIGEST = "sha256:" + "cd" * 32
-GIT_ENV = {
-    **os.environ,
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.invalid",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 FAKE_DOCKER = """#!/usr/bin/env python3
 import json, os, sys
 log, rules = sys.argv[0] + ".log", json.load(open(sys.argv[0] + ".rules"))
