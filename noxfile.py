@@ -25,6 +25,8 @@ nox.options.reuse_venv = "yes"
 # The test matrix names every supported Python; a machine runs those it has. CI's matrix
 # jobs pass --error-on-missing-interpreters, so a job there cannot pass by skipping.
 nox.options.error_on_missing_interpreters = False
+# Only interpreters present on the machine run: no attempt to download the missing ones.
+nox.options.download_python = "never"
 
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -48,8 +50,12 @@ def refusals(session: nox.Session) -> Iterator[None]:
 def install_groups(session: nox.Session, *groups: str, project: bool = True) -> None:
     """Install dependency groups, pinned by the dev lock, and the project itself (editable)."""
     requirements = nox.project.dependency_groups(PYPROJECT, *groups)
-    editable = ["-e", "."] if project else []
-    session.install("-c", str(lock.DEV.path), *requirements, *editable)
+    session.install("-c", str(lock.DEV.path), *requirements)
+    if project:
+        # The runtime lock, hash-checked: tests run against the versions the image ships.
+        session.install("-r", str(lock.RUNTIME.path))
+        # pip refuses an editable install under hash checking, so the project goes alone.
+        session.install("--no-deps", "-e", ".")
 
 
 @nox.session(python=False, default=False)
@@ -109,16 +115,7 @@ def build(session: nox.Session) -> None:
         epoch = gitinfo.commit_epoch(ROOT)
     install_groups(session, "release", project=False)
     shutil.rmtree(DIST, ignore_errors=True)
-    session.run(
-        "python",
-        "-m",
-        "build",
-        "--installer",
-        "uv",
-        "--outdir",
-        str(DIST),
-        env={"SOURCE_DATE_EPOCH": str(epoch)},
-    )
+    session.run(*images.wheel_build_command(DIST), env={"SOURCE_DATE_EPOCH": str(epoch)})
     artifacts = sorted(str(p) for p in DIST.glob("deathstar-*"))
     session.run("twine", "check", "--strict", *artifacts)
     session.run("python", "-m", "harness.checksums", str(DIST), *artifacts)
@@ -161,3 +158,11 @@ def push(session: nox.Session) -> None:
     """Gated release of the verified image: checks and plan; pushes only with --confirm."""
     install_groups(session, "push", project=False)
     session.run("python", "-m", "harness.release", *session.posargs)
+
+
+@nox.session(python=TOOL_PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks P1-P6 against bench/seed-style.Dockerfile; `nox -s bench -- --help`."""
+    install_groups(session, "release", project=False)  # build, pip: the image's own toolchain
+    nox_args = ("--nox-python", sys.executable, "--test-session", f"test-{TOOL_PYTHON}")
+    session.run("python", "-m", "harness.bench", *nox_args, "--", *session.posargs)

@@ -74,6 +74,15 @@ def require_engine() -> str:
         ) from None
 
 
+def wheel_build_command(outdir: Path) -> list[str]:
+    """sdist and wheel as the build session makes them.
+
+    --no-isolation: the backend comes from the dev lock (the same poetry-core on every rebuild,
+    and no build env to create); the caller sets SOURCE_DATE_EPOCH.
+    """
+    return ["python", "-m", "build", "--no-isolation", "--outdir", str(outdir)]
+
+
 def wheelhouse_command(lock: Path, dest: Path) -> list[str]:
     """pip download of the locked runtime wheels, hash-checked, for the image's platform."""
     return [

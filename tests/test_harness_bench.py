@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import subprocess
 import sys
 import tarfile
 import threading
@@ -25,6 +24,7 @@ import pytest
 
 from harness import HarnessError, bench, bench_layers, bench_load, bench_report
 from harness.bench_report import Figure, Target
+from tests.gitrepo import GIT_ENV, git
 
 # --- statistics ------------------------------------------------------------------------------
 
@@ -128,6 +128,7 @@ def test_figure_json_shape() -> None:
         "verdict": "pass",
         "note": "n",
         "error": "",
+        "details": {},
     }
     bare = Figure("P4", "pipeline", "s").as_json()
     assert bare["baseline"] is None
@@ -501,15 +502,32 @@ def test_built_image_ids_reads_the_classic_builders_output() -> None:
     assert bench.built_image_ids("#5 DONE 0.1s\n") == []
 
 
-def test_session_times_from_nox_output() -> None:
-    output = (
-        "nox > Session lint was successful in 5 seconds.\n"
-        "nox > Session test-3.14 skipped: Python interpreter 3.14 not found.\n"
-        "nox > Session build was successful.\n"
-        "nox > Session integration was successful in 1 minute.\n"
+def test_session_times_from_a_nox_report() -> None:
+    report = {
+        "result": 1,
+        "sessions": [
+            {"name": "lint", "result": "success", "duration": 5.123, "signatures": ["lint"]},
+            {
+                "name": "test",
+                "result": "skipped",
+                "duration": 12.04,
+                "signatures": ["test-3.14", "test(python='3.14')"],
+            },
+            {"name": "build", "result": "success"},  # a nox without durations
+            {"name": "integration", "result": "success", "duration": 61},
+        ],
+    }
+    times = bench.session_times(report)
+    assert times == {
+        "lint": 5.1,
+        "test-3.14": "skipped after 12.0 s",
+        "build": "success",
+        "integration": 61,
+    }
+    assert bench.describe_times(times) == (
+        "lint 5.1 s, test-3.14 skipped after 12.0 s, build success, integration 61 s"
     )
-    assert bench.session_times(output) == "lint 5 seconds, build < 1 s, integration 1 minute"
-    assert bench.session_times("") == ""
+    assert bench.session_times({}) == {}
 
 
 def test_short_id() -> None:
@@ -652,7 +670,8 @@ class FakeEngine:
         what = " ".join(args)
         if any(word in what for word in self.fail):
             raise bench.CommandError(f"`{what}` failed", f"ERROR: {what} failed\n")
-        if args[0] == "git":
+        if args[0] == "git":  # for real, but away from the developer's git configuration
+            env = {**GIT_ENV, **(env or {})}
             return bench.run_command(args, cwd=cwd, env=env, timeout=timeout, merge=merge)
         if args[0] == "docker":
             return self.docker(args[1:])
@@ -685,10 +704,9 @@ class FakeEngine:
         }  # fmt: skip
         (cwd / "dist").mkdir(exist_ok=True)
         (cwd / "dist" / "image.json").write_text(json.dumps(record))
-        return (
-            f" ---> {built.id[7:19]}\nSuccessfully built {built.id[7:19]}\n"
-            "nox > Session lint was successful in 5 seconds.\n"
-        )
+        report = {"sessions": [{"name": "lint", "result": "success", "duration": 5.0}]}
+        Path(args[args.index("--report") + 1]).write_text(json.dumps(report))
+        return f" ---> {built.id[7:19]}\nSuccessfully built {built.id[7:19]}\n"
 
     def add_image(self, tags: list[str], extra: int) -> Image:
         self.count += 1
@@ -761,10 +779,9 @@ def project(tmp_path: Path) -> Path:
     )
     (root / "dist" / "wheelhouse").mkdir(parents=True)
     (root / "dist" / "wheelhouse" / "fastapi-1-py3-none-any.whl").write_bytes(b"w" * 1000)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
-    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], cwd=root, check=True)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
     (root / "untracked.txt").write_text("in the snapshot too\n")
     return root
 
@@ -796,13 +813,16 @@ def test_bench_measures_everything_and_cleans_up(
     assert code == 0
     figures = {f["id"]: f for f in data["figures"]}
     assert list(figures) == [
-        "P1a", "P1b", "P1b.gz", "P2", "P3", "P5", "P5.p50", "P5.p99", "P5.err", "P6", "P4",
+        "P1a", "P1b", "P1b.raw", "P2", "P3", "P5", "P5.p50", "P5.p99", "P5.err", "P6", "P4",
         "P4.reuse",
     ]  # fmt: skip
     assert len(figures["P1a"]["runs"]) == len(figures["P1a"]["baseline"]["runs"]) == 2
     # one new layer per rebuild for ours, two for the seed: 100 copies of a 10-byte diff-id each
-    assert figures["P1b"]["runs"] == [1000, 1000]
-    assert figures["P1b"]["baseline"]["runs"] == [2000, 2000]
+    assert figures["P1b.raw"]["runs"] == [1000, 1000]
+    assert figures["P1b.raw"]["baseline"]["runs"] == [2000, 2000]
+    # P1b is what a push sends: gzip of the same layers, far smaller than 100 repeated ids
+    assert 0 < figures["P1b"]["runs"][0] < 1000
+    assert figures["P1b"]["target"] is not None
     # the stand-in's n-th image is n kB over the base; the seed's minus its 1 kB wheelhouse
     assert figures["P2"]["runs"] == [3000, 5000]
     assert figures["P2"]["baseline"]["runs"] == [4000 - 1000, 6000 - 1000]
@@ -810,8 +830,8 @@ def test_bench_measures_everything_and_cleans_up(
     assert figures["P5.err"]["value"] == 7
     assert figures["P5.err"]["verdict"] == "miss"
     assert figures["P4"]["error"] == ""
-    assert figures["P4"]["note"].endswith("; run 1: lint 5 seconds")
-    assert figures["P4.reuse"]["note"] == "run 1: lint 5 seconds"
+    assert figures["P4"]["note"].endswith("; run 1: lint 5 s")
+    assert figures["P4.reuse"]["details"] == {"sessions per run": [{"lint": 5.0}]}
     assert len(figures["P6"]["runs"]) == len(figures["P6"]["baseline"]["runs"]) == 1
     assert data["command"].startswith("nox -s bench -- --runs 2")
     assert data["machine"]["docker_version"] == "20.10.99"

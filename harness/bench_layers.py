@@ -1,0 +1,89 @@
+"""Which layers of an image are new after a change, and how many bytes a registry receives.
+
+A registry stores layers by digest: a push uploads only layers it does not have. After a
+rebuild, the layers to upload are those whose diff-id (``docker image inspect --format
+'{{json .RootFS.Layers}}'``) the previous image did not have. Their sizes come from ``docker
+save``: its ``manifest.json`` lists the layer tarballs in the order of the config's
+``rootfs.diff_ids``, in both the legacy layout (``<id>/layer.tar``) and the OCI layout that
+newer engines write (``blobs/sha256/<digest>``). Docker pushes layers gzip-compressed, so the
+gzip size (level 6, Docker's default) is what travels; the tarball size is what is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from harness import HarnessError
+
+GZIP_LEVEL = 6
+CHUNK = 1 << 20
+
+
+def new_layers(before: Sequence[str], after: Sequence[str]) -> list[str]:
+    """The diff-ids of ``after`` that ``before`` lacks, in order, each once."""
+    known = set(before)
+    fresh: list[str] = []
+    for layer in after:
+        if layer not in known and layer not in fresh:
+            fresh.append(layer)
+    return fresh
+
+
+@dataclass(frozen=True)
+class LayerBytes:
+    diff_id: str
+    size: int
+    gzip_size: int
+
+
+def stream_sizes(stream: IO[bytes]) -> tuple[int, int]:
+    """Bytes read from ``stream`` and the size of their gzip compression."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    raw = packed = 0
+    for chunk in iter(lambda: stream.read(CHUNK), b""):
+        raw += len(chunk)
+        packed += len(compressor.compress(chunk))
+    return raw, packed + len(compressor.flush())
+
+
+def _text_member(archive: tarfile.TarFile, name: str) -> str:
+    handle = archive.extractfile(name)
+    if handle is None:
+        raise HarnessError(f"docker save output has no file {name}")
+    with handle:
+        return handle.read().decode("utf-8")
+
+
+def measure_saved(path: Path, wanted: Iterable[str]) -> list[LayerBytes]:
+    """Sizes of the ``wanted`` layers (diff-ids) in the ``docker save`` archive at ``path``."""
+    wanted = list(wanted)
+    with tarfile.open(path) as archive:
+        try:
+            manifest: list[dict[str, Any]] = json.loads(_text_member(archive, "manifest.json"))
+            entry = manifest[0]
+            config: dict[str, Any] = json.loads(_text_member(archive, entry["Config"]))
+            diff_ids: list[str] = config["rootfs"]["diff_ids"]
+            members: list[str] = entry["Layers"]
+        except (KeyError, IndexError, TypeError, json.JSONDecodeError) as exc:
+            raise HarnessError(f"{path} is not a docker save archive: {exc!r}") from None
+        if len(diff_ids) != len(members):
+            raise HarnessError(f"{path}: {len(members)} layer files for {len(diff_ids)} diff-ids")
+        by_diff_id = dict(zip(diff_ids, members, strict=True))
+        missing = [layer for layer in wanted if layer not in by_diff_id]
+        if missing:
+            raise HarnessError(f"{path} has no layer {missing[0]}")
+        measured = []
+        for layer in wanted:
+            # extractfile follows the symlinks that the legacy layout uses for repeated layers.
+            handle = archive.extractfile(by_diff_id[layer])
+            if handle is None:
+                raise HarnessError(f"{path}: layer {layer} is not a file")
+            with handle:
+                measured.append(LayerBytes(layer, *stream_sizes(handle)))
+    return measured

@@ -1,0 +1,169 @@
+"""Load for P5: wrk when it is installed, else a small asyncio client; both bounded in time.
+
+Both keep a fixed number of HTTP/1.1 keep-alive connections busy for a fixed duration against
+one URL on 127.0.0.1 and report requests per second, p50 and p99 latency, and errors: answers
+outside 2xx and socket errors (refused, reset, timed out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from asyncio import LimitOverrunError
+from dataclasses import dataclass
+
+from harness import HarnessError
+from harness.bench_report import percentile
+
+TIMEOUT = 5.0
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    tool: str
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+
+def wrk_command(url: str, *, connections: int, seconds: float) -> list[str]:
+    # One thread: the client shares the machine's cores with the server and should take little.
+    return [
+        "wrk", "--threads", "1", "--connections", str(connections),
+        "--duration", f"{max(1, round(seconds))}s", "--timeout", f"{TIMEOUT:g}s",
+        "--latency", url,
+    ]  # fmt: skip
+
+
+def _milliseconds(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not match:
+        raise HarnessError(f"wrk printed a latency I cannot read: {text!r}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def parse_wrk(output: str) -> LoadResult:
+    """Read wrk's summary (it must have run with --latency)."""
+
+    def find(pattern: str) -> re.Match[str] | None:
+        return re.search(pattern, output, re.MULTILINE)
+
+    done = find(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)")
+    rps = find(r"^Requests/sec:\s*([\d.]+)")
+    p50 = find(r"^\s*50(?:\.000)?%\s+(\S+)")
+    p99 = find(r"^\s*99(?:\.000)?%\s+(\S+)")
+    if not (done and rps and p50 and p99):
+        raise HarnessError("wrk's output lacks its summary or latency distribution")
+    sockets = find(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+    non_2xx = find(r"Non-2xx or 3xx responses: (\d+)")
+    return LoadResult(
+        tool="wrk",
+        requests=int(done[1]),
+        seconds=_milliseconds(f"{done[2]}{done[3]}") / 1e3,
+        rps=float(rps[1]),
+        p50_ms=_milliseconds(p50[1]),
+        p99_ms=_milliseconds(p99[1]),
+        non_2xx=int(non_2xx[1]) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in sockets.groups()) if sockets else 0,
+    )
+
+
+@dataclass
+class _Tally:
+    latencies: list[float]
+    non_2xx: int = 0
+    socket_errors: int = 0
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bool]:
+    """Send one request, read its answer; the status and whether the server keeps the line."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip().lower()
+    if "content-length" not in headers:
+        raise ValueError("an answer without Content-Length")
+    await reader.readexactly(int(headers["content-length"]))
+    return status, headers.get("connection") != "close"
+
+
+async def _connection(host: str, port: int, request: bytes, deadline: float, tally: _Tally) -> None:
+    line: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    try:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                if line is None:
+                    line = await asyncio.wait_for(asyncio.open_connection(host, port), TIMEOUT)
+                status, keep = await asyncio.wait_for(_exchange(*line, request), TIMEOUT)
+            except (OSError, EOFError, TimeoutError, ValueError, IndexError, LimitOverrunError):
+                # Refused, reset, closed mid-answer (IncompleteReadError is an EOFError), timed
+                # out, or an answer that is not HTTP: one socket error, then a new connection.
+                tally.socket_errors += 1
+                keep = False
+            else:
+                tally.latencies.append(time.perf_counter() - started)
+                if not 200 <= status < 300:
+                    tally.non_2xx += 1
+            if not keep and line is not None:
+                await _close(line[1])
+                line = None
+    finally:
+        if line is not None:
+            await _close(line[1])
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+async def _load(host: str, port: int, path: str, connections: int, seconds: float) -> _Tally:
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n"
+    ).encode()
+    tally = _Tally(latencies=[])
+    deadline = time.perf_counter() + seconds
+    await asyncio.gather(
+        *(_connection(host, port, request, deadline, tally) for _ in range(connections))
+    )
+    return tally
+
+
+def python_load(host: str, port: int, path: str, *, connections: int, seconds: float) -> LoadResult:
+    """The fallback client: asyncio, keep-alive, one request in flight per connection."""
+    started = time.perf_counter()
+    tally = asyncio.run(_load(host, port, path, connections, seconds))
+    elapsed = time.perf_counter() - started
+    done = len(tally.latencies)
+    if not done:
+        raise HarnessError(f"no request to http://{host}:{port}{path} got an answer")
+    return LoadResult(
+        tool="python-asyncio",
+        requests=done,
+        seconds=elapsed,
+        rps=done / elapsed,
+        p50_ms=percentile(tally.latencies, 50) * 1e3,
+        p99_ms=percentile(tally.latencies, 99) * 1e3,
+        non_2xx=tally.non_2xx,
+        socket_errors=tally.socket_errors,
+    )
