@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import urllib.error
@@ -46,20 +47,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The variable each flag replaces: with the flag given, the variable is not read at all, so a
+# bad value there cannot fail a command that says what it wants.
+FLAG_VARIABLES = {
+    "host": "DEATHSTAR_HOST",
+    "port": "DEATHSTAR_PORT",
+    "database": "DEATHSTAR_DATABASE",
+    "log_level": "DEATHSTAR_LOG_LEVEL",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    given = {flag for flag in FLAG_VARIABLES if getattr(args, flag, None) is not None}
+    env = {k: v for k, v in os.environ.items() if k not in {FLAG_VARIABLES[f] for f in given}}
     try:
-        settings = Settings.from_env()
-        if args.port is not None:
+        if args.command == "healthcheck":  # reads the port only
+            raw, source = (
+                (args.port, "--port")
+                if "port" in given
+                else (env.get("DEATHSTAR_PORT", "8080"), "DEATHSTAR_PORT")
+            )
+            return healthcheck(parse_port(raw, source), args.timeout)
+        settings = Settings.from_env(env)
+        if "port" in given:
             settings = replace(settings, port=parse_port(args.port, "--port"))
-        if args.command == "healthcheck":
-            return healthcheck(settings.port, args.timeout)
-        if args.host is not None:
+        if "host" in given:
             settings = replace(settings, host=args.host)
-        if args.database is not None:
+        if "database" in given:
             settings = replace(settings, database=args.database)
-        if args.log_level is not None:
+        if "log_level" in given:
             settings = replace(settings, log_level=parse_log_level(args.log_level, "--log-level"))
     except ConfigError as exc:
         parser.exit(2, f"deathstar: error: {exc}\n")

@@ -129,10 +129,15 @@ def test_bad_flag_is_one_line_and_exit_2(
 
 @pytest.mark.usefixtures("clean_env")
 @pytest.mark.parametrize(
-    ("variable", "value"),
-    [("DEATHSTAR_PORT", "abc"), ("DEATHSTAR_PORT", "70000"), ("DEATHSTAR_LOG_LEVEL", "loud")],
+    ("command", "variable", "value"),
+    [
+        ("api", "DEATHSTAR_PORT", "abc"),
+        ("api", "DEATHSTAR_PORT", "70000"),
+        ("api", "DEATHSTAR_LOG_LEVEL", "loud"),
+        ("healthcheck", "DEATHSTAR_PORT", "abc"),
+        ("healthcheck", "DEATHSTAR_PORT", "70000"),
+    ],
 )
-@pytest.mark.parametrize("command", ["api", "healthcheck"])
 def test_bad_variable_is_one_line_and_exit_2(
     variable: str,
     value: str,
@@ -390,3 +395,18 @@ def test_data_survives_a_restart(
     )
     assert duplicate.status_code == 409
     assert second.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize(
+    ("variable", "value"), [("DEATHSTAR_PORT", "abc"), ("DEATHSTAR_LOG_LEVEL", "loud")]
+)
+def test_a_flag_replaces_its_bad_variable_and_healthcheck_reads_only_the_port(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with socket.socket() as probe:  # a port nothing listens on: unhealthy, not a usage error
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["healthcheck", "--port", str(port), "--timeout", "1"]) == 1
+    assert "unhealthy" in capsys.readouterr().err
