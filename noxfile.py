@@ -61,13 +61,19 @@ def install_groups(session: nox.Session, *groups: str, project: bool = True) -> 
 @nox.session(python=False, default=False)
 def install(session: nox.Session) -> None:
     """Create .venv with the project editable and every dev dependency group, for an IDE."""
-    pins = ("-c", str(lock.DEV.path), *nox.project.dependency_groups(PYPROJECT, "dev"), "-e", ".")
     if shutil.which("uv"):
         session.run("uv", "venv", "--allow-existing", "--python", TOOL_PYTHON, ".venv")
-        session.run("uv", "pip", "install", "--python", ".venv", *pins)
+        pip: tuple[str, ...] = ("uv", "pip", "install", "--python", ".venv")
     else:
-        session.run(sys.executable, "-m", "venv", ".venv")
-        session.run(".venv/bin/python", "-m", "pip", "install", *pins)
+        # --upgrade-deps: the pip ensurepip bundles reads hashed constraints as a demand for
+        # hashes on every requirement; a current pip does not.
+        session.run(sys.executable, "-m", "venv", "--upgrade-deps", ".venv")
+        pip = (".venv/bin/python", "-m", "pip", "install")
+    # The same three steps as install_groups: pip refuses an editable install under hashes.
+    dev_groups = nox.project.dependency_groups(PYPROJECT, "dev")
+    session.run(*pip, "-c", str(lock.DEV.path), *dev_groups)
+    session.run(*pip, "-r", str(lock.RUNTIME.path))
+    session.run(*pip, "--no-deps", "-e", ".")
     session.log("ready: point your IDE at .venv/bin/python, or `source .venv/bin/activate`")
 
 
