@@ -40,7 +40,7 @@ from conftest import publish_on_loopback
 from packaging.version import Version
 from testcontainers.core.container import DockerContainer
 
-from harness import ROOT
+from harness import ROOT, images
 from harness.images import ImageRecord
 from harness.registry import Credentials, RegistryClient
 
@@ -74,17 +74,8 @@ SCRUBBED_ENV = (*CREDENTIALS_ENV, "DOCKER_CONFIG", "DEATHSTAR_REGISTRY", "DEATHS
 
 
 def docker(*args: str, env: Mapping[str, str] | None = None, stdin: str | None = None) -> str:
-    result = subprocess.run(
-        ["docker", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=DOCKER_TIMEOUT,
-        check=False,
-        env=None if env is None else dict(env),
-    )
-    assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr.strip()}"
-    return result.stdout.strip()
+    """The harness's own docker runner: a failure raises with docker's last error line."""
+    return images.docker_with_input(stdin, *args, env=env, timeout=DOCKER_TIMEOUT)
 
 
 def git(*args: str, cwd: Path) -> str:
