@@ -244,6 +244,12 @@ def publish_on_loopback(container: DockerContainer, port: int) -> DockerContaine
     return container
 
 
+def wait_until_serving(container: DockerContainer, port: int, path: str) -> None:
+    """testcontainers' HTTP wait strategy: a 200 on ``path`` through the mapped port."""
+    wait = HttpWaitStrategy(port, path).with_startup_timeout(STARTUP_TIMEOUT)
+    wait.with_poll_interval(0.1).wait_until_ready(container)
+
+
 class Lab:
     """Starts containers of the recorded image and named volumes; removes all of them on close.
 
@@ -304,8 +310,7 @@ class Lab:
         assert host == LOOPBACK, f"tests must reach containers via {LOOPBACK}, got {host}"
         # The wait strategy runs after registration, so a start that never gets ready still
         # has its logs in the failure report and is removed by close().
-        wait = HttpWaitStrategy(PORT, "/readyz").with_startup_timeout(STARTUP_TIMEOUT)
-        wait.with_poll_interval(0.1).wait_until_ready(container)
+        wait_until_serving(container, PORT, "/readyz")
         port = int(container.get_exposed_port(PORT))
         session = requests.Session()
         self.sessions.append(session)

@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import publish_on_loopback
+from conftest import publish_on_loopback, wait_until_serving
 from packaging.version import Version
 from testcontainers.core.container import DockerContainer
 
@@ -63,7 +62,6 @@ SECRETS = (
 SERVICE_PORT = 8080
 RELEASE_TIMEOUT = 600  # seconds for one `python -m harness.release`; a push takes 5-20 s here
 DOCKER_TIMEOUT = 120
-STARTUP_TIMEOUT = 30
 DIGEST = re.compile(r"^pushed (\d+) tags, all resolve to (sha256:[0-9a-f]{64})$")
 CREDENTIALS_ENV = ("REGISTRY_USERNAME", "REGISTRY_PASSWORD")
 # Variables of the caller that would change what the release module does.
@@ -351,30 +349,14 @@ def run_and_ask_version(ref: str) -> dict[str, Any]:
         host = container.get_container_host_ip()
         assert host == LOOPBACK, f"tests must reach containers via {LOOPBACK}, got {host}"
         base = f"http://{host}:{container.get_exposed_port(SERVICE_PORT)}"
+        wait_until_serving(container, SERVICE_PORT, "/healthz")
         with requests.Session() as http:
-            wait_for_health(http, base + "/healthz")
             response = http.get(base + "/version", timeout=10)
             assert response.status_code == 200, response.text
             body: dict[str, Any] = response.json()
             return body
     finally:
         container.stop()
-
-
-def wait_for_health(http: requests.Session, url: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            response = http.get(url, timeout=2)
-        except requests.RequestException as exc:
-            last = type(exc).__name__
-        else:
-            if response.status_code == 200:
-                return
-            last = str(response.status_code)
-        time.sleep(0.2)
-    pytest.fail(f"{url}: no 200 within {STARTUP_TIMEOUT} s (last: {last})")
 
 
 def test_pushing_the_same_version_again_is_idempotent(
