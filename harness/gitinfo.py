@@ -43,6 +43,12 @@ def is_dirty(cwd: Path) -> bool:
     return bool(git("status", "--porcelain", "--untracked-files=normal", cwd=cwd))
 
 
+def revision(cwd: Path) -> str:
+    """HEAD's full sha, marked ``-dirty`` when the tree has changes."""
+    sha = head_commit(cwd)
+    return f"{sha}-dirty" if is_dirty(cwd) else sha
+
+
 def tags_at_head(cwd: Path) -> list[str]:
     return sorted(git("tag", "--points-at", "HEAD", cwd=cwd).split())
 

@@ -24,15 +24,17 @@ def test_clean_checkout(repo: Path) -> None:
     assert gitinfo.head_commit(repo) == sha
     assert gitinfo.commit_epoch(repo) == EPOCH
     assert not gitinfo.is_dirty(repo)
+    assert gitinfo.revision(repo) == sha
 
 
 @pytest.mark.parametrize("change", ["modify", "untracked"])
-def test_changes_and_untracked_files_make_the_tree_dirty(repo: Path, change: str) -> None:
+def test_dirty_tree_marks_revision(repo: Path, change: str) -> None:
     if change == "modify":
         (repo / "file.txt").write_text("two\n")
     else:
         (repo / "new.txt").write_text("new\n")
     assert gitinfo.is_dirty(repo)
+    assert gitinfo.revision(repo).endswith("-dirty")
 
 
 def test_ignored_files_do_not_make_the_tree_dirty(repo: Path) -> None:
