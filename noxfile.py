@@ -1,3 +1,8 @@
+#!/usr/bin/env python3
+# /// script
+# requires-python = ">=3.11"
+# dependencies = ["nox[uv]>=2025.5.1"]
+# ///
 """The deathstar harness: every step from lint to release, the same on a laptop and in CI.
 
 `nox -l` lists the sessions. Logic that needs tests lives in the typed `harness` package;
@@ -17,7 +22,10 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import HarnessError, gitinfo, images, lock
+from harness import HarnessError
+from harness.core import build as builds
+from harness.core import git, locks, provision, records
+from harness.core.docker import Docker
 
 nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -32,9 +40,9 @@ ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHONS = nox.project.python_versions(PYPROJECT)
 TOOL_PYTHON = PYTHONS[0]  # lint, build and the image use the oldest supported Python
-DIST = ROOT / "dist"
-IMAGE_RECORD = DIST / "image.json"
-VERIFIED_RECORD = DIST / "verified.json"
+DIST = ROOT / records.DIST
+IMAGE_RECORD = records.image_record_path(ROOT)
+VERIFIED_RECORD = records.verified_record_path(ROOT)
 WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
 
 
@@ -50,10 +58,10 @@ def refusals(session: nox.Session) -> Iterator[None]:
 def install_groups(session: nox.Session, *groups: str, project: bool = True) -> None:
     """Install dependency groups, pinned by the dev lock, and the project itself (editable)."""
     requirements = nox.project.dependency_groups(PYPROJECT, *groups)
-    session.install("-c", str(lock.DEV.path), *requirements)
+    session.install("-c", str(locks.DEV.path), *requirements)
     if project:
         # The runtime lock, hash-checked: tests run against the versions the image ships.
-        session.install("-r", str(lock.RUNTIME.path))
+        session.install("-r", str(locks.RUNTIME.path))
         # pip refuses an editable install under hash checking, so the project goes alone.
         session.install("--no-deps", "-e", ".")
 
@@ -71,8 +79,8 @@ def install(session: nox.Session) -> None:
         pip = (".venv/bin/python", "-m", "pip", "install")
     # The same three steps as install_groups: pip refuses an editable install under hashes.
     dev_groups = nox.project.dependency_groups(PYPROJECT, "dev")
-    session.run(*pip, "-c", str(lock.DEV.path), *dev_groups)
-    session.run(*pip, "-r", str(lock.RUNTIME.path))
+    session.run(*pip, "-c", str(locks.DEV.path), *dev_groups)
+    session.run(*pip, "-r", str(locks.RUNTIME.path))
     session.run(*pip, "--no-deps", "-e", ".")
     session.log("ready: point your IDE at .venv/bin/python, or `source .venv/bin/activate`")
 
@@ -81,7 +89,7 @@ def install(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Ruff, mypy --strict, lock freshness, hadolint, and workflow schema + zizmor checks."""
     with refusals(session):
-        lock.check()
+        locks.check()
     install_groups(session, "lint", "typing")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -107,9 +115,9 @@ def test(session: nox.Session) -> None:
 def lock_session(session: nox.Session) -> None:
     """Regenerate the hash-pinned locks (requirements/*.txt) from pyproject.toml."""
     session.install("uv")
-    for target in lock.LOCKS:
-        resolved = session.run(*lock.compile_command(target, TOOL_PYTHON), silent=True)
-        lock.write(target, str(resolved))
+    for target in locks.LOCKS:
+        resolved = session.run(*locks.compile_command(target, TOOL_PYTHON), silent=True)
+        locks.write(target, str(resolved))
         session.log(f"wrote {target.path.relative_to(ROOT)}")
 
 
@@ -117,27 +125,28 @@ def lock_session(session: nox.Session) -> None:
 def build(session: nox.Session) -> None:
     """Reproducible sdist and wheel (SOURCE_DATE_EPOCH = last commit), twine check, SHA256SUMS."""
     with refusals(session):
-        lock.check()
-        epoch = gitinfo.commit_epoch(ROOT)
+        locks.check()
+        epoch = git.commit_epoch(ROOT)
     install_groups(session, "release", project=False)
     shutil.rmtree(DIST, ignore_errors=True)
-    session.run(*images.wheel_build_command(DIST), env={"SOURCE_DATE_EPOCH": str(epoch)})
+    session.run(*builds.wheel_build_command(DIST), env={"SOURCE_DATE_EPOCH": str(epoch)})
     artifacts = sorted(str(p) for p in DIST.glob("deathstar-*"))
     session.run("twine", "check", "--strict", *artifacts)
-    session.run("python", "-m", "harness.checksums", str(DIST), *artifacts)
-    session.run(*images.wheelhouse_command(lock.RUNTIME.path, DIST / "wheelhouse"))
+    session.run("python", "-m", "harness.core.checksums", str(DIST), *artifacts)
+    session.run(*builds.wheelhouse_command(locks.RUNTIME.path, DIST / "wheelhouse"))
 
 
 @nox.session(python=False, requires=["build"])
 def image(session: nox.Session) -> None:
     """Build the image from dist/ with no network; tag it <version> and sha-<commit>."""
+    docker = Docker()
     with refusals(session):
-        session.log(f"Docker engine {images.require_engine()}")
-        plan = images.BuildPlan.for_checkout(ROOT, PYPROJECT["project"]["version"], os.environ)
-    session.run(*plan.build_command(ROOT), external=True)
+        session.log(f"Docker engine {docker.require_engine()}")
+        plan = builds.BuildPlan.for_checkout(ROOT, PYPROJECT["project"]["version"], os.environ)
+    session.run(*plan.build_command(ROOT, plan.tags), external=True)
     with refusals(session):
-        record = images.ImageRecord.from_plan(plan)
-    images.save_image_record(record, IMAGE_RECORD)
+        record = records.ImageRecord.from_plan(plan, docker)
+    records.save_image_record(record, IMAGE_RECORD)
     session.log(record.summary())
 
 
@@ -145,8 +154,8 @@ def image(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """Launch the recorded image with testcontainers and test it over 127.0.0.1."""
     with refusals(session):
-        record = images.load_image_record(IMAGE_RECORD)
-        env = images.testcontainers_env(os.environ, images.provision_env_path(os.environ))
+        record = records.load_image_record(IMAGE_RECORD)
+        env = provision.testcontainers_env(os.environ, provision.provision_env_path(os.environ))
     install_groups(session, "integration", project=False)
     session.run(
         "pytest",
@@ -155,7 +164,7 @@ def integration(session: nox.Session) -> None:
         env={**env, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)},
     )
     with refusals(session):
-        images.record_verification(record, gitinfo.head_commit(ROOT), VERIFIED_RECORD)
+        records.record_verification(record, git.head_commit(ROOT), VERIFIED_RECORD)
     session.log(f"verified {record.image_id} at {record.commit}")
 
 
@@ -172,3 +181,7 @@ def bench(session: nox.Session) -> None:
     install_groups(session, "release", project=False)  # build, pip: the image's own toolchain
     nox_args = ("--nox-python", sys.executable, "--test-session", f"test-{TOOL_PYTHON}")
     session.run("python", "-m", "harness.bench", *nox_args, "--", *session.posargs)
+
+
+if __name__ == "__main__":
+    nox.main()

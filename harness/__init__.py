@@ -1,8 +1,9 @@
 """Typed, unit-tested logic behind the nox sessions.
 
-Modules imported by ``noxfile.py`` itself use the standard library only, because nox's own
-environment has nothing else; modules that need third-party packages run inside a session's
-virtualenv as ``python -m harness.<module>``.
+- ``harness.core``: what ``noxfile.py`` imports, standard library only (nox's own environment
+  has nothing else): the process runner, git facts, locks, build plans and records.
+- ``harness.release``: the gated push (``python -m harness.release``), run in a session venv.
+- ``harness.bench``: the benchmarks (``python -m harness.bench``), run in a session venv.
 """
 
 from pathlib import Path

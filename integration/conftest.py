@@ -28,7 +28,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import HttpWaitStrategy
 
 from harness import HarnessError
-from harness.images import ImageRecord, load_image_record
+from harness.core.records import ImageRecord, load_image_record
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 8080

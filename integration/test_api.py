@@ -15,7 +15,7 @@ import pytest
 import requests
 from conftest import Service
 
-from harness.images import ImageRecord
+from harness.core.records import ImageRecord
 
 LIMIT = 64 * 1024
 LABEL = "org.opencontainers.image."

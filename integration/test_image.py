@@ -13,7 +13,7 @@ import docker.errors
 import pytest
 from conftest import ROOT, Lab
 
-from harness.images import ImageRecord
+from harness.core.records import ImageRecord
 
 OCI = "org.opencontainers.image."
 VENV = PurePosixPath("/opt/venv")

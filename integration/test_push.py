@@ -39,9 +39,10 @@ from conftest import publish_on_loopback, wait_until_serving
 from packaging.version import Version
 from testcontainers.core.container import DockerContainer
 
-from harness import ROOT, images
-from harness.images import ImageRecord
-from harness.registry import Credentials, RegistryClient
+from harness import ROOT
+from harness.core.docker import Docker
+from harness.core.records import ImageRecord
+from harness.release.registry import Credentials, RegistryClient
 
 with warnings.catch_warnings():
     # testcontainers' registry module applies its own deprecated wait decorator at import.
@@ -73,7 +74,7 @@ SCRUBBED_ENV = (*CREDENTIALS_ENV, "DOCKER_CONFIG", "DEATHSTAR_REGISTRY", "DEATHS
 
 def docker(*args: str, env: Mapping[str, str] | None = None, stdin: str | None = None) -> str:
     """The harness's own docker runner: a failure raises with docker's last error line."""
-    return images.docker_with_input(stdin, *args, env=env, timeout=DOCKER_TIMEOUT)
+    return Docker()(*args, stdin=stdin, env=env, timeout=DOCKER_TIMEOUT)
 
 
 def git(*args: str, cwd: Path) -> str:

@@ -22,8 +22,13 @@ from typing import Any, ClassVar
 
 import pytest
 
-from harness import HarnessError, bench, bench_layers, bench_load, bench_report
-from harness.bench_report import Figure, Target
+from harness import HarnessError
+from harness.bench import layers as bench_layers
+from harness.bench import legacy as bench
+from harness.bench import load as bench_load
+from harness.bench import report as bench_report
+from harness.bench.report import Figure, Target
+from harness.core import process
 from tests.gitrepo import GIT_ENV, git
 
 # --- statistics ------------------------------------------------------------------------------
@@ -535,13 +540,6 @@ def test_short_id() -> None:
     assert bench.short_id("5ee1c0ffee00") == "5ee1c0ffee00"
 
 
-def test_retag_replaces_every_tag() -> None:
-    command = ["docker", "build", "--tag", "a:1", "--build-arg", "X=1", "--tag", "a:2", "ctx"]
-    assert bench.retag(command, "b:3") == [
-        "docker", "build", "--build-arg", "X=1", "--tag", "b:3", "ctx",
-    ]  # fmt: skip
-
-
 def test_append_line(tmp_path: Path) -> None:
     source = tmp_path / "app.py"
     source.write_text("x = 1\n")
@@ -567,30 +565,6 @@ def test_machine_facts_from_proc_files() -> None:
     assert bench.read_os_name("PRETTY_NAME=Plain\n") == "Plain"
     assert bench.read_os_name("") is None
     assert bench._read("/nonexistent/file") == ""
-
-
-def test_reason_prefers_the_last_error_line() -> None:
-    output = "Collecting x\nERROR: no single file to hash\nnox > Session test-3.11 failed.\n"
-    assert bench.reason(output) == "ERROR: no single file to hash"
-    assert bench.reason("a\nb\n") == "b"
-    assert bench.reason("") == "no output"
-
-
-def test_run_command_outcomes(tmp_path: Path) -> None:
-    python = sys.executable
-    assert bench.run_command([python, "-c", "print('hi')"]) == "hi\n"
-    merged = bench.run_command(
-        [python, "-c", "import sys; print('out'); print('err', file=sys.stderr)"], merge=True
-    )
-    assert "out" in merged
-    assert "err" in merged
-    with pytest.raises(bench.CommandError, match=r"exit 3\): error: bad") as failed:
-        bench.run_command([python, "-c", "print('error: bad'); print('x'); raise SystemExit(3)"])
-    assert "error: bad" in failed.value.output
-    with pytest.raises(HarnessError, match="is not installed"):
-        bench.run_command([str(tmp_path / "missing")])
-    with pytest.raises(HarnessError, match=r"did not finish within 0\.1 s"):
-        bench.run_command([python, "-c", "import time; time.sleep(5)"], timeout=0.1)
 
 
 def test_http_request_and_wait_ready(server: int) -> None:
@@ -662,6 +636,7 @@ class FakeEngine:
         *,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
         timeout: float = 120.0,
         merge: bool = False,
     ) -> str:
@@ -669,10 +644,10 @@ class FakeEngine:
         self.calls.append(args)
         what = " ".join(args)
         if any(word in what for word in self.fail):
-            raise bench.CommandError(f"`{what}` failed", f"ERROR: {what} failed\n")
+            raise process.CommandError(f"`{what}` failed", f"ERROR: {what} failed\n", 1)
         if args[0] == "git":  # for real, but away from the developer's git configuration
             env = {**GIT_ENV, **(env or {})}
-            return bench.run_command(args, cwd=cwd, env=env, timeout=timeout, merge=merge)
+            return process.run(args, cwd=cwd, env=env, timeout=timeout, merge=merge)
         if args[0] == "docker":
             return self.docker(args[1:])
         if args[0] == "wrk":
@@ -725,7 +700,7 @@ class FakeEngine:
         if command == "image":
             ref = args[-1]
             if ref not in self.images:
-                raise bench.CommandError(f"no such image {ref}", "")
+                raise process.CommandError(f"no such image {ref}", "", 1)
             image = self.images[ref]
             answers = {
                 "{{.Id}}": image.id,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import checksums
+from harness.core import checksums
 
 
 def test_sha256sums_is_sorted_and_in_sha256sum_format(tmp_path: Path) -> None:

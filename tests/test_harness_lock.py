@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, HarnessError, lock
+from harness import ROOT, HarnessError
+from harness.core import locks as lock
 
 PYPROJECT = """\
 [project]

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from harness import HarnessError
-from harness.registry import Credentials, RegistryClient, base_url
+from harness.release.registry import Credentials, RegistryClient, base_url
 
 USER, PASSWORD, TOKEN = "deploy", "s3cret", "tok-123"
 MANIFEST = b'{"schemaVersion": 2}'

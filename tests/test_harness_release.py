@@ -7,61 +7,27 @@ import contextlib
 import io
 import json
 import os
-import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from harness import HarnessError, images, release
-from harness.registry import Credentials, RegistryClient
-from harness.tags import Release
+from harness import HarnessError
+from harness.core import records
+from harness.core.docker import Docker
+from harness.release import credentials, gates
+from harness.release.__main__ import main
+from harness.release.registry import Credentials, RegistryClient
+from harness.release.tags import Release
+from tests.fakedocker import FakeDocker
 from tests.gitrepo import git
 
 IMAGE_ID = "sha256:" + "ab" * 32
 DIGEST = "sha256:" + "cd" * 32
-FAKE_DOCKER = """#!/usr/bin/env python3
-import json, os, sys
-log, rules = sys.argv[0] + ".log", json.load(open(sys.argv[0] + ".rules"))
-args = sys.argv[1:]
-stdin = None if sys.stdin.isatty() else sys.stdin.read()
-with open(log, "a") as handle:
-    handle.write(json.dumps({"args": args, "stdin": stdin,
-                             "config": os.environ.get("DOCKER_CONFIG")}) + "\\n")
-for prefix, out, code in rules:
-    if args[:len(prefix)] == prefix:
-        print(out)
-        sys.exit(code)
-print("Error: no rule", file=sys.stderr)
-sys.exit(1)
-"""
-
-
-class Docker:
-    """A `docker` on PATH that answers by argument prefix and logs each call."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.path = bindir / "docker"
-        self.path.write_text(FAKE_DOCKER)
-        self.path.chmod(self.path.stat().st_mode | stat.S_IEXEC)
-        self.rules([])
-
-    def rules(self, rules: list[tuple[list[str], str, int]]) -> None:
-        Path(f"{self.path}.rules").write_text(json.dumps(rules))
-
-    def calls(self) -> list[dict[str, Any]]:
-        log = Path(f"{self.path}.log")
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 @pytest.fixture
-def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Docker:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    fake = Docker(bindir)
-    fake.rules([(["image", "inspect"], IMAGE_ID, 0)])
-    return fake
+def docker() -> FakeDocker:
+    return FakeDocker(rules=[(["image", "inspect"], IMAGE_ID, 0)])
 
 
 @pytest.fixture
@@ -76,9 +42,9 @@ def project(tmp_path: Path) -> Path:
     git(repo, "commit", "-qm", "release")
     git(repo, "tag", "v0.3.1")
     head = git(repo, "rev-parse", "HEAD")
-    record = images.ImageRecord(IMAGE_ID, ["deathstar:0.3.1"], "0.3.1", head, head, "b", 2, 1)
-    images.save_image_record(record, repo / "dist" / "image.json")
-    images.record_verification(record, head, repo / "dist" / "verified.json")
+    record = records.ImageRecord(IMAGE_ID, ["deathstar:0.3.1"], "0.3.1", head, head, "b", 2, 1)
+    records.save_image_record(record, repo / "dist" / "image.json")
+    records.record_verification(record, head, repo / "dist" / "verified.json")
     return repo
 
 
@@ -94,16 +60,19 @@ def registry_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(RegistryClient, "check_login", lambda self, repository: None)
 
 
-def run(project: Path, env: dict[str, str], *extra: str, stdin: str = "") -> tuple[int, str, str]:
+def run(
+    project: Path, env: dict[str, str], *extra: str, stdin: str = "", fake: FakeDocker | None = None
+) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
+    fake = fake or FakeDocker(rules=[(["image", "inspect"], IMAGE_ID, 0)])
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = release.main(args(project, *extra), env, io.StringIO(stdin))
+        code = main(args(project, *extra), env, io.StringIO(stdin), Docker(fake))
     return code, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.usefixtures("docker", "registry_accepts")
-def test_dry_run_prints_the_plan_and_pushes_nothing(project: Path, docker: Docker) -> None:
-    code, out, err = run(project, ENV)
+def test_dry_run_prints_the_plan_and_pushes_nothing(project: Path, docker: FakeDocker) -> None:
+    code, out, err = run(project, ENV, fake=docker)
     assert (code, err) == (0, "")
     head = git(project, "rev-parse", "HEAD")
     for expected in ("0.3.1", "0.3", f"sha-{head[:7]}", "latest"):
@@ -113,11 +82,17 @@ def test_dry_run_prints_the_plan_and_pushes_nothing(project: Path, docker: Docke
     assert IMAGE_ID in out
     assert "add --confirm to push" in out
     assert ENV["REGISTRY_PASSWORD"] not in out
-    assert [c["args"][:2] for c in docker.calls()] == [["image", "inspect"]]
+    assert [c.args[1:][:2] for c in docker.calls] == [["image", "inspect"]]
 
 
-def refused(project: Path, env: dict[str, str], *extra: str, prefix: str = "refused") -> str:
-    code, out, err = run(project, env, *extra)
+def refused(
+    project: Path,
+    env: dict[str, str],
+    *extra: str,
+    prefix: str = "refused",
+    fake: FakeDocker | None = None,
+) -> str:
+    code, out, err = run(project, env, *extra, fake=fake)
     assert code == 1
     if "--confirm" not in extra:
         assert out == ""  # a refusal in the checks prints no plan
@@ -153,7 +128,7 @@ def test_pre_release_tag_matches_its_pep440_version(project: Path) -> None:
     (project / "pyproject.toml").write_text('[project]\nname = "d"\nversion = "2.0.0rc1"\n')
     git(project, "commit", "-qam", "rc")
     git(project, "tag", "v2.0.0-rc.1")
-    assert release.release_at_head(["v2.0.0-rc.1"], "2.0.0rc1") == Release(2, 0, 0, "rc.1", None)
+    assert gates.release_at_head(["v2.0.0-rc.1"], "2.0.0rc1") == Release(2, 0, 0, "rc.1", None)
     # the image recorded is from the previous commit now
     assert "not from HEAD" in refused(project, ENV)
 
@@ -169,16 +144,16 @@ def test_unverified_or_other_image_is_refused(project: Path) -> None:
 
 
 @pytest.mark.usefixtures("registry_accepts")
-def test_image_gone_from_the_engine_is_refused(project: Path, docker: Docker) -> None:
-    docker.rules([])
-    assert "no longer in the local Docker engine" in refused(project, ENV)
+def test_image_gone_from_the_engine_is_refused(project: Path, docker: FakeDocker) -> None:
+    docker.rules = []
+    assert "no longer in the local Docker engine" in refused(project, ENV, fake=docker)
 
 
 @pytest.mark.usefixtures("docker", "registry_accepts")
 def test_dirty_built_image_is_refused(project: Path) -> None:
-    record = images.load_image_record(project / "dist" / "image.json")
-    dirty = images.ImageRecord(**{**record.__dict__, "revision": record.commit + "-dirty"})
-    images.save_image_record(dirty, project / "dist" / "image.json")
+    record = records.load_image_record(project / "dist" / "image.json")
+    dirty = records.ImageRecord(**{**record.__dict__, "revision": record.commit + "-dirty"})
+    records.save_image_record(dirty, project / "dist" / "image.json")
     assert "was built from " in refused(project, ENV)
 
 
@@ -192,7 +167,7 @@ def test_missing_credentials_are_refused(project: Path, tmp_path: Path) -> None:
 
 
 def test_credentials_from_stdin_and_docker_config(tmp_path: Path) -> None:
-    creds, source = release.credentials(
+    creds, source = credentials.credentials(
         "r.example", {"REGISTRY_USERNAME": "u"}, password_stdin=True, stdin=io.StringIO("pw\n")
     )
     assert creds == Credentials("u", "pw")
@@ -200,11 +175,13 @@ def test_credentials_from_stdin_and_docker_config(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"auths": {"r.example": {"auth": "dTpwdw=="}}}))  # u:pw
     env = {"DOCKER_CONFIG": str(tmp_path)}
-    creds, source = release.credentials("r.example", env, password_stdin=False, stdin=io.StringIO())
+    creds, source = credentials.credentials(
+        "r.example", env, password_stdin=False, stdin=io.StringIO()
+    )
     assert creds == Credentials("u", "pw")
     assert source == "u (existing docker login)"
     config.write_text(json.dumps({"credHelpers": {"r.example": "deathstar-test"}}))
-    assert release.credentials("r.example", env, password_stdin=False, stdin=io.StringIO()) == (
+    assert credentials.credentials("r.example", env, password_stdin=False, stdin=io.StringIO()) == (
         None,
         "existing docker login (credential helper)",
     )
@@ -225,30 +202,30 @@ def test_credentials_from_a_credential_helper(
         json.dumps({"auths": {"r.example": {}}, "credsStore": "deathstar-test"})
     )
     env = {"DOCKER_CONFIG": str(tmp_path)}
-    creds, source = release.credentials("r.example", env, password_stdin=False, stdin=io.StringIO())
+    creds, source = credentials.credentials(
+        "r.example", env, password_stdin=False, stdin=io.StringIO()
+    )
     assert creds == Credentials("bot", "tok")
     assert source == "bot (existing docker login)"
     # a registry the store has nothing for: logged in per config, credentials unknown
     (tmp_path / "config.json").write_text(
         json.dumps({"credHelpers": {"o.example": "deathstar-test"}})
     )
-    assert release.docker_config_credentials("o.example", env) == (True, None)
+    assert credentials.docker_config_credentials("o.example", env) == (True, None)
 
 
-def test_registry_failure_is_refused(project: Path, docker: Docker) -> None:
+def test_registry_failure_is_refused(project: Path, docker: FakeDocker) -> None:
     err = refused(project, ENV)  # nothing listens on 127.0.0.1:5999
     assert "registry 127.0.0.1:5999 does not answer" in err
 
 
 @pytest.mark.usefixtures("registry_accepts")
-def test_confirmed_push(project: Path, docker: Docker, monkeypatch: pytest.MonkeyPatch) -> None:
-    docker.rules(
-        [
-            (["image", "inspect"], IMAGE_ID, 0),
-            (["push"], f"latest: digest: {DIGEST} size: 1234", 0),
-            ([], "", 0),  # login, tag, image rm
-        ]
-    )
+def test_confirmed_push(project: Path, docker: FakeDocker, monkeypatch: pytest.MonkeyPatch) -> None:
+    docker.rules = [
+        (["image", "inspect"], IMAGE_ID, 0),
+        (["push"], f"latest: digest: {DIGEST} size: 1234", 0),
+        ([], "", 0),  # login, tag, image rm
+    ]
     read: list[str] = []
 
     def manifest_digest(self: RegistryClient, repository: str, tag: str) -> str:
@@ -256,80 +233,77 @@ def test_confirmed_push(project: Path, docker: Docker, monkeypatch: pytest.Monke
         return DIGEST
 
     monkeypatch.setattr(RegistryClient, "manifest_digest", manifest_digest)
-    code, out, err = run(project, ENV, "--confirm")
+    code, out, err = run(project, ENV, "--confirm", fake=docker)
     assert (code, err) == (0, "")
     assert out.endswith(f"pushed 4 tags, all resolve to {DIGEST}\n")
-    calls = docker.calls()
-    login = next(c for c in calls if c["args"][0] == "login")
-    assert login["args"] == ["login", "127.0.0.1:5999", "--username", "deploy", "--password-stdin"]
-    assert login["stdin"] == ENV["REGISTRY_PASSWORD"]
-    assert all(ENV["REGISTRY_PASSWORD"] not in " ".join(c["args"]) for c in calls)
-    pushes = [c for c in calls if c["args"][0] == "push"]
-    refs = [c["args"][1] for c in pushes]
+    calls = docker.calls
+    login = next(c for c in calls if c.args[1:][0] == "login")
+    assert login.args[1:] == ["login", "127.0.0.1:5999", "--username", "deploy", "--password-stdin"]
+    assert login.stdin == ENV["REGISTRY_PASSWORD"]
+    assert all(ENV["REGISTRY_PASSWORD"] not in " ".join(c.args[1:]) for c in calls)
+    pushes = [c for c in calls if c.args[1:][0] == "push"]
+    refs = [c.args[1:][1] for c in pushes]
     head = git(project, "rev-parse", "HEAD")
     repo = "127.0.0.1:5999/tea-n-tech/deathstar"
     assert refs == [f"{repo}:0.3.1", f"{repo}:sha-{head[:7]}", f"{repo}:0.3", f"{repo}:latest"]
-    assert {c["config"] for c in pushes} == {login["config"]}  # pushed with the throwaway login
-    assert not Path(str(login["config"])).exists()  # and it is gone
-    removed = [c["args"][2] for c in calls if c["args"][:2] == ["image", "rm"]]
+    config = (login.env or {}).get("DOCKER_CONFIG")
+    assert {(c.env or {}).get("DOCKER_CONFIG") for c in pushes} == {config}  # the throwaway login
+    assert not Path(str(config)).exists()  # and it is gone
+    removed = [c.args[1:][2] for c in calls if c.args[1:][:2] == ["image", "rm"]]
     assert removed == refs
     assert read == [f"tea-n-tech/deathstar:{ref.rsplit(':', 1)[1]}" for ref in refs]
 
 
 @pytest.mark.usefixtures("registry_accepts")
-def test_failed_push_removes_local_tags_and_reports(project: Path, docker: Docker) -> None:
-    docker.rules(
-        [
-            (["image", "inspect"], IMAGE_ID, 0),
-            (["push"], "denied: requested access to the resource is denied", 1),
-            ([], "", 0),
-        ]
-    )
-    err = refused(project, ENV, "--confirm")
+def test_failed_push_removes_local_tags_and_reports(project: Path, docker: FakeDocker) -> None:
+    docker.rules = [
+        (["image", "inspect"], IMAGE_ID, 0),
+        (["push"], "denied: requested access to the resource is denied", 1),
+        ([], "", 0),
+    ]
+    err = refused(project, ENV, "--confirm", fake=docker)
     assert "docker push 127.0.0.1:5999/tea-n-tech/deathstar:0.3.1 failed: denied" in err
-    calls = docker.calls()
-    tagged = [c["args"][2] for c in calls if c["args"][0] == "tag"]
-    removed = [c["args"][2] for c in calls if c["args"][:2] == ["image", "rm"]]
+    calls = docker.calls
+    tagged = [c.args[1:][2] for c in calls if c.args[1:][0] == "tag"]
+    removed = [c.args[1:][2] for c in calls if c.args[1:][:2] == ["image", "rm"]]
     assert tagged == removed
     assert len(tagged) == 4
 
 
 @pytest.mark.usefixtures("registry_accepts")
 def test_read_back_mismatch_is_an_error(
-    project: Path, docker: Docker, monkeypatch: pytest.MonkeyPatch
+    project: Path, docker: FakeDocker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    docker.rules(
-        [
-            (["image", "inspect"], IMAGE_ID, 0),
-            (["push"], f"x: digest: {DIGEST} size: 1", 0),
-            ([], "", 0),
-        ]
-    )
+    docker.rules = [
+        (["image", "inspect"], IMAGE_ID, 0),
+        (["push"], f"x: digest: {DIGEST} size: 1", 0),
+        ([], "", 0),
+    ]
     monkeypatch.setattr(
         RegistryClient,
         "manifest_digest",
         lambda self, repository, tag: None if tag == "latest" else DIGEST,
     )
-    assert "do not all resolve to" in refused(project, ENV, "--confirm", prefix="failed")
+    assert "do not all resolve to" in refused(
+        project, ENV, "--confirm", prefix="failed", fake=docker
+    )
 
 
 def test_bad_version_is_one_line() -> None:
     with pytest.raises(HarnessError, match="not a valid version"):
-        release.release_at_head(["v1.0.0"], "not-a-version")
+        gates.release_at_head(["v1.0.0"], "not-a-version")
 
 
 @pytest.mark.usefixtures("registry_accepts")
-def test_partial_push_says_what_the_registry_holds(project: Path, docker: Docker) -> None:
-    docker.rules(
-        [
-            (["image", "inspect"], IMAGE_ID, 0),
-            (["push", "127.0.0.1:5999/tea-n-tech/deathstar:0.3.1"], f"d: digest: {DIGEST}", 0),
-            (["push"], "connection reset by peer", 1),
-            (["image", "rm"], "conflict: unable to remove", 1),  # cleanup trouble stays a warning
-            ([], "", 0),
-        ]
-    )
-    code, _, err = run(project, ENV, "--confirm")
+def test_partial_push_says_what_the_registry_holds(project: Path, docker: FakeDocker) -> None:
+    docker.rules = [
+        (["image", "inspect"], IMAGE_ID, 0),
+        (["push", "127.0.0.1:5999/tea-n-tech/deathstar:0.3.1"], f"d: digest: {DIGEST}", 0),
+        (["push"], "connection reset by peer", 1),
+        (["image", "rm"], "conflict: unable to remove", 1),  # cleanup trouble stays a warning
+        ([], "", 0),
+    ]
+    code, _, err = run(project, ENV, "--confirm", fake=docker)
     lines = err.splitlines()
     assert code == 1
     assert lines[-1].startswith("push failed: docker push 127.0.0.1:5999/tea-n-tech/deathstar:sha-")

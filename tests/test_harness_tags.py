@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness import HarnessError
-from harness.tags import Release, image_tags
+from harness.release.tags import Release, image_tags
 
 SHA = "abcdef0123456789abcdef0123456789abcdef01"
 

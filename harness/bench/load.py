@@ -15,7 +15,7 @@ from asyncio import LimitOverrunError
 from dataclasses import dataclass
 
 from harness import HarnessError
-from harness.bench_report import percentile
+from harness.bench.report import percentile
 
 TIMEOUT = 5.0
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}

@@ -26,7 +26,6 @@ import re
 import shlex
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,10 +35,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from harness import ROOT, HarnessError, bench_layers, bench_load, gitinfo, images
-from harness.bench_report import Figure, Target, document, markdown, splice, table
+from harness import ROOT, HarnessError
+from harness.bench import layers as bench_layers
+from harness.bench import load as bench_load
+from harness.bench.report import Figure, Target, document, markdown, splice, table
+from harness.core import build, records
+from harness.core import git as gitinfo
+from harness.core.process import DEFAULT_TIMEOUT, CommandError, Runner, reason
+from harness.core.process import run as run_command
 
 LABEL = "deathstar-bench"
 OURS = "deathstar-bench-ours"
@@ -48,74 +53,12 @@ SEED_DOCKERFILE = Path("bench/seed-style.Dockerfile")
 EDITED = Path("deathstar/app.py")
 PORT = 8080
 LIST_PATH = "/v1/targets?limit=100"
-DEFAULT_TIMEOUT = 120.0
 BUILD_TIMEOUT = 900.0
 NOX_TIMEOUT = 3600.0
 READY_TIMEOUT = 60.0
 GIT_IDENTITY = ("-c", "user.name=deathstar bench", "-c", "user.email=bench@localhost")
 
 _BUILT = re.compile(r"^(?: ---> |Successfully built )([0-9a-f]{12,64})\s*$", re.MULTILINE)
-
-
-class CommandError(HarnessError):
-    """A command failed; ``output`` holds what it printed."""
-
-    def __init__(self, message: str, output: str) -> None:
-        super().__init__(message)
-        self.output = output
-
-
-class Runner(Protocol):
-    def __call__(
-        self,
-        args: Sequence[str],
-        *,
-        cwd: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        merge: bool = False,
-    ) -> str: ...
-
-
-def run_command(
-    args: Sequence[str],
-    *,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    merge: bool = False,
-) -> str:
-    """Run a command, return its stdout (with stderr when ``merge``); fail with its last line."""
-    try:
-        result = subprocess.run(
-            list(args),
-            cwd=cwd,
-            env=None if env is None else dict(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise HarnessError(f"{args[0]} is not installed") from None
-    except subprocess.TimeoutExpired:
-        message = f"`{shlex.join(args[:3])}` did not finish within {timeout:g} s"
-        raise HarnessError(message) from None
-    if result.returncode != 0:
-        output = (result.stdout or "") + (result.stderr or "")
-        raise CommandError(
-            f"`{shlex.join(args[:3])}` failed (exit {result.returncode}): {reason(output)}",
-            output,
-        )
-    return result.stdout
-
-
-def reason(output: str) -> str:
-    """The line of a failed command's output that says why: its last error, else its last."""
-    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if re.search(r"\berror\b", line, re.IGNORECASE)]
-    return (errors or lines or ["no output"])[-1]
 
 
 def built_image_ids(output: str) -> list[str]:
@@ -148,20 +91,6 @@ def describe_times(times: Mapping[str, float | str]) -> str:
 
 def short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
-
-
-def retag(command: Sequence[str], tag: str) -> list[str]:
-    """A ``docker build`` command with its ``--tag`` options replaced by one ``tag``."""
-    out: list[str] = []
-    skip = False
-    for arg in command[:-1]:
-        if skip:
-            skip = False
-        elif arg == "--tag":
-            skip = True
-        else:
-            out.append(arg)
-    return [*out, "--tag", tag, command[-1]]
 
 
 def append_line(path: Path, line: str) -> None:
@@ -248,7 +177,7 @@ class Options:
     env_runs: int = 3
     pipeline_runs: int = 1
     skip_pipeline: bool = False
-    base_image: str = images.DEFAULT_BASE_IMAGE
+    base_image: str = build.DEFAULT_BASE_IMAGE
     output_dir: Path = ROOT / "bench"
     nox_python: str = sys.executable
     test_session: str = "test-3.11"
@@ -431,7 +360,7 @@ class Bench:
 
     def sides(self) -> tuple[Side, Side]:
         pyproject = tomllib.loads((self.snapshot / "pyproject.toml").read_text(encoding="utf-8"))
-        plan = images.BuildPlan(
+        plan = build.BuildPlan(
             version=pyproject["project"]["version"],
             commit=self.commit,
             dirty=False,
@@ -455,17 +384,17 @@ class Bench:
             # What `nox -s build image` does for a change: python -m build as the build session
             # runs it (backend from the dev lock, no isolation), then docker build.
             self.run(
-                [sys.executable, *images.wheel_build_command(Path("dist"))[1:]],
+                [sys.executable, *build.wheel_build_command(Path("dist"))[1:]],
                 cwd=ours,
                 env=build_env,
                 timeout=BUILD_TIMEOUT,
             )
-            command = retag(plan.build_command(ours), tag)
+            command = plan.build_command(ours, [tag])
             return self.track(self.run(command, timeout=BUILD_TIMEOUT, merge=True))
 
         def build_seed(tag: str) -> str:
             command = [
-                "docker", "build", "--network", "none", "--pull=false",
+                *build.OFFLINE_BUILD,
                 "--build-arg", f"BASE_IMAGE={self.options.base_image}",
                 "--file", str(seed / SEED_DOCKERFILE), "--tag", tag, str(seed),
             ]  # fmt: skip
@@ -652,8 +581,8 @@ class Bench:
         fresh.note = "git clone + nox with no venvs and no dist/; base image and caches present"
         version = tomllib.loads((self.snapshot / "pyproject.toml").read_text("utf-8"))
         watched = [
-            f"{images.IMAGE_NAME}:{version['project']['version']}",
-            f"{images.IMAGE_NAME}:sha-{self.commit[:7]}",
+            f"{build.IMAGE_NAME}:{version['project']['version']}",
+            f"{build.IMAGE_NAME}:sha-{self.commit[:7]}",
         ]
         before = {tag: self.image_id(tag) for tag in watched}
         made: list[str] = []
@@ -686,7 +615,7 @@ class Bench:
         finally:
             record = clone / "dist" / "image.json"
             if record.is_file():
-                made.append(images.load_image_record(record).image_id)
+                made.append(records.load_image_record(record).image_id)
         fig.runs.append(time.perf_counter() - started)
         times = session_times(json.loads(report.read_text("utf-8"))) if report.is_file() else {}
         fig.details.setdefault("sessions per run", []).append(times)
@@ -787,7 +716,7 @@ def main(argv: Sequence[str], *, runner: Runner = run_command, root: Path = ROOT
         settings=options.settings(bench.load_tool()),
     )
     out = options.output_dir
-    images.write_json(out / "results.json", doc)
+    records.write_json(out / "results.json", doc)
     results_md = out / "RESULTS.md"
     existing = results_md.read_text(encoding="utf-8") if results_md.is_file() else None
     results_md.write_text(splice(existing, markdown(doc, figures)), encoding="utf-8")

@@ -1,26 +1,21 @@
-"""What the harness needs to know about the git checkout."""
+"""What the harness needs to know about a git checkout."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from harness import HarnessError
+from harness.core import process
 
 
 def git(*args: str, cwd: Path) -> str:
     try:
-        result = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, check=False
-        )
-    except FileNotFoundError:
-        raise HarnessError("git is not installed; install git and run again") from None
-    if result.returncode != 0:
-        detail = result.stderr.strip().splitlines()
+        return process.run(["git", *args], cwd=cwd).strip()
+    except process.CommandError as exc:
+        lines = exc.output.strip().splitlines()
         raise HarnessError(
-            f"git {' '.join(args)} failed: {detail[-1] if detail else result.returncode}"
-        )
-    return result.stdout.strip()
+            f"git {' '.join(args)} failed: {lines[-1] if lines else exc.returncode}"
+        ) from None
 
 
 def head_commit(cwd: Path) -> str:
@@ -43,10 +38,14 @@ def is_dirty(cwd: Path) -> bool:
     return bool(git("status", "--porcelain", "--untracked-files=normal", cwd=cwd))
 
 
+def revision_of(commit: str, *, dirty: bool) -> str:
+    """The one rule for a revision string: the full sha, marked ``-dirty`` for a changed tree."""
+    return f"{commit}-dirty" if dirty else commit
+
+
 def revision(cwd: Path) -> str:
-    """HEAD's full sha, marked ``-dirty`` when the tree has changes."""
-    sha = head_commit(cwd)
-    return f"{sha}-dirty" if is_dirty(cwd) else sha
+    """HEAD's revision string (see :func:`revision_of`)."""
+    return revision_of(head_commit(cwd), dirty=is_dirty(cwd))
 
 
 def tags_at_head(cwd: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""gitinfo against real, throwaway git repositories."""
+"""harness.core.git against real, throwaway git repositories."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import HarnessError, gitinfo
+from harness import HarnessError
+from harness.core import git as gitinfo
 from tests.gitrepo import EPOCH, git
 
 

@@ -1,0 +1,91 @@
+"""The one way the harness runs a command: captured output, a timeout, one-line failures."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from harness import HarnessError
+
+DEFAULT_TIMEOUT = 120.0
+
+
+class CommandError(HarnessError):
+    """A command failed; ``output`` holds what it printed."""
+
+    def __init__(self, message: str, output: str, returncode: int) -> None:
+        super().__init__(message)
+        self.output = output
+        self.returncode = returncode
+
+
+class Runner(Protocol):
+    """What :func:`run` is; tests inject a stand-in with this signature."""
+
+    def __call__(
+        self,
+        args: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        merge: bool = False,
+    ) -> str: ...
+
+
+def run(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    merge: bool = False,
+) -> str:
+    """Run ``args``; return its stdout (with stderr when ``merge``), or fail with one line.
+
+    Secrets go through ``stdin``, never through ``args``: an argument list is visible to every
+    user of the machine and lands in error messages.
+    """
+    try:
+        result = subprocess.run(
+            list(args),
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise HarnessError(f"{args[0]} is not installed; install it and run again") from None
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"`{describe(args)}` did not finish within {timeout:g} s") from None
+    if result.returncode != 0:
+        output = (result.stdout or "") + (result.stderr or "")
+        raise CommandError(
+            f"`{describe(args)}` failed (exit {result.returncode}): {reason(output)}",
+            output,
+            result.returncode,
+        )
+    return result.stdout
+
+
+def describe(args: Sequence[str]) -> str:
+    """The command's first words: enough to name it, too few to carry a value it was given."""
+    return shlex.join(args[:3])
+
+
+def reason(output: str) -> str:
+    """The line of a failed command's output that says why: its last error, else its last."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"\berror\b", line, re.IGNORECASE)]
+    return (errors or lines or ["no output"])[-1]

@@ -1,0 +1,111 @@
+"""The records that tie an image to a commit, and where they live.
+
+``dist/image.json`` says which image ``nox -s image`` built from which commit;
+``dist/verified.json`` says that ``nox -s integration`` passed against that image ID. The push
+session trusts nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness import HarnessError
+from harness.core.build import BuildPlan
+from harness.core.docker import Docker
+
+DIST = Path("dist")
+
+
+def image_record_path(root: Path) -> Path:
+    return root / DIST / "image.json"
+
+
+def verified_record_path(root: Path) -> Path:
+    return root / DIST / "verified.json"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    image_id: str
+    tags: list[str]
+    version: str
+    commit: str
+    revision: str
+    base_image: str
+    size: int
+    base_size: int
+
+    @classmethod
+    def from_plan(cls, plan: BuildPlan, docker: Docker) -> ImageRecord:
+        image_id = docker("image", "inspect", "--format", "{{.Id}}", plan.tags[0])
+        return cls(
+            image_id=image_id,
+            tags=plan.tags,
+            version=plan.version,
+            commit=plan.commit,
+            revision=plan.revision,
+            base_image=plan.base_image,
+            size=docker.image_size(image_id),
+            base_size=docker.image_size(plan.base_image),
+        )
+
+    def summary(self) -> str:
+        mb = 1_000_000
+        return (
+            f"{self.image_id[:19]} {' '.join(self.tags)}: {self.size / mb:.1f} MB, "
+            f"{(self.size - self.base_size) / mb:.1f} MB over {self.base_image}"
+        )
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path, *, missing: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HarnessError(missing) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HarnessError(f"{path} is corrupt; {missing.split(';', 1)[-1].strip()}") from None
+    if not isinstance(data, dict):
+        raise HarnessError(f"{path} is corrupt; {missing.split(';', 1)[-1].strip()}")
+    return data
+
+
+def save_image_record(record: ImageRecord, path: Path) -> None:
+    write_json(path, asdict(record))
+
+
+def load_image_record(path: Path) -> ImageRecord:
+    data = read_json(path, missing=f"no image recorded in {path}; run `nox -s image` first")
+    try:
+        return ImageRecord(**data)
+    except TypeError:
+        raise HarnessError(f"{path} is not an image record; run `nox -s image` again") from None
+
+
+def record_verification(record: ImageRecord, head: str, path: Path) -> None:
+    if record.commit != head:
+        raise HarnessError(
+            f"the image was built at {record.commit[:7]} but HEAD is {head[:7]}; "
+            "run `nox -s image integration` again"
+        )
+    write_json(
+        path,
+        {
+            "image_id": record.image_id,
+            "commit": record.commit,
+            "revision": record.revision,
+            "verified_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    )
+
+
+def load_verification(path: Path) -> dict[str, Any]:
+    return read_json(path, missing="no integration run is recorded; run `nox -s integration` first")
