@@ -31,8 +31,8 @@ FROM deps AS project
 COPY dist/*.whl /src/dist/
 # --root stages every file the wheel installs (package, dist-info, the `deathstar` script with
 # its /opt/venv shebang) under /staging, at the paths it will have in the runtime image.
-# --no-compile: bytecode would double this layer, which every source change ships (measured:
-# 35 kB -> 15 kB gzip per change), for about 6 ms more import time at start.
+# --no-compile: bytecode would double this layer, which every source change ships, for a few
+# milliseconds of import time at start (bench/RESULTS.md has the figures).
 RUN /opt/tools/bin/pip --python /opt/venv/bin/python install \
         --no-index --no-deps --no-compile --root /staging /src/dist/*.whl
 

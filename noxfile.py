@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import HarnessError
 from harness.core import build as builds
-from harness.core import git, locks, provision, records
+from harness.core import git, locks, provision, records, sources
 from harness.core.docker import Docker
 
 nox.needs_version = ">=2025.5.1"
@@ -87,15 +87,18 @@ def install(session: nox.Session) -> None:
 
 @nox.session(python=TOOL_PYTHON)
 def lint(session: nox.Session) -> None:
-    """Ruff, mypy --strict, lock freshness, hadolint, and workflow schema + zizmor checks."""
+    """Ruff, mypy --strict, lock freshness, hadolint, shellcheck, workflow schema + zizmor."""
     with refusals(session):
         locks.check()
+        dockerfiles, scripts = sources.dockerfiles(ROOT), sources.shell_scripts(ROOT)
     install_groups(session, "lint", "typing")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
-    if (ROOT / "Dockerfile").exists():
-        session.run("hadolint", "Dockerfile")
+    if dockerfiles:
+        session.run("hadolint", *map(str, dockerfiles))
+    if scripts:
+        session.run("shellcheck", *map(str, scripts))
     if WORKFLOWS:
         session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS)
         session.run("zizmor", "--offline", "--min-severity", "low", *WORKFLOWS)

@@ -1,5 +1,5 @@
-# The seed: the tutorial's Dockerfile (/work/shared/reference/docker-tutorial.md), adapted only
-# as far as this machine requires, kept so that `nox -s bench` can compare our Dockerfile with
+# The seed: the Dockerfile of the Docker tutorial this project grew from, adapted only as far
+# as an offline build requires, kept so that `nox -s bench` can compare our Dockerfile with
 # it. Deliberately naive: do not copy it. Every source change rebuilds the wheel and then
 # reinstalls all dependencies into a new layer of the final image.
 #
@@ -43,8 +43,10 @@ COPY dist/wheelhouse/ /wheels/runtime/
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-# Copy the wheel from the builder and install it with all its dependencies.
+# Copy the wheel from the builder and install it with all its dependencies, as the tutorial does
+# (its pip cache and bare glob included: the bench measures that build, not a better one).
 COPY --from=builder /app/dist/*.whl .
+# hadolint ignore=DL3042,SC2035
 RUN pip install --no-index --find-links /wheels/runtime *.whl
 
 ENV DEATHSTAR_HOST=0.0.0.0

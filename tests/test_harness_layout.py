@@ -1,0 +1,99 @@
+"""The layout's rules, checked: what the noxfile may import, and facts that have one owner."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+from harness import ROOT
+from harness.core import build
+
+CORE = ("harness", "harness.core")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute module names a file imports, at any depth (a function's imports count too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def module_file(name: str) -> Path | None:
+    """Our own source file for ``name``, or None when it is not ours (or a plain attribute)."""
+    base = ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def noxfile_import_closure() -> dict[str, set[str]]:
+    """Every module reachable from noxfile.py through our own files, with who imports it."""
+    seen: dict[str, set[str]] = {}
+    pending = [("noxfile", ROOT / "noxfile.py")]
+    visited: set[Path] = set()
+    while pending:
+        importer, path = pending.pop()
+        if path in visited:
+            continue
+        visited.add(path)
+        for name in imported_modules(path):
+            seen.setdefault(name, set()).add(importer)
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:depth])
+                found = module_file(prefix)
+                if found is not None:
+                    pending.append((prefix, found))
+    return seen
+
+
+def is_allowed(name: str) -> bool:
+    top = name.partition(".")[0]
+    if top in sys.stdlib_module_names or top in {"__future__", "nox"}:
+        return True
+    if top != "harness":
+        return False
+    # harness, harness.HarnessError, harness.core.*; never harness.release or harness.bench.
+    return name in CORE or name.startswith("harness.core.") or module_file(name) is None
+
+
+def test_the_noxfile_imports_only_the_standard_library_and_the_core() -> None:
+    closure = noxfile_import_closure()
+    assert "harness.core" in closure or any(n.startswith("harness.core.") for n in closure)
+    outside = {name: sorted(by) for name, by in closure.items() if not is_allowed(name)}
+    assert outside == {}, f"outside the standard library and harness.core: {outside}"
+
+
+def test_the_closure_check_sees_a_forbidden_import(tmp_path: Path) -> None:
+    # The check must be able to fail: a core module importing a third-party package.
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import requests\nfrom harness.release import gates\n\ndef f():\n    import yaml\n"
+    )
+    names = imported_modules(module)
+    assert {"requests", "harness.release", "yaml"} <= names
+    assert not is_allowed("requests")
+    assert not is_allowed("harness.release")
+    assert not is_allowed("harness.bench.report")
+    assert is_allowed("harness.core.records")
+    assert is_allowed("json")
+
+
+def test_every_copy_of_the_base_image_default_agrees() -> None:
+    # Dockerfile and .ci/provision cannot import Python; they keep copies this test pins.
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    provision = (ROOT / ".ci" / "provision").read_text(encoding="utf-8")
+    assert f"ARG BASE_IMAGE={build.DEFAULT_BASE_IMAGE}\n" in dockerfile
+    default = re.escape(build.DEFAULT_BASE_IMAGE)
+    provision_default = rf'^readonly BASE_IMAGE="\$\{{DEATHSTAR_BASE_IMAGE:-{default}\}}"$'
+    assert re.search(provision_default, provision, re.MULTILINE), (
+        "provision's BASE_IMAGE default differs from harness.core.build.DEFAULT_BASE_IMAGE"
+    )
