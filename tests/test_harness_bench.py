@@ -675,7 +675,7 @@ class FakeEngine:
         record = {
             "image_id": built.id, "tags": ["deathstar:0.1.0"], "version": "0.1.0",
             "commit": "c" * 40, "revision": "c" * 40, "base_image": BASE,
-            "size": built.size, "base_size": 100_000_000,
+            "size": built.size, "base_size": 100_000_000, "config_digest": built.id,
         }  # fmt: skip
         (cwd / "dist").mkdir(exist_ok=True)
         (cwd / "dist" / "image.json").write_text(json.dumps(record))

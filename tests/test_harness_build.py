@@ -144,6 +144,7 @@ def make_record(commit: str = COMMIT) -> records.ImageRecord:
         base_image="python:3.11-slim-bookworm",
         size=2,
         base_size=1,
+        config_digest="sha256:abc",
     )
 
 

@@ -42,7 +42,9 @@ def project(tmp_path: Path) -> Path:
     git(repo, "commit", "-qm", "release")
     git(repo, "tag", "v0.3.1")
     head = git(repo, "rev-parse", "HEAD")
-    record = records.ImageRecord(IMAGE_ID, ["deathstar:0.3.1"], "0.3.1", head, head, "b", 2, 1)
+    record = records.ImageRecord(
+        IMAGE_ID, ["deathstar:0.3.1"], "0.3.1", head, head, "b", 2, 1, IMAGE_ID
+    )
     records.save_image_record(record, repo / "dist" / "image.json")
     records.record_verification(record, head, repo / "dist" / "verified.json")
     return repo

@@ -30,6 +30,12 @@ def verified_record_path(root: Path) -> Path:
 
 @dataclass(frozen=True)
 class ImageRecord:
+    """What `nox -s image` built: the local image ID, and the digest a registry will show.
+
+    ``config_digest`` is the digest of the image's config blob, which a registry manifest names
+    as ``config.digest`` whatever the manifest's own encoding; it is what a push is checked by.
+    """
+
     image_id: str
     tags: list[str]
     version: str
@@ -38,6 +44,7 @@ class ImageRecord:
     base_image: str
     size: int
     base_size: int
+    config_digest: str
 
     @classmethod
     def from_plan(cls, plan: BuildPlan, docker: Docker) -> ImageRecord:
@@ -51,6 +58,8 @@ class ImageRecord:
             base_image=plan.base_image,
             size=docker.image_size(image_id),
             base_size=docker.image_size(plan.base_image),
+            # Docker's classic image store names an image by its config digest.
+            config_digest=image_id,
         )
 
     def summary(self) -> str:
