@@ -96,6 +96,12 @@ def test_compile_command_pins_with_hashes_for_every_platform() -> None:
     assert {"--generate-hashes", "--universal"} <= set(runtime)
     assert "--group" not in runtime
     assert dev[dev.index("--group") + 1] == "dev"
+    assert "pyproject.toml" in runtime
+    assert "pyproject.toml" in dev
+    # nox's own lock holds the group alone: CI installs nothing of the project before nox.
+    tools = lock.compile_command(lock.NOX, "3.11")
+    assert tools[tools.index("--group") + 1] == "nox"
+    assert "pyproject.toml" not in tools
 
 
 def test_committed_locks_are_fresh() -> None:

@@ -25,11 +25,14 @@ class Lock:
 
     path: Path
     group: str | None  # None: the project's runtime dependencies
+    with_project: bool = True  # False: the group alone, without the runtime dependencies
 
 
 RUNTIME = Lock(ROOT / "requirements" / "runtime.txt", None)
 DEV = Lock(ROOT / "requirements" / "dev.txt", "dev")
-LOCKS = (RUNTIME, DEV)
+# What CI and the release job install before nox runs, hash-checked (pip --require-hashes).
+NOX = Lock(ROOT / "requirements" / "nox.txt", "nox", with_project=False)
+LOCKS = (RUNTIME, DEV, NOX)
 
 
 def load_pyproject(path: Path) -> dict[str, Any]:
@@ -54,9 +57,10 @@ def fingerprint(pyproject: dict[str, Any]) -> str:
 
 def compile_command(lock: Lock, python_version: str) -> list[str]:
     """uv's resolution of one lock: every platform (--universal), with hashes for every file."""
+    source = ["pyproject.toml"] if lock.with_project else []
     group = ["--group", lock.group] if lock.group else []
     return [
-        "uv", "pip", "compile", "pyproject.toml", *group, "--generate-hashes", "--universal",
+        "uv", "pip", "compile", *source, *group, "--generate-hashes", "--universal",
         "--python-version", python_version, "--no-header", "--quiet",
     ]  # fmt: skip
 
