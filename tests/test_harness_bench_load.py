@@ -7,6 +7,7 @@ the machine.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -155,6 +156,8 @@ def test_python_load_survives_answers_it_cannot_use(tmp_path: Path) -> None:
     """No Content-Length and `Connection: close`: socket errors, then fresh connections."""
 
     class Odd(Handler):
+        """Answers without Content-Length, or with `Connection: close` on /close."""
+
         def do_GET(self) -> None:
             self.send_response(200)
             if self.path == "/close":
@@ -186,3 +189,12 @@ def test_http_request_and_wait_ready(server: int) -> None:
     bench_start.wait_ready(server, timeout=5)
     with pytest.raises(HarnessError, match="no 200"):
         bench_start.wait_ready(free_port(), timeout=0.05)
+
+
+def test_resolve_load_tool(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert bench_load.resolve_tool("python") == "python"
+    assert bench_load.resolve_tool("wrk") == "wrk"
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert bench_load.resolve_tool("auto") == "python"
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert bench_load.resolve_tool("auto") == "wrk"

@@ -1,4 +1,4 @@
-"""python -m harness.bench against a stand-in engine, and the helpers of the measuring.
+"""python -m harness.bench against a stand-in engine: every step, the refusals, the cleanup.
 
 The stand-in (FakeEngine, a FakeDocker that remembers images and containers) answers the docker
 commands the bench sends; its containers are small HTTP servers on 127.0.0.1. No timing is
@@ -20,127 +20,20 @@ import pytest
 
 from harness.bench import __main__ as bench_main
 from harness.bench import engine as bench_engine
-from harness.bench import machine as bench_machine
-from harness.bench import options as bench_options
-from harness.bench import pipeline as bench_pipeline
-from harness.bench import rebuild as bench_rebuild
 from harness.core import process
+from harness.core.build import BuildPlan
 from tests.fakedocker import FakeDocker
-from tests.gitrepo import GIT_ENV, git
+from tests.gitrepo import EPOCH, GIT_ENV, git
 from tests.test_harness_bench_layers import save_archive
 from tests.test_harness_bench_load import WRK_OUTPUT, Handler
-
-# --- helpers of the measuring ----------------------------------------------------------------
-
-
-def test_built_image_ids_reads_the_classic_builders_output() -> None:
-    output = (
-        "Step 1/9 : FROM python:3.11-slim-bookworm AS deps\n ---> 31ba6b2d6dfa\n"
-        "Step 2/9 : RUN true\n ---> Running in 0123456789ab\n"
-        "Removing intermediate container 0123456789ab\n ---> 5ee1c0ffee00\n"
-        "Step 3/9 : COPY x y\n ---> Using cache\n ---> 31ba6b2d6dfa\n"
-        "Successfully built 5ee1c0ffee00\nSuccessfully tagged deathstar-bench-ours:1\n"
-    )
-    assert bench_engine.built_image_ids(output) == ["31ba6b2d6dfa", "5ee1c0ffee00"]
-    assert bench_engine.built_image_ids("#5 DONE 0.1s\n") == []
-
-
-def test_session_times_from_a_nox_report() -> None:
-    report = {
-        "result": 1,
-        "sessions": [
-            {"name": "lint", "result": "success", "duration": 5.123, "signatures": ["lint"]},
-            {
-                "name": "test",
-                "result": "skipped",
-                "duration": 12.04,
-                "signatures": ["test-3.14", "test(python='3.14')"],
-            },
-            {"name": "build", "result": "success"},  # a nox without durations
-            {"name": "integration", "result": "success", "duration": 61},
-        ],
-    }
-    times = bench_pipeline.session_times(report)
-    assert times == {
-        "lint": 5.1,
-        "test-3.14": "skipped after 12.0 s",
-        "build": "success",
-        "integration": 61,
-    }
-    assert bench_pipeline.describe_times(times) == (
-        "lint 5.1 s, test-3.14 skipped after 12.0 s, build success, integration 61 s"
-    )
-    assert bench_pipeline.session_times({}) == {}
-
-
-def test_short_id() -> None:
-    assert bench_engine.short_id("sha256:" + "ab" * 32) == "ab" * 6
-    assert bench_engine.short_id("5ee1c0ffee00") == "5ee1c0ffee00"
-
-
-def test_append_line(tmp_path: Path) -> None:
-    source = tmp_path / "app.py"
-    source.write_text("x = 1\n")
-    bench_rebuild.append_line(source, "# edit 1")
-    assert source.read_text() == "x = 1\n# edit 1\n"
-    source.write_text("x = 1")
-    bench_rebuild.append_line(source, "# edit 2")
-    assert source.read_text() == "x = 1\n# edit 2\n"
-
-
-def test_outer_env_drops_the_sessions_venv() -> None:
-    environ = {"PATH": "/v/bin:/usr/bin::/bin", "VIRTUAL_ENV": "/v", "HOME": "/root"}
-    assert bench_pipeline.outer_env(environ, "/v") == {"PATH": "/usr/bin:/bin", "HOME": "/root"}
-
-
-def test_machine_facts_from_proc_files() -> None:
-    meminfo = "MemTotal:       24683916 kB\nMemFree: 1 kB\n"
-    assert bench_machine.read_meminfo(meminfo) == 24683916 * 1024
-    assert bench_machine.read_meminfo("") is None
-    cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\n"
-    assert bench_machine.read_cpu_model(cpuinfo) == "AMD EPYC 7B13"
-    assert bench_machine.read_cpu_model("") is None
-    os_release = 'NAME="Debian GNU/Linux"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n'
-    assert bench_machine.read_os_name(os_release) == "Debian GNU/Linux 12 (bookworm)"
-    assert bench_machine.read_os_name("PRETTY_NAME=Plain\n") == "Plain"
-    assert bench_machine.read_os_name("") is None
-    assert bench_machine._read("/nonexistent/file") == ""
-
-
-def test_parse_args_defaults_and_the_recorded_command() -> None:
-    options = bench_options.parse_args([])
-    assert options == bench_options.Options(base_image=options.base_image)
-    assert options.command == "nox -s bench"
-    assert not options.skip_pipeline
-    options = bench_options.parse_args(
-        ["--nox-python", "/x/python", "--test-session", "test-3.12", "--", "--skip-pipeline"]
-    )
-    assert options.skip_pipeline
-    assert options.nox_python == "/x/python"
-    assert options.test_session == "test-3.12"
-    assert options.command == "nox -s bench -- --skip-pipeline"
-    assert bench_options.parse_args(["--runs", "7"]).command == "nox -s bench -- --runs 7"
-
-
-@pytest.mark.parametrize("args", [["--runs", "0"], ["--load-seconds", "0"], ["--what"]])
-def test_parse_args_refuses_nonsense(args: list[str]) -> None:
-    with pytest.raises(SystemExit):
-        bench_options.parse_args(args)
-
-
-def test_settings_say_what_ran() -> None:
-    settings = bench_options.Options(skip_pipeline=True).settings("wrk")
-    assert settings["P4 runs"] == 0
-    assert settings["P5"].startswith("wrk, 10 connections, 3 x 10 s")
-
-
-# --- the whole bench against a stand-in engine -----------------------------------------------
 
 BASE = "python:3.11-slim-bookworm"
 
 
 @dataclass
 class Image:
+    """An image of the stand-in engine: its ID, its layers' diff-ids, its size."""
+
     id: str
     layers: list[str]
     size: int
@@ -157,6 +50,7 @@ class FakeEngine(FakeDocker):
     images: dict[str, Image] = field(default_factory=dict)
     containers: dict[str, ThreadingHTTPServer] = field(default_factory=dict)
     count: int = 0
+    heads: list[str] = field(default_factory=list)  # the commits the pipeline ran at
 
     def __post_init__(self) -> None:
         self.images[BASE] = Image("sha256:31ba6b2d6dfa" + "0" * 52, ["sha256:base"], 100_000_000)
@@ -191,10 +85,14 @@ class FakeEngine(FakeDocker):
         assert cwd is not None
         if "--install-only" in args:
             return "nox > Session test-3.11 was successful.\n"
-        built = self.add_image(["deathstar:0.1.0"], extra=1)
+        # The tags `nox -s image` gives in this clone: the version and the clone's commit.
+        commit = process.run(["git", "rev-parse", "HEAD"], cwd=cwd, env=GIT_ENV).strip()
+        self.heads.append(commit)
+        tags = ["deathstar:0.1.0", f"deathstar:sha-{commit[:7]}"]
+        built = self.add_image(tags, extra=1)
         record = {
-            "image_id": built.id, "tags": ["deathstar:0.1.0"], "version": "0.1.0",
-            "commit": "c" * 40, "revision": "c" * 40, "base_image": BASE,
+            "image_id": built.id, "tags": tags, "version": "0.1.0",
+            "commit": commit, "revision": commit, "base_image": BASE,
             "size": built.size, "base_size": 100_000_000,
         }  # fmt: skip
         (cwd / "dist").mkdir(exist_ok=True)
@@ -335,9 +233,25 @@ def test_bench_measures_everything_and_cleans_up(
     assert (project / "deathstar" / "app.py").read_text() == "app = None\n"
     # builds: ours via python -m build + docker build of ./Dockerfile, the seed offline too
     builds = [c for c in engine.docker_calls() if c[0] == "build"]
-    assert all("--network" in c and c[c.index("--network") + 1] == "none" for c in builds)
-    assert any("seed-style.Dockerfile" in " ".join(c) for c in builds)
-    # nothing of the run is left: bench tags gone, the pipeline's tag points back
+    assert all(c[:4] == ["build", "--network", "none", "--pull=false"] for c in builds)
+    seed = [c for c in builds if "seed-style.Dockerfile" in " ".join(c)]
+    assert len(seed) == 3  # the untimed first build and two runs
+    ours = [c for c in builds if c not in seed]
+    assert len(ours) == 3
+    # the plan `nox -s image` makes in a clean clone of the snapshot, with the bench's tag
+    assert len(set(engine.heads)) == 1
+    plan = BuildPlan(
+        version="0.1.0", commit=engine.heads[0], dirty=False, epoch=EPOCH, base_image=BASE
+    )
+    for n, command in enumerate(ours):
+        assert ["docker", *command] == plan.build_command(
+            Path(command[-1]), [f"deathstar-bench-ours:{n}"]
+        )
+    wheels = [c for c in engine.calls if c.args[1:3] == ["-m", "build"]]
+    assert len(wheels) == 3
+    assert all(c.env is not None and c.env["SOURCE_DATE_EPOCH"] == str(EPOCH) for c in wheels)
+    # nothing of the run is left: bench tags gone, the pipeline's tags point back or are gone
+    assert not [ref for ref in engine.images if ref.startswith("deathstar:sha-")]
     assert not [ref for ref in engine.images if ref.startswith("deathstar-bench")]
     assert engine.images["deathstar:0.1.0"].id == "sha256:" + "9" * 64
     assert ["tag", "sha256:" + "9" * 64, "deathstar:0.1.0"] in engine.docker_calls()
@@ -401,4 +315,40 @@ def test_cleanup_goes_on_when_a_step_fails(
     cleaner.cleanup()
     assert "cleanup of containers incomplete" in capsys.readouterr().out
     assert "deathstar-bench-ours:1" not in engine.images
+    assert not cleaner.work.exists()
+
+
+def test_bench_removes_a_tag_the_pipeline_made(project: Path) -> None:
+    engine = FakeEngine()
+    code, _ = run_bench(project, engine, "--runs", "1")
+    assert code == 0
+    assert "deathstar:0.1.0" not in engine.images
+    assert ["rmi", "deathstar:0.1.0"] in engine.docker_calls()
+
+
+def test_cleanup_removes_containers_and_tries_every_image(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = FakeEngine(
+        rules=[
+            (["ps"], "container7 container8", 0),
+            (["rm"], "", 0),
+            (["rmi", "deathstar-bench-ours:1"], "Error: image is being used", 1),
+        ]
+    )
+    cleaner = bench_engine.Engine(engine)
+    cleaner.tags = ["deathstar-bench-ours:1", "deathstar-bench-ours:2"]
+    for tag in cleaner.tags:
+        engine.images[tag] = Image("sha256:1", [], 1)
+    cleaner.track(" ---> 31ba6b2d6dfa\n ---> 5ee1c0ffee00\nSuccessfully built 5ee1c0ffee00\n")
+    cleaner.preexisting = {"31ba6b2d6dfa"}
+    cleaner.cleanup()
+    assert capsys.readouterr().out == ""
+    calls = engine.docker_calls()
+    assert ["rm", "--force", "--volumes", "container7", "container8"] in calls
+    assert [c for c in calls if c[0] == "rmi"] == [
+        ["rmi", "deathstar-bench-ours:1"],
+        ["rmi", "deathstar-bench-ours:2"],
+        ["rmi", "5ee1c0ffee00"],
+    ]
     assert not cleaner.work.exists()
