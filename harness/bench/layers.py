@@ -37,6 +37,8 @@ def new_layers(before: Sequence[str], after: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class LayerBytes:
+    """One layer's tarball size and the size of its gzip compression."""
+
     diff_id: str
     size: int
     gzip_size: int

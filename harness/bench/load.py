@@ -1,28 +1,40 @@
-"""Load for P5: wrk when it is installed, else a small asyncio client; both bounded in time.
+"""P5: the API under load, by wrk when it is installed, else a small asyncio client.
 
-Both keep a fixed number of HTTP/1.1 keep-alive connections busy for a fixed duration against
-one URL on 127.0.0.1 and report requests per second, p50 and p99 latency, and errors: answers
-outside 2xx and socket errors (refused, reset, timed out).
+``api_load`` fills a container of our image with targets, then lists them under load. Both
+clients keep a fixed number of HTTP/1.1 keep-alive connections busy for a fixed duration
+against one URL on 127.0.0.1 and report requests per second, p50 and p99 latency, and errors:
+answers outside 2xx and socket errors (refused, reset, timed out).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
+import shutil
 import time
 from asyncio import LimitOverrunError
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness import HarnessError
-from harness.bench.report import percentile
+from harness.bench.engine import Engine
+from harness.bench.options import Options
+from harness.bench.report import Figure, Target, percentile
+from harness.bench.start import http_request, wait_ready
+from harness.bench.workspace import Side
+from harness.core.process import Runner
 
+LIST_PATH = "/v1/targets?limit=100"
 TIMEOUT = 5.0
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 
 @dataclass(frozen=True)
 class LoadResult:
+    """What one load run measured; ``errors`` counts answers outside 2xx and socket errors."""
+
     tool: str
     requests: int
     seconds: float
@@ -81,6 +93,8 @@ def parse_wrk(output: str) -> LoadResult:
 
 @dataclass
 class _Tally:
+    """What the asyncio client's connections have seen so far."""
+
     latencies: list[float]
     non_2xx: int = 0
     socket_errors: int = 0
@@ -167,3 +181,69 @@ def python_load(host: str, port: int, path: str, *, connections: int, seconds: f
         non_2xx=tally.non_2xx,
         socket_errors=tally.socket_errors,
     )
+
+
+def resolve_tool(choice: str) -> str:
+    """``wrk`` or ``python``: ``auto`` takes wrk where it is installed."""
+    if choice == "auto":
+        return "wrk" if shutil.which("wrk") else "python"
+    return choice
+
+
+def load_once(
+    runner: Runner, tool: str, port: int, *, connections: int, seconds: float
+) -> LoadResult:
+    if tool == "wrk":
+        url = f"http://127.0.0.1:{port}{LIST_PATH}"
+        command = wrk_command(url, connections=connections, seconds=seconds)
+        return parse_wrk(runner(command, timeout=seconds + 60))
+    return python_load("127.0.0.1", port, LIST_PATH, connections=connections, seconds=seconds)
+
+
+def api_load(
+    engine: Engine,
+    ours: Side,
+    options: Options,
+    *,
+    tool: str,
+    runner: Runner,
+    log: Callable[[str], None],
+) -> list[Figure]:
+    rps = Figure("P5", f"GET {LIST_PATH} ({options.rows} rows)", "req/s")
+    rps.target = Target(at_least=1500)
+    p50 = Figure("P5.p50", "latency p50", "ms")
+    p99 = Figure("P5.p99", "latency p99", "ms", target=Target(at_most=20))
+    errors = Figure("P5.err", "errors: non-2xx and socket (sum)", "count")
+    errors.target = Target(at_most=0)
+    with engine.container(ours.tags[-1]) as port:
+        wait_ready(port)
+        for row in range(options.rows):
+            body = {"name": f"target-{row:03d}", "system": "bench"}
+            status, _ = http_request(port, "POST", "/v1/targets", body)
+            if status != 201:
+                raise HarnessError(f"creating target {row} answered {status}, not 201")
+        status, page = http_request(port, "GET", LIST_PATH)
+        if status != 200 or len(json.loads(page)["items"]) != min(options.rows, 100):
+            raise HarnessError(f"GET {LIST_PATH} does not list the {options.rows} targets")
+
+        def once(seconds: float) -> LoadResult:
+            return load_once(runner, tool, port, connections=options.connections, seconds=seconds)
+
+        once(1.0)  # warm-up, not counted
+        for run in range(1, options.load_runs + 1):
+            result = once(options.load_seconds)
+            rps.runs.append(result.rps)
+            p50.runs.append(result.p50_ms)
+            p99.runs.append(result.p99_ms)
+            errors.runs.append(result.errors)
+            log(
+                f"bench: P5 run {run}/{options.load_runs}: {result.rps:.0f} req/s, "
+                f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                f"{result.errors} errors ({result.tool})"
+            )
+    errors.aggregate = "sum"
+    rps.note = (
+        f"{tool}, {options.connections} keep-alive connections for "
+        f"{options.load_seconds:g} s per run, through the published port on 127.0.0.1"
+    )
+    return [rps, p50, p99, errors]

@@ -1,0 +1,164 @@
+"""P4 and P6: nox in clones of the snapshot, started as a user would start it.
+
+P4 is the default ``nox`` pipeline in a fresh clone and again with its venvs reused; P6 a
+session's environment, ``nox -s test-X --install-only``, with the uv and virtualenv backends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.bench.engine import Engine, short_id
+from harness.bench.options import Options
+from harness.bench.report import Figure
+from harness.bench.workspace import Workspace
+from harness.core import records
+from harness.core.process import CommandError, reason
+
+NOX_TIMEOUT = 3600.0
+
+
+def session_times(report: Mapping[str, Any]) -> dict[str, float | str]:
+    """Seconds per session from a ``nox --report`` file; the outcome where it did not succeed."""
+    times: dict[str, float | str] = {}
+    for entry in report.get("sessions", []):
+        name = (entry.get("signatures") or [entry["name"]])[0]  # test-3.11 rather than test
+        duration = entry.get("duration")
+        result = str(entry.get("result", "?"))
+        if not isinstance(duration, int | float):
+            times[name] = result
+        elif result == "success":
+            times[name] = round(float(duration), 1)
+        else:  # a skip can take long: nox may first try to download the missing interpreter
+            times[name] = f"{result} after {duration:.1f} s"
+    return times
+
+
+def describe_times(times: Mapping[str, float | str]) -> str:
+    return ", ".join(
+        f"{name} {took:g} s" if isinstance(took, float) else f"{name} {took}"
+        for name, took in times.items()
+    )
+
+
+def outer_env(environ: Mapping[str, str], venv: str) -> dict[str, str]:
+    """``environ`` without the virtualenv ``venv``: what a nox started by a user would see."""
+    env = {k: v for k, v in environ.items() if k not in {"VIRTUAL_ENV", "CONDA_PREFIX"}}
+    venv_bin = str(Path(venv) / "bin")
+    path = [p for p in environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
+    env["PATH"] = os.pathsep.join(path)
+    return env
+
+
+class NoxRuns:
+    """The P4 and P6 steps; the images the pipeline builds go to the engine's cleanup."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        workspace: Workspace,
+        options: Options,
+        log: Callable[[str], None],
+    ) -> None:
+        self.engine = engine
+        self.workspace = workspace
+        self.options = options
+        self.log = log
+
+    def nox(self, clone: Path, *args: str) -> str:
+        return self.workspace.run(
+            [self.options.nox_python, "-m", "nox", *args],
+            cwd=clone,
+            env=outer_env(os.environ, sys.prefix),
+            timeout=NOX_TIMEOUT,
+            merge=True,
+        )
+
+    def environments(self) -> list[Figure]:
+        session = self.options.test_session
+        fig = Figure("P6", f"`nox -s {session} --install-only`", "s")
+        fig.baseline_name = "virtualenv"
+        fig.note = "ours: the uv backend; venvs removed before each run, package caches warm"
+        clone = self.workspace.clone("env")
+        failed: dict[str, str] = {}
+        for run in range(1, self.options.env_runs + 1):
+            for backend in ("uv", "virtualenv"):
+                if backend in failed:
+                    continue
+                shutil.rmtree(clone / ".nox", ignore_errors=True)
+                started = time.perf_counter()
+                try:
+                    self.nox(clone, "-s", session, "--install-only", "-db", backend)
+                except CommandError as exc:
+                    failed[backend] = reason(exc.output)
+                    self.log(f"bench: P6 {backend} backend failed: {failed[backend]}")
+                    continue
+                elapsed = time.perf_counter() - started
+                (fig.runs if backend == "uv" else fig.baseline_runs).append(elapsed)
+                self.log(f"bench: P6 run {run}/{self.options.env_runs} {backend}: {elapsed:.1f} s")
+        if "uv" in failed:
+            fig.error = f"the uv backend failed: {failed['uv']}"
+        if "virtualenv" in failed:
+            fig.note += f"; the virtualenv backend failed: {failed['virtualenv']}"
+        return [fig]
+
+    def pipeline(self) -> list[Figure]:
+        fresh = Figure("P4", "`nox` (default sessions) in a fresh clone", "s")
+        reused = Figure("P4.reuse", "`nox` again, nothing changed, venvs reused", "s")
+        fresh.note = "git clone + nox with no venvs and no dist/; base image and caches present"
+        before = {tag: self.engine.docker.image_id(tag) for tag in self.workspace.plan.tags}
+        made: list[str] = []
+        try:
+            for run in range(1, self.options.pipeline_runs + 1):
+                for fig in (fresh, reused):
+                    if not self._run(fig, run, made):
+                        if fig is fresh:
+                            reused.error = "not run: the pipeline failed in the fresh clone"
+                        return [fresh, reused]
+        finally:
+            self._restore_tags(before, made)
+        return [fresh, reused]
+
+    def _run(self, fig: Figure, run: int, made: list[str]) -> bool:
+        """One `nox` in the pipeline clone (a new clone for a fresh run); False when it failed."""
+        started = time.perf_counter()
+        work = self.workspace.work
+        clone = self.workspace.clone("pipeline") if fig.key == "P4" else work / "pipeline"
+        report = work / f"nox-report-{fig.key}-{run}.json"
+        try:
+            self.engine.track(
+                self.nox(clone, "--no-error-on-missing-interpreters", "--report", str(report))
+            )
+        except CommandError as exc:
+            self.engine.track(exc.output)
+            tail = "\n".join(exc.output.strip().splitlines()[-15:])
+            self.log(f"bench: P4 failed; the end of its output:\n{tail}")
+            fig.error = str(exc)
+            return False
+        finally:
+            record = records.image_record_path(clone)
+            if record.is_file():
+                made.append(records.load_image_record(record).image_id)
+        fig.runs.append(time.perf_counter() - started)
+        times = session_times(json.loads(report.read_text("utf-8"))) if report.is_file() else {}
+        fig.details.setdefault("sessions per run", []).append(times)
+        fig.note = "; ".join(filter(None, [fig.note, f"run {run}: {describe_times(times)}"]))
+        self.log(f"bench: P4 run {run} {fig.key}: {fig.runs[-1]:.0f} s")
+        return True
+
+    def _restore_tags(self, before: Mapping[str, str | None], made: Sequence[str]) -> None:
+        """Point the tags the pipeline moved back where they were; drop the images it made."""
+        for tag, previous in before.items():
+            if self.engine.docker.image_id(tag) in made:  # moved by us, and by no one since
+                if previous:
+                    self.engine.docker("tag", previous, tag)
+                else:
+                    self.engine.docker("rmi", tag)
+        self.engine.remember(short_id(i) for i in made)

@@ -1,0 +1,114 @@
+"""The helpers of the measuring: build output, nox reports, the edit, machine facts, options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.bench import engine as bench_engine
+from harness.bench import machine as bench_machine
+from harness.bench import options as bench_options
+from harness.bench import pipeline as bench_pipeline
+from harness.bench import rebuild as bench_rebuild
+
+
+def test_built_image_ids_reads_the_classic_builders_output() -> None:
+    output = (
+        "Step 1/9 : FROM python:3.11-slim-bookworm AS deps\n ---> 31ba6b2d6dfa\n"
+        "Step 2/9 : RUN true\n ---> Running in 0123456789ab\n"
+        "Removing intermediate container 0123456789ab\n ---> 5ee1c0ffee00\n"
+        "Step 3/9 : COPY x y\n ---> Using cache\n ---> 31ba6b2d6dfa\n"
+        "Successfully built 5ee1c0ffee00\nSuccessfully tagged deathstar-bench-ours:1\n"
+    )
+    assert bench_engine.built_image_ids(output) == ["31ba6b2d6dfa", "5ee1c0ffee00"]
+    assert bench_engine.built_image_ids("#5 DONE 0.1s\n") == []
+
+
+def test_session_times_from_a_nox_report() -> None:
+    report = {
+        "result": 1,
+        "sessions": [
+            {"name": "lint", "result": "success", "duration": 5.123, "signatures": ["lint"]},
+            {
+                "name": "test",
+                "result": "skipped",
+                "duration": 12.04,
+                "signatures": ["test-3.14", "test(python='3.14')"],
+            },
+            {"name": "build", "result": "success"},  # a nox without durations
+            {"name": "integration", "result": "success", "duration": 61},
+        ],
+    }
+    times = bench_pipeline.session_times(report)
+    assert times == {
+        "lint": 5.1,
+        "test-3.14": "skipped after 12.0 s",
+        "build": "success",
+        "integration": 61,
+    }
+    assert bench_pipeline.describe_times(times) == (
+        "lint 5.1 s, test-3.14 skipped after 12.0 s, build success, integration 61 s"
+    )
+    assert bench_pipeline.session_times({}) == {}
+
+
+def test_short_id() -> None:
+    assert bench_engine.short_id("sha256:" + "ab" * 32) == "ab" * 6
+    assert bench_engine.short_id("5ee1c0ffee00") == "5ee1c0ffee00"
+
+
+def test_append_line(tmp_path: Path) -> None:
+    source = tmp_path / "app.py"
+    source.write_text("x = 1\n")
+    bench_rebuild.append_line(source, "# edit 1")
+    assert source.read_text() == "x = 1\n# edit 1\n"
+    source.write_text("x = 1")
+    bench_rebuild.append_line(source, "# edit 2")
+    assert source.read_text() == "x = 1\n# edit 2\n"
+
+
+def test_outer_env_drops_the_sessions_venv() -> None:
+    environ = {"PATH": "/v/bin:/usr/bin::/bin", "VIRTUAL_ENV": "/v", "HOME": "/root"}
+    assert bench_pipeline.outer_env(environ, "/v") == {"PATH": "/usr/bin:/bin", "HOME": "/root"}
+
+
+def test_machine_facts_from_proc_files() -> None:
+    meminfo = "MemTotal:       24683916 kB\nMemFree: 1 kB\n"
+    assert bench_machine.read_meminfo(meminfo) == 24683916 * 1024
+    assert bench_machine.read_meminfo("") is None
+    cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\n"
+    assert bench_machine.read_cpu_model(cpuinfo) == "AMD EPYC 7B13"
+    assert bench_machine.read_cpu_model("") is None
+    os_release = 'NAME="Debian GNU/Linux"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n'
+    assert bench_machine.read_os_name(os_release) == "Debian GNU/Linux 12 (bookworm)"
+    assert bench_machine.read_os_name("PRETTY_NAME=Plain\n") == "Plain"
+    assert bench_machine.read_os_name("") is None
+    assert bench_machine._read("/nonexistent/file") == ""
+
+
+def test_parse_args_defaults_and_the_recorded_command() -> None:
+    options = bench_options.parse_args([])
+    assert options == bench_options.Options(base_image=options.base_image)
+    assert options.command == "nox -s bench"
+    assert not options.skip_pipeline
+    options = bench_options.parse_args(
+        ["--nox-python", "/x/python", "--test-session", "test-3.12", "--", "--skip-pipeline"]
+    )
+    assert options.skip_pipeline
+    assert options.nox_python == "/x/python"
+    assert options.test_session == "test-3.12"
+    assert options.command == "nox -s bench -- --skip-pipeline"
+    assert bench_options.parse_args(["--runs", "7"]).command == "nox -s bench -- --runs 7"
+
+
+@pytest.mark.parametrize("args", [["--runs", "0"], ["--load-seconds", "0"], ["--what"]])
+def test_parse_args_refuses_nonsense(args: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench_options.parse_args(args)
+
+
+def test_settings_say_what_ran() -> None:
+    settings = bench_options.Options(skip_pipeline=True).settings("wrk")
+    assert settings["P4 runs"] == 0
+    assert settings["P5"].startswith("wrk, 10 connections, 3 x 10 s")

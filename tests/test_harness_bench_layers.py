@@ -1,0 +1,108 @@
+"""harness.bench.layers: which layers are new, and their sizes in a `docker save` archive."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from harness import HarnessError
+from harness.bench import layers as bench_layers
+
+
+def test_new_layers_are_those_the_old_image_lacks() -> None:
+    assert bench_layers.new_layers(["a", "b", "c"], ["a", "b", "d", "e"]) == ["d", "e"]
+    assert bench_layers.new_layers(["a", "b"], ["a", "b"]) == []
+    assert bench_layers.new_layers([], ["a", "b", "a"]) == ["a", "b"]
+    assert bench_layers.new_layers(["x"], ["a", "x"]) == ["a"]
+
+
+def test_stream_sizes_counts_raw_and_gzip_bytes() -> None:
+    data = b"deathstar " * 5000
+    raw, packed = bench_layers.stream_sizes(io.BytesIO(data))
+    assert raw == len(data)
+    assert packed == len(gzip.compress(data, compresslevel=6, mtime=0))
+
+
+def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    archive.addfile(info, io.BytesIO(data))
+
+
+def save_archive(
+    path: Path, layers: Mapping[str, bytes], *, oci: bool = False, link_last: bool = False
+) -> Path:
+    """A `docker save` archive: legacy layout (<n>/layer.tar) or OCI (blobs/sha256/<hex>)."""
+    names = [
+        f"blobs/sha256/{diff.removeprefix('sha256:')}" if oci else f"{n}/layer.tar"
+        for n, diff in enumerate(layers)
+    ]
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": list(layers)}}).encode()
+    manifest = json.dumps([{"Config": "config.json", "Layers": names}]).encode()
+    with tarfile.open(path, "w") as archive:
+        for n, (name, data) in enumerate(zip(names, layers.values(), strict=True)):
+            if link_last and n == len(names) - 1:
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = tarfile.SYMTYPE, f"../{names[0]}"
+                archive.addfile(info)
+            else:
+                _add(archive, name, data)
+        _add(archive, "config.json", config)
+        _add(archive, "manifest.json", manifest)
+    return path
+
+
+@pytest.mark.parametrize("oci", [False, True])
+def test_measure_saved_sizes_the_wanted_layers(tmp_path: Path, oci: bool) -> None:
+    layers = {"sha256:aa": b"a" * 3000, "sha256:bb": b"b" * 700, "sha256:cc": b"c" * 10}
+    archive = save_archive(tmp_path / "save.tar", layers, oci=oci)
+    measured = bench_layers.measure_saved(archive, ["sha256:bb", "sha256:cc"])
+    assert [(m.diff_id, m.size) for m in measured] == [("sha256:bb", 700), ("sha256:cc", 10)]
+    assert all(m.gzip_size > 0 for m in measured)
+
+
+def test_measure_saved_follows_linked_layers(tmp_path: Path) -> None:
+    layers = {"sha256:aa": b"a" * 1000, "sha256:dd": b""}
+    archive = save_archive(tmp_path / "save.tar", layers, link_last=True)
+    assert bench_layers.measure_saved(archive, ["sha256:dd"])[0].size == 1000
+
+
+def test_measure_saved_refuses_what_it_cannot_read(tmp_path: Path) -> None:
+    archive = save_archive(tmp_path / "save.tar", {"sha256:aa": b"a"})
+    with pytest.raises(HarnessError, match="has no layer sha256:zz"):
+        bench_layers.measure_saved(archive, ["sha256:zz"])
+    broken = tmp_path / "broken.tar"
+    with tarfile.open(broken, "w") as tar:
+        _add(tar, "manifest.json", b"[]")
+    with pytest.raises(HarnessError, match="not a docker save archive"):
+        bench_layers.measure_saved(broken, [])
+    uneven = tmp_path / "uneven.tar"
+    with tarfile.open(uneven, "w") as tar:
+        _add(tar, "c.json", json.dumps({"rootfs": {"diff_ids": ["sha256:a", "sha256:b"]}}).encode())
+        _add(tar, "manifest.json", json.dumps([{"Config": "c.json", "Layers": ["x"]}]).encode())
+    with pytest.raises(HarnessError, match="1 layer files for 2 diff-ids"):
+        bench_layers.measure_saved(uneven, [])
+    directory = tmp_path / "dir.tar"
+    with tarfile.open(directory, "w") as tar:
+        tar.addfile(_dir("layer"))
+        _add(tar, "c.json", json.dumps({"rootfs": {"diff_ids": ["sha256:a"]}}).encode())
+        _add(tar, "manifest.json", json.dumps([{"Config": "c.json", "Layers": ["layer"]}]).encode())
+    with pytest.raises(HarnessError, match="is not a file"):
+        bench_layers.measure_saved(directory, ["sha256:a"])
+    nameless = tmp_path / "nameless.tar"
+    with tarfile.open(nameless, "w") as tar:
+        tar.addfile(_dir("manifest.json"))
+    with pytest.raises(HarnessError, match=r"has no file manifest\.json"):
+        bench_layers.measure_saved(nameless, [])
+
+
+def _dir(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info

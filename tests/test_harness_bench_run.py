@@ -1,0 +1,354 @@
+"""python -m harness.bench against a stand-in engine: every step, the refusals, the cleanup.
+
+The stand-in (FakeEngine, a FakeDocker that remembers images and containers) answers the docker
+commands the bench sends; its containers are small HTTP servers on 127.0.0.1. No timing is
+asserted anywhere: figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.bench import __main__ as bench_main
+from harness.bench import engine as bench_engine
+from harness.core import process
+from harness.core.build import BuildPlan
+from tests.fakedocker import FakeDocker
+from tests.gitrepo import EPOCH, GIT_ENV, git
+from tests.test_harness_bench_layers import save_archive
+from tests.test_harness_bench_load import WRK_OUTPUT, Handler
+
+BASE = "python:3.11-slim-bookworm"
+
+
+@dataclass
+class Image:
+    """An image of the stand-in engine: its ID, its layers' diff-ids, its size."""
+
+    id: str
+    layers: list[str]
+    size: int
+
+
+@dataclass(kw_only=True)
+class FakeEngine(FakeDocker):
+    """The FakeDocker of a bench run: it remembers images and containers; git runs for real.
+
+    A command that contains one of the words in ``fail`` fails, whatever it is.
+    """
+
+    fail: set[str] = field(default_factory=set)
+    images: dict[str, Image] = field(default_factory=dict)
+    containers: dict[str, ThreadingHTTPServer] = field(default_factory=dict)
+    count: int = 0
+    heads: list[str] = field(default_factory=list)  # the commits the pipeline ran at
+
+    def __post_init__(self) -> None:
+        self.images[BASE] = Image("sha256:31ba6b2d6dfa" + "0" * 52, ["sha256:base"], 100_000_000)
+        Handler.targets = []
+
+    def answer(self, args: list[str], *, cwd: Path | None, env: Mapping[str, str] | None) -> str:
+        what = " ".join(args)
+        if any(word in what for word in self.fail):
+            raise process.CommandError(f"`{what}` failed", f"ERROR: {what} failed\n", 1)
+        if args[0] == "git":  # for real, but away from the developer's git configuration
+            return process.run(args, cwd=cwd, env={**GIT_ENV, **(env or {})})
+        if args[0] == "docker":
+            return self.docker(args[1:])
+        if args[0] == "wrk":
+            return WRK_OUTPUT
+        if args[1:3] == ["-m", "build"]:
+            assert cwd is not None
+            assert env is not None
+            assert "SOURCE_DATE_EPOCH" in env
+            (cwd / "dist" / "deathstar-0.1.0-py3-none-any.whl").write_bytes(b"wheel")
+            return ""
+        if args[1:4] == ["-m", "pip", "download"]:
+            dest = Path(args[args.index("--dest") + 1])
+            dest.mkdir(parents=True)
+            (dest / "poetry_core-2.0-py3-none-any.whl").write_bytes(b"tool")
+            return ""
+        if args[1:3] == ["-m", "nox"]:
+            return self.nox(args[3:], cwd)
+        raise AssertionError(f"unexpected command {args}")
+
+    def nox(self, args: list[str], cwd: Path | None) -> str:
+        assert cwd is not None
+        if "--install-only" in args:
+            return "nox > Session test-3.11 was successful.\n"
+        # The tags `nox -s image` gives in this clone: the version and the clone's commit.
+        commit = process.run(["git", "rev-parse", "HEAD"], cwd=cwd, env=GIT_ENV).strip()
+        self.heads.append(commit)
+        tags = ["deathstar:0.1.0", f"deathstar:sha-{commit[:7]}"]
+        built = self.add_image(tags, extra=1)
+        record = {
+            "image_id": built.id, "tags": tags, "version": "0.1.0",
+            "commit": commit, "revision": commit, "base_image": BASE,
+            "size": built.size, "base_size": 100_000_000, "config_digest": built.id,
+        }  # fmt: skip
+        (cwd / "dist").mkdir(exist_ok=True)
+        (cwd / "dist" / "image.json").write_text(json.dumps(record))
+        report = {"sessions": [{"name": "lint", "result": "success", "duration": 5.0}]}
+        Path(args[args.index("--report") + 1]).write_text(json.dumps(report))
+        return f" ---> {built.id[7:19]}\nSuccessfully built {built.id[7:19]}\n"
+
+    def add_image(self, tags: list[str], extra: int) -> Image:
+        self.count += 1
+        layers = [*self.images[BASE].layers, *(f"sha256:{self.count}-{n}" for n in range(extra))]
+        image = Image(f"sha256:{self.count:064x}", layers, 100_000_000 + 1000 * self.count)
+        for ref in [image.id, *tags]:
+            self.images[ref] = image
+        return image
+
+    def docker(self, args: list[str]) -> str:  # noqa: PLR0911 - one answer per command
+        command = args[0]
+        if command == "version":
+            return "20.10.99\n"
+        if command == "images":
+            return self.images[BASE].id + "\n"
+        if command == "image":
+            ref = args[-1]
+            if ref not in self.images:
+                raise process.CommandError(f"no such image {ref}", "", 1)
+            image = self.images[ref]
+            answers = {
+                "{{.Id}}": image.id,
+                "{{.Size}}": str(image.size),
+                "{{json .RootFS.Layers}}": json.dumps(image.layers),
+            }
+            return answers[args[3]] + "\n"
+        if command == "build":
+            tag = args[args.index("--tag") + 1]
+            image = self.add_image([tag], extra=2 if "seed" in tag else 1)
+            short = image.id[7:19]
+            return f" ---> 31ba6b2d6dfa\n ---> {short}\nSuccessfully built {short}\n"
+        if command == "save":
+            image = self.images[args[-1]]
+            contents = {layer: layer.encode() * 100 for layer in image.layers}
+            save_archive(Path(args[args.index("--output") + 1]), contents)
+            return ""
+        if command == "run":
+            port = int(args[args.index("--publish") + 1].split(":")[1])
+            server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            cid = f"container{len(self.containers)}"
+            self.containers[cid] = server
+            return cid + "\n"
+        if command == "rm":
+            for cid in args[3:]:
+                self.containers[cid].shutdown()
+                self.containers[cid].server_close()
+            return ""
+        if command == "rmi":
+            for ref in args[1:]:
+                self.images.pop(ref, None)
+            return ""
+        if command == "tag":
+            self.images[args[2]] = self.images[args[1]]
+        return ""  # ps, tag
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "deathstar").mkdir(parents=True)
+    (root / "deathstar" / "app.py").write_text("app = None\n")
+    (root / "bench").mkdir()
+    (root / "bench" / "seed-style.Dockerfile").write_text("FROM scratch\n")
+    (root / ".dockerignore").write_text("*\n")
+    (root / ".gitignore").write_text("/dist/\n")
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "deathstar"\nversion = "0.1.0"\n'
+        '[build-system]\nrequires = ["poetry-core>=2.0,<3"]\n'
+    )
+    (root / "dist" / "wheelhouse").mkdir(parents=True)
+    (root / "dist" / "wheelhouse" / "fastapi-1-py3-none-any.whl").write_bytes(b"w" * 1000)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    (root / "untracked.txt").write_text("in the snapshot too\n")
+    return root
+
+
+QUICK = [
+    "--runs", "2", "--start-runs", "1", "--load-runs", "1", "--load-seconds", "1",
+    "--env-runs", "1", "--load-tool", "wrk",
+]  # fmt: skip
+
+
+def run_bench(project: Path, engine: FakeEngine, *args: str) -> tuple[int, dict[str, Any]]:
+    out = project / "out"
+    code = bench_main.main(
+        ["--nox-python", sys.executable, "--", *QUICK, "--output-dir", str(out), *args],
+        runner=engine,
+        root=project,
+    )
+    data = json.loads((out / "results.json").read_text()) if code == 0 else {}
+    return code, data
+
+
+def test_bench_measures_everything_and_cleans_up(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = FakeEngine()
+    previous = Image("sha256:" + "9" * 64, ["sha256:base"], 1)
+    engine.images["deathstar:0.1.0"] = engine.images[previous.id] = previous
+    code, data = run_bench(project, engine)
+    assert code == 0
+    figures = {f["id"]: f for f in data["figures"]}
+    assert list(figures) == [
+        "P1a", "P1b", "P1b.raw", "P2", "P3", "P5", "P5.p50", "P5.p99", "P5.err", "P6", "P4",
+        "P4.reuse",
+    ]  # fmt: skip
+    assert len(figures["P1a"]["runs"]) == len(figures["P1a"]["baseline"]["runs"]) == 2
+    # one new layer per rebuild for ours, two for the seed: 100 copies of a 10-byte diff-id each
+    assert figures["P1b.raw"]["runs"] == [1000, 1000]
+    assert figures["P1b.raw"]["baseline"]["runs"] == [2000, 2000]
+    # P1b is what a push sends: gzip of the same layers, far smaller than 100 repeated ids
+    assert 0 < figures["P1b"]["runs"][0] < 1000
+    assert figures["P1b"]["target"] is not None
+    # the stand-in's n-th image is n kB over the base; the seed's minus its 1 kB wheelhouse
+    assert figures["P2"]["runs"] == [3000, 5000]
+    assert figures["P2"]["baseline"]["runs"] == [4000 - 1000, 6000 - 1000]
+    assert figures["P5"]["value"] == 1530.12
+    assert figures["P5.err"]["value"] == 7
+    assert figures["P5.err"]["verdict"] == "miss"
+    assert figures["P4"]["error"] == ""
+    assert figures["P4"]["note"].endswith("; run 1: lint 5 s")
+    assert figures["P4.reuse"]["details"] == {"sessions per run": [{"lint": 5.0}]}
+    assert len(figures["P6"]["runs"]) == len(figures["P6"]["baseline"]["runs"]) == 1
+    assert data["command"].startswith("nox -s bench -- --runs 2")
+    assert data["machine"]["docker_version"] == "20.10.99"
+    assert len(Handler.targets) == 100
+    # the edits happened in clones, the checkout is untouched
+    assert (project / "deathstar" / "app.py").read_text() == "app = None\n"
+    # builds: ours via python -m build + docker build of ./Dockerfile, the seed offline too
+    builds = [c for c in engine.docker_calls() if c[0] == "build"]
+    assert all(c[:4] == ["build", "--network", "none", "--pull=false"] for c in builds)
+    seed = [c for c in builds if "seed-style.Dockerfile" in " ".join(c)]
+    assert len(seed) == 3  # the untimed first build and two runs
+    ours = [c for c in builds if c not in seed]
+    assert len(ours) == 3
+    # the plan `nox -s image` makes in a clean clone of the snapshot, with the bench's tag
+    assert len(set(engine.heads)) == 1
+    plan = BuildPlan(
+        version="0.1.0", commit=engine.heads[0], dirty=False, epoch=EPOCH, base_image=BASE
+    )
+    for n, command in enumerate(ours):
+        assert ["docker", *command] == plan.build_command(
+            Path(command[-1]), [f"deathstar-bench-ours:{n}"]
+        )
+    wheels = [c for c in engine.calls if c.args[1:3] == ["-m", "build"]]
+    assert len(wheels) == 3
+    assert all(c.env is not None and c.env["SOURCE_DATE_EPOCH"] == str(EPOCH) for c in wheels)
+    # nothing of the run is left: bench tags gone, the pipeline's tags point back or are gone
+    assert not [ref for ref in engine.images if ref.startswith("deathstar:sha-")]
+    assert not [ref for ref in engine.images if ref.startswith("deathstar-bench")]
+    assert engine.images["deathstar:0.1.0"].id == "sha256:" + "9" * 64
+    assert ["tag", "sha256:" + "9" * 64, "deathstar:0.1.0"] in engine.docker_calls()
+    assert not [c for c in engine.docker_calls() if c[0] == "rmi" and "31ba6b2d6dfa" in c]
+    markdown = (project / "out" / "RESULTS.md").read_text()
+    assert markdown.startswith("# Benchmarks\n")
+    assert "| P1a |" in markdown
+    printed = capsys.readouterr().out
+    assert "| P5.p99 |" in printed
+    assert "wrote" in printed
+
+
+def test_bench_keeps_going_when_steps_fail(project: Path) -> None:
+    engine = FakeEngine(fail={"virtualenv", "docker build --network none --pull=false"})
+    engine.fail.add("--no-error-on-missing-interpreters")
+    code, data = run_bench(project, engine)
+    assert code == 0
+    figures = {f["id"]: f for f in data["figures"]}
+    assert list(figures) == ["P1", "P6", "P4", "P4.reuse"]  # no images: no P3 and no P5
+    assert "failed" in figures["P1"]["error"]
+    assert "virtualenv backend failed: ERROR:" in figures["P6"]["note"]
+    assert "failed" in figures["P4"]["error"]
+    assert figures["P4.reuse"]["error"].startswith("not run")
+
+
+def test_bench_reports_a_failing_uv_backend(project: Path) -> None:
+    engine = FakeEngine(fail={"-db uv"})
+    engine.fail.add("docker build")
+    code, data = run_bench(project, engine, "--skip-pipeline")
+    assert code == 0
+    p6 = next(f for f in data["figures"] if f["id"] == "P6")
+    assert p6["error"].startswith("the uv backend failed")
+    assert not [f for f in data["figures"] if f["id"].startswith("P4")]
+
+
+def test_bench_refuses_without_engine_base_image_or_wheelhouse(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_bench(project, FakeEngine(fail={"docker version"}))[0] == 1
+    assert "no Docker engine answers" in capsys.readouterr().err
+    engine = FakeEngine()
+    del engine.images[BASE]
+    assert run_bench(project, engine)[0] == 1
+    assert f"the base image {BASE} is missing" in capsys.readouterr().err
+    (project / "bench" / "seed-style.Dockerfile").unlink()
+    assert run_bench(project, FakeEngine())[0] == 1
+    assert "seed-style.Dockerfile is missing" in capsys.readouterr().err
+    for wheel in (project / "dist" / "wheelhouse").iterdir():
+        wheel.unlink()
+    assert run_bench(project, FakeEngine())[0] == 1
+    assert "run `nox -s build` first" in capsys.readouterr().err
+
+
+def test_cleanup_goes_on_when_a_step_fails(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = FakeEngine(fail={"docker ps"})
+    cleaner = bench_engine.Engine(engine)
+    cleaner.tags = ["deathstar-bench-ours:1"]
+    engine.images["deathstar-bench-ours:1"] = Image("sha256:1", [], 1)
+    cleaner.cleanup()
+    assert "cleanup of containers incomplete" in capsys.readouterr().out
+    assert "deathstar-bench-ours:1" not in engine.images
+    assert not cleaner.work.exists()
+
+
+def test_bench_removes_a_tag_the_pipeline_made(project: Path) -> None:
+    engine = FakeEngine()
+    code, _ = run_bench(project, engine, "--runs", "1")
+    assert code == 0
+    assert "deathstar:0.1.0" not in engine.images
+    assert ["rmi", "deathstar:0.1.0"] in engine.docker_calls()
+
+
+def test_cleanup_removes_containers_and_tries_every_image(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = FakeEngine(
+        rules=[
+            (["ps"], "container7 container8", 0),
+            (["rm"], "", 0),
+            (["rmi", "deathstar-bench-ours:1"], "Error: image is being used", 1),
+        ]
+    )
+    cleaner = bench_engine.Engine(engine)
+    cleaner.tags = ["deathstar-bench-ours:1", "deathstar-bench-ours:2"]
+    for tag in cleaner.tags:
+        engine.images[tag] = Image("sha256:1", [], 1)
+    cleaner.track(" ---> 31ba6b2d6dfa\n ---> 5ee1c0ffee00\nSuccessfully built 5ee1c0ffee00\n")
+    cleaner.preexisting = {"31ba6b2d6dfa"}
+    cleaner.cleanup()
+    assert capsys.readouterr().out == ""
+    calls = engine.docker_calls()
+    assert ["rm", "--force", "--volumes", "container7", "container8"] in calls
+    assert [c for c in calls if c[0] == "rmi"] == [
+        ["rmi", "deathstar-bench-ours:1"],
+        ["rmi", "deathstar-bench-ours:2"],
+        ["rmi", "5ee1c0ffee00"],
+    ]
+    assert not cleaner.work.exists()
