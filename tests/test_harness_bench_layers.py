@@ -6,13 +6,14 @@ import gzip
 import io
 import json
 import tarfile
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from harness import HarnessError
 from harness.bench import layers as bench_layers
+from tests.archives import add_member as _add
+from tests.archives import save_archive
 
 
 def test_new_layers_are_those_the_old_image_lacks() -> None:
@@ -27,35 +28,6 @@ def test_stream_sizes_counts_raw_and_gzip_bytes() -> None:
     raw, packed = bench_layers.stream_sizes(io.BytesIO(data))
     assert raw == len(data)
     assert packed == len(gzip.compress(data, compresslevel=6, mtime=0))
-
-
-def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    archive.addfile(info, io.BytesIO(data))
-
-
-def save_archive(
-    path: Path, layers: Mapping[str, bytes], *, oci: bool = False, link_last: bool = False
-) -> Path:
-    """A `docker save` archive: legacy layout (<n>/layer.tar) or OCI (blobs/sha256/<hex>)."""
-    names = [
-        f"blobs/sha256/{diff.removeprefix('sha256:')}" if oci else f"{n}/layer.tar"
-        for n, diff in enumerate(layers)
-    ]
-    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": list(layers)}}).encode()
-    manifest = json.dumps([{"Config": "config.json", "Layers": names}]).encode()
-    with tarfile.open(path, "w") as archive:
-        for n, (name, data) in enumerate(zip(names, layers.values(), strict=True)):
-            if link_last and n == len(names) - 1:
-                info = tarfile.TarInfo(name)
-                info.type, info.linkname = tarfile.SYMTYPE, f"../{names[0]}"
-                archive.addfile(info)
-            else:
-                _add(archive, name, data)
-        _add(archive, "config.json", config)
-        _add(archive, "manifest.json", manifest)
-    return path
 
 
 @pytest.mark.parametrize("oci", [False, True])
@@ -80,13 +52,13 @@ def test_measure_saved_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     broken = tmp_path / "broken.tar"
     with tarfile.open(broken, "w") as tar:
         _add(tar, "manifest.json", b"[]")
-    with pytest.raises(HarnessError, match="not a docker save archive"):
+    with pytest.raises(HarnessError, match="is not an image archive"):
         bench_layers.measure_saved(broken, [])
     uneven = tmp_path / "uneven.tar"
     with tarfile.open(uneven, "w") as tar:
         _add(tar, "c.json", json.dumps({"rootfs": {"diff_ids": ["sha256:a", "sha256:b"]}}).encode())
         _add(tar, "manifest.json", json.dumps([{"Config": "c.json", "Layers": ["x"]}]).encode())
-    with pytest.raises(HarnessError, match="1 layer files for 2 diff-ids"):
+    with pytest.raises(HarnessError, match="1 layer files for 2 diff IDs"):
         bench_layers.measure_saved(uneven, [])
     directory = tmp_path / "dir.tar"
     with tarfile.open(directory, "w") as tar:

@@ -22,9 +22,9 @@ from harness.bench import __main__ as bench_main
 from harness.bench import engine as bench_engine
 from harness.core import process
 from harness.core.build import BuildPlan
+from tests.archives import save_archive
 from tests.fakedocker import FakeDocker
 from tests.gitrepo import EPOCH, GIT_ENV, git
-from tests.test_harness_bench_layers import save_archive
 from tests.test_harness_bench_load import WRK_OUTPUT, Handler
 
 BASE = "python:3.11-slim-bookworm"

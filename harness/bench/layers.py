@@ -11,15 +11,13 @@ gzip size (level 6, Docker's default) is what travels; the tarball size is what 
 
 from __future__ import annotations
 
-import json
-import tarfile
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from harness import HarnessError
+from harness.core import archive
 
 GZIP_LEVEL = 6
 CHUNK = 1 << 20
@@ -54,38 +52,11 @@ def stream_sizes(stream: IO[bytes]) -> tuple[int, int]:
     return raw, packed + len(compressor.flush())
 
 
-def _text_member(archive: tarfile.TarFile, name: str) -> str:
-    handle = archive.extractfile(name)
-    if handle is None:
-        raise HarnessError(f"docker save output has no file {name}")
-    with handle:
-        return handle.read().decode("utf-8")
-
-
 def measure_saved(path: Path, wanted: Iterable[str]) -> list[LayerBytes]:
     """Sizes of the ``wanted`` layers (diff-ids) in the ``docker save`` archive at ``path``."""
-    wanted = list(wanted)
-    with tarfile.open(path) as archive:
-        try:
-            manifest: list[dict[str, Any]] = json.loads(_text_member(archive, "manifest.json"))
-            entry = manifest[0]
-            config: dict[str, Any] = json.loads(_text_member(archive, entry["Config"]))
-            diff_ids: list[str] = config["rootfs"]["diff_ids"]
-            members: list[str] = entry["Layers"]
-        except (KeyError, IndexError, TypeError, json.JSONDecodeError) as exc:
-            raise HarnessError(f"{path} is not a docker save archive: {exc!r}") from None
-        if len(diff_ids) != len(members):
-            raise HarnessError(f"{path}: {len(members)} layer files for {len(diff_ids)} diff-ids")
-        by_diff_id = dict(zip(diff_ids, members, strict=True))
-        missing = [layer for layer in wanted if layer not in by_diff_id]
-        if missing:
-            raise HarnessError(f"{path} has no layer {missing[0]}")
-        measured = []
-        for layer in wanted:
-            # extractfile follows the symlinks that the legacy layout uses for repeated layers.
-            handle = archive.extractfile(by_diff_id[layer])
-            if handle is None:
-                raise HarnessError(f"{path}: layer {layer} is not a file")
-            with handle:
-                measured.append(LayerBytes(layer, *stream_sizes(handle)))
+    image = archive.read_archive(path)
+    measured = []
+    for layer in wanted:
+        with archive.open_layer(image, layer) as handle:
+            measured.append(LayerBytes(layer, *stream_sizes(handle)))
     return measured

@@ -1,0 +1,163 @@
+"""Reading an image archive: what ``docker save`` and BuildKit's docker exporter write.
+
+Both write a ``manifest.json`` that names the config blob and the layer tarballs in the order
+of the config's ``rootfs.diff_ids``, in the legacy layout (``<id>/layer.tar``) or the OCI one
+(``blobs/sha256/<digest>``). The config's digest is what a registry manifest names as
+``config.digest``; the diff IDs are the digests of the uncompressed layers. Two archives of one
+image agree on both, whatever their compression or layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from harness import HarnessError
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ImageArchive:
+    """The identity of the image in an archive: config digest, config and layers."""
+
+    path: Path
+    config_digest: str
+    config: dict[str, Any]
+    diff_ids: list[str]
+    layer_members: list[str]  # archive member of each layer, in diff-ID order
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = (self.config.get("config") or {}).get("Labels") or {}
+        return {str(k): str(v) for k, v in labels.items()}
+
+    def member_of(self, diff_id: str) -> str:
+        try:
+            return self.layer_members[self.diff_ids.index(diff_id)]
+        except ValueError:
+            raise HarnessError(f"{self.path} has no layer {diff_id}") from None
+
+
+def _read_member(archive: tarfile.TarFile, name: str, path: Path) -> bytes:
+    try:
+        handle = archive.extractfile(name)
+    except KeyError:
+        handle = None
+    if handle is None:
+        raise HarnessError(f"{path} has no file {name}; is it an image archive?")
+    with handle:
+        return handle.read()
+
+
+def read_archive(path: Path) -> ImageArchive:
+    """The image in the archive at ``path`` (the first, if it holds several)."""
+    try:
+        with tarfile.open(path) as archive:
+            manifest = json.loads(_read_member(archive, "manifest.json", path))
+            entry = manifest[0]
+            raw_config = _read_member(archive, entry["Config"], path)
+            members = [str(m) for m in entry["Layers"]]
+    except (OSError, tarfile.TarError) as exc:
+        raise HarnessError(f"cannot read the image archive {path}: {exc}") from None
+    except (KeyError, IndexError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+        raise HarnessError(f"{path} is not an image archive (no usable manifest.json)") from None
+    try:
+        config = json.loads(raw_config)
+        diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
+    except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+        raise HarnessError(f"{path}: the image config is not readable") from None
+    if len(diff_ids) != len(members):
+        raise HarnessError(f"{path}: {len(members)} layer files for {len(diff_ids)} diff IDs")
+    return ImageArchive(
+        path=path,
+        config_digest=f"sha256:{hashlib.sha256(raw_config).hexdigest()}",
+        config=config,
+        diff_ids=diff_ids,
+        layer_members=members,
+    )
+
+
+@contextmanager
+def open_layer(image: ImageArchive, diff_id: str) -> Iterator[IO[bytes]]:
+    """The stored tar stream of one layer (possibly compressed: readers auto-detect)."""
+    with tarfile.open(image.path) as archive:
+        # extractfile follows the links the legacy layout uses for repeated layers.
+        handle = archive.extractfile(image.member_of(diff_id))
+        if handle is None:
+            raise HarnessError(f"{image.path}: layer {diff_id} is not a file")
+        with handle:
+            yield handle
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of a layer as far as its bytes in the layer go."""
+
+    kind: str
+    mode: int
+    owner: str
+    size: int
+    mtime: int
+    content: str  # sha256 of a file's bytes, a link's target, or ""
+
+    def describe(self) -> str:
+        return (
+            f"{self.kind} mode {self.mode:o} owner {self.owner} size {self.size} "
+            f"mtime {self.mtime} {self.content[:19]}"
+        ).rstrip()
+
+
+def layer_entries(stream: IO[bytes]) -> dict[str, Entry]:
+    """Every entry of a layer tar stream, by path, with what makes its bytes."""
+    entries: dict[str, Entry] = {}
+    with tarfile.open(fileobj=stream, mode="r|*") as layer:
+        for member in layer:
+            content = ""
+            if member.isfile():
+                digest = hashlib.sha256()
+                handle = layer.extractfile(member)
+                if handle is not None:
+                    while chunk := handle.read(CHUNK):
+                        digest.update(chunk)
+                content = digest.hexdigest()
+            elif member.issym() or member.islnk():
+                content = member.linkname
+            kind = {
+                tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
+                tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink",
+            }.get(member.type, f"type {member.type!r}")  # fmt: skip
+            entries[member.name.removeprefix("./")] = Entry(
+                kind=kind,
+                mode=member.mode,
+                owner=f"{member.uid}:{member.gid}",
+                size=member.size,
+                mtime=int(member.mtime),
+                content=content,
+            )
+    return entries
+
+
+def differing_files(before: dict[str, Entry], after: dict[str, Entry]) -> list[str]:
+    """One line per path that is missing from one side or differs, sorted by path."""
+    lines = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        if old is None or new is None:
+            lines.append(f"{name}: only in the {'rebuild' if old is None else 'record'}")
+        else:
+            fields = [
+                f"{field} {getattr(old, field)!s:.19} != {getattr(new, field)!s:.19}"
+                for field in ("kind", "mode", "owner", "size", "mtime", "content")
+                if getattr(old, field) != getattr(new, field)
+            ]
+            lines.append(f"{name}: {', '.join(fields)}")
+    return lines

@@ -1,0 +1,78 @@
+"""Image archives: identity (config digest, diff IDs, labels) and what differs inside layers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from harness import HarnessError
+from harness.core import archive
+from tests.archives import add_member, layer_tar, save_archive
+
+
+def digest(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def image(path: Path, *layers: bytes, labels: dict[str, str] | None = None) -> Path:
+    config = {"config": {"Labels": labels or {}}}
+    return save_archive(path, {digest(layer): layer for layer in layers}, config=config, oci=True)
+
+
+def test_read_archive_gives_the_identity_a_registry_shows(tmp_path: Path) -> None:
+    base = layer_tar({"etc/os-release": b"bookworm"})
+    app = layer_tar({"opt/venv/app.py": b"print(1)"})
+    saved = archive.read_archive(image(tmp_path / "a.tar", base, app, labels={"x": "1"}))
+    assert saved.diff_ids == [digest(base), digest(app)]
+    assert saved.labels == {"x": "1"}
+    with tarfile.open(saved.path) as tar:
+        config = tar.extractfile("config.json")
+        assert config is not None
+        assert saved.config_digest == digest(config.read())
+    # another label, the same layers: another config, so another identity
+    other = archive.read_archive(image(tmp_path / "b.tar", base, app, labels={"x": "2"}))
+    assert other.diff_ids == saved.diff_ids
+    assert other.config_digest != saved.config_digest
+
+
+def test_differing_files_names_each_file_and_what_differs(tmp_path: Path) -> None:
+    before = layer_tar({"a": b"same", "b": b"old", "link": "a", "gone": b"x"})
+    after = layer_tar({"a": b"same", "b": b"new!", "link": "b", "new": b"y"}, mtime=7)
+    old = archive.read_archive(image(tmp_path / "old.tar", before))
+    new = archive.read_archive(image(tmp_path / "new.tar", after))
+    with archive.open_layer(old, old.diff_ids[0]) as stream:
+        old_entries = archive.layer_entries(stream)
+    with archive.open_layer(new, new.diff_ids[0]) as stream:
+        new_entries = archive.layer_entries(stream)
+    lines = archive.differing_files(old_entries, new_entries)
+    assert lines[0] == "a: mtime 0 != 7"
+    assert lines[1].startswith("b: size 3 != 4, mtime 0 != 7, content ")
+    assert lines[2:] == [
+        "gone: only in the record",
+        "link: mtime 0 != 7, content a != b",
+        "new: only in the rebuild",
+    ]
+    assert archive.differing_files(old_entries, old_entries) == []
+    assert "file mode 644" in old_entries["a"].describe()
+
+
+def test_unreadable_archives_are_one_line(tmp_path: Path) -> None:
+    not_tar = tmp_path / "x.tar"
+    not_tar.write_text("hello")
+    with pytest.raises(HarnessError, match="cannot read the image archive"):
+        archive.read_archive(not_tar)
+    with pytest.raises(HarnessError, match="cannot read the image archive"):
+        archive.read_archive(tmp_path / "missing.tar")
+    bad_config = tmp_path / "bad.tar"
+    with tarfile.open(bad_config, "w") as tar:
+        add_member(tar, "c.json", b"[1]")
+        add_member(tar, "manifest.json", json.dumps([{"Config": "c.json", "Layers": []}]).encode())
+    with pytest.raises(HarnessError, match="the image config is not readable"):
+        archive.read_archive(bad_config)
+    saved = archive.read_archive(image(tmp_path / "ok.tar", layer_tar({"a": b"1"})))
+    with pytest.raises(HarnessError, match="has no layer sha256:nope"):
+        saved.member_of("sha256:nope")
