@@ -23,8 +23,8 @@ import docker.errors
 import pytest
 from containers import (
     LOG_TAIL,
-    RUN_LABEL,
     RUN_ID,
+    RUN_LABEL,
     ContainerLedger,
     Lab,
     Launcher,
@@ -123,9 +123,7 @@ def service(launcher: Launcher, request: pytest.FixtureRequest) -> Iterator[Serv
 
 
 @pytest.fixture
-def lab(
-    launcher: Launcher, docker_client: Any, request: pytest.FixtureRequest
-) -> Iterator[Lab]:
+def lab(launcher: Launcher, docker_client: Any, request: pytest.FixtureRequest) -> Iterator[Lab]:
     """Containers and volumes for one test; all of them are removed after it, pass or fail."""
     with ExitStack() as stack:
         yield Lab(launcher, owner_of(request), docker_client, stack)
@@ -173,4 +171,3 @@ def nothing_left_behind(
     leftovers += [f"volume {name}" for name in sorted(volumes)]
     leftovers += [f"network {n.name}" for n in docker_client.networks.list(filters=ours)]
     assert leftovers == [], f"left behind by the integration tests: {leftovers}"
-

@@ -113,7 +113,8 @@ class ContainerLedger:
 
 def owner_of(request: pytest.FixtureRequest) -> str:
     """A test's containers belong to the test; a shared fixture's to the fixture's name."""
-    return request.node.nodeid if request.scope == "function" else request.fixturename
+    shared = request.fixturename if request.scope != "function" else None
+    return shared or request.node.nodeid
 
 
 # --- the service --------------------------------------------------------------------------------
@@ -213,7 +214,12 @@ class Launcher:
 
     @contextmanager
     def serving(
-        self, owner: str, *, image: str | None = None, volume: str | None = None, read_only: bool = False
+        self,
+        owner: str,
+        *,
+        image: str | None = None,
+        volume: str | None = None,
+        read_only: bool = False,
     ) -> Iterator[Service]:
         """A running service (the recorded image unless ``image`` names it otherwise).
 

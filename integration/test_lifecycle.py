@@ -82,9 +82,7 @@ def test_read_only_root_filesystem(lab: Lab) -> None:
     assert [t["name"] for t in service.all_targets()] == ["Jedha"]
 
 
-def test_targets_survive_a_new_container_on_the_same_volume(
-    lab: Lab, docker_client: Any
-) -> None:
+def test_targets_survive_a_new_container_on_the_same_volume(lab: Lab, docker_client: Any) -> None:
     volume = lab.volume()
     # The first container is removed (with its anonymous volumes) before the second starts.
     with lab.serving(volume=volume) as first:

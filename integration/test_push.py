@@ -61,8 +61,9 @@ def live_registry(
     loopback: Network, ledger: ContainerLedger, request: pytest.FixtureRequest
 ) -> Iterator[LiveRegistry]:
     """registry:2 with htpasswd auth (bcrypt), on 127.0.0.1; removed after the module."""
+    credentials = {"username": USERNAME, "password": PASSWORD}
     container = (
-        DockerRegistryContainer("registry:2", port=REGISTRY_PORT, username=USERNAME, password=PASSWORD)
+        DockerRegistryContainer("registry:2", port=REGISTRY_PORT, **credentials)
         .with_kwargs(labels=dict(LABELS))
         .with_network(loopback)
     )
