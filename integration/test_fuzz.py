@@ -2,9 +2,9 @@
 
 schemathesis reads the running service's own /openapi.json and, for every operation, draws
 schema-shaped (positive) and malformed (negative) requests, with junk query parameters and,
-where the operation takes a body, at times a foreign or empty Content-Type. Seeded and
-bounded, so a run is repeatable. The fuzzing fills the service with targets, so it gets a
-container of its own.
+where the operation takes a body, at times arbitrary bytes or a foreign or empty Content-Type
+instead. Seeded and bounded, so a run is repeatable. The fuzzing fills the service with
+targets, so it gets a container of its own.
 
 The checks are the functions in ``CHECKS``: no 5xx, every 4xx is JSON with a ``detail``, and
 every 2xx is a documented status with a JSON body (204 aside). To tighten the contract, add
@@ -47,7 +47,9 @@ OPERATIONS = [
 AS_GENERATED = "as generated"  # the Content-Type schemathesis chose for the body
 # Sent instead of it where an operation takes a body. schemathesis always sends a Content-Type
 # with a body, so an empty one stands in for none at all.
-FOREIGN_CONTENT_TYPES = ["", "text/plain", "application/x-www-form-urlencoded"]
+FOREIGN_CONTENT_TYPES = ["application/json", "", "text/plain", "application/x-www-form-urlencoded"]
+# Where an operation takes a body, at times these bytes replace the one schemathesis drew.
+RAW_BODIES = st.none() | st.binary(max_size=300)
 # Query parameters no operation declares; FastAPI ignores them, the service must too.
 JUNK_QUERY = st.fixed_dictionaries({}, optional={"junk": st.text(min_size=1, max_size=40)})
 CONFIG = schemathesis.Config.from_dict({"request-timeout": HTTP_TIMEOUT})
@@ -111,13 +113,28 @@ def test_the_schema_lists_every_operation(api_schema: Any) -> None:
     assert found == set(OPERATIONS)
 
 
-def fuzz(service: Service, strategy: Any, label: str, content_types: list[str]) -> None:
-    """Send ``strategy``'s cases, with junk query parameters and each Content-Type given."""
+def fuzz(service: Service, strategy: Any, label: str, takes_body: bool) -> None:
+    """Send ``strategy``'s cases with junk query parameters and, if any body, foreign ones."""
+    content_types = [AS_GENERATED, *FOREIGN_CONTENT_TYPES] if takes_body else [AS_GENERATED]
+    raw_bodies = RAW_BODIES if takes_body else st.none()
 
     @seed(zlib.crc32(label.encode()) ^ SEED)
     @FUZZ_SETTINGS
-    @given(case=strategy, content_type=st.sampled_from(content_types), junk=JUNK_QUERY)
-    def run(case: schemathesis.Case[Any], content_type: str, junk: dict[str, str]) -> None:
+    @given(
+        case=strategy,
+        content_type=st.sampled_from(content_types),
+        raw_body=raw_bodies,
+        junk=JUNK_QUERY,
+    )
+    def run(
+        case: schemathesis.Case[Any],
+        content_type: str,
+        raw_body: bytes | None,
+        junk: dict[str, str],
+    ) -> None:
+        if raw_body is not None:
+            case.body = raw_body
+            case.media_type = "application/octet-stream"
         headers = {} if content_type == AS_GENERATED else {"Content-Type": content_type}
         case.call_and_validate(
             base_url=service.base_url,
@@ -141,13 +158,12 @@ def test_no_5xx_and_every_4xx_is_json_with_detail(
     api_operation = api_schema[path][method]
     definition = api_operation.definition.raw
     takes_body = "requestBody" in definition
-    content_types = [AS_GENERATED, *FOREIGN_CONTENT_TYPES] if takes_body else [AS_GENERATED]
     modes = [schemathesis.GenerationMode.POSITIVE]
     if takes_body or definition.get("parameters"):  # negative cases need an input to break
         modes.append(schemathesis.GenerationMode.NEGATIVE)
     for mode in modes:
         strategy = api_operation.as_strategy(generation_mode=mode)
-        fuzz(fuzzed, strategy, f"{method} {path} {mode}", content_types)
+        fuzz(fuzzed, strategy, f"{method} {path} {mode}", takes_body)
 
 
 def test_still_ready_after_the_fuzzing(fuzzed: Service) -> None:
