@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import Service
+from containers import Service
 
 from harness.core.records import ImageRecord
 

@@ -1,227 +1,171 @@
-"""Property-based bad input against the container's own OpenAPI document.
+"""The API contract, fuzzed by schemathesis through 127.0.0.1 and the mapped port.
 
-For every operation the running service describes in /openapi.json, Hypothesis draws path
-ids, query parameters, headers and bodies (schema-shaped and arbitrary) and sends them over
-127.0.0.1. Seeded (derandomize) and bounded, so a run is repeatable and takes seconds. The
-service must never answer 5xx, and every 4xx must be JSON with a "detail".
+schemathesis reads the running service's own /openapi.json and, for every operation, draws
+schema-shaped (positive) and malformed (negative) requests, with junk query parameters and,
+where the operation takes a body, at times arbitrary bytes or a foreign or empty Content-Type
+instead. Seeded and bounded, so a run is repeatable. The fuzzing fills the service with
+targets, so it gets a container of its own.
+
+The checks are the functions in ``CHECKS``: no 5xx, every 4xx is JSON with a ``detail``, and
+every 2xx is a documented status with a JSON body (204 aside). To tighten the contract, add
+a built-in check there (``status_code_conformance`` for every status, or
+``content_type_conformance``, ``response_schema_conformance``).
+
+schemathesis' own pytest loader (``schemathesis.pytest.from_fixture``) needs pytest < 9.2 (it
+renames the test item through ``Item._nodeid``), so the tests draw cases with the documented
+``APIOperation.as_strategy()`` and Hypothesis' ``@given`` instead.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
+import zlib
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
-from conftest import Service
-from hypothesis import HealthCheck, given, settings
+import pytest
+
+# The lint session's mypy has no schemathesis installed (it is an integration dependency).
+import schemathesis  # type: ignore[import-not-found, unused-ignore]
+from containers import HTTP_TIMEOUT, Launcher, Service, owner_of
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 EXAMPLES_PER_OPERATION = 120
-JSON = "application/json"
-METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-# What the service serves: the fuzzing below must have found each of these in the spec.
-EXPECTED = {
+SEED = 5_000_000_001  # any fixed number: the same requests on every run
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+# What the service serves, in the order the fuzzing visits it; the schema lists these and no other.
+OPERATIONS = [
+    ("POST", "/v1/targets"),
+    ("GET", "/v1/targets"),
+    ("GET", "/v1/targets/{target_id}"),
+    ("POST", "/v1/targets/{target_id}/fire"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/version"),
-    ("GET", "/v1/targets"),
-    ("POST", "/v1/targets"),
-    ("GET", "/v1/targets/{target_id}"),
     ("DELETE", "/v1/targets/{target_id}"),
-    ("POST", "/v1/targets/{target_id}/fire"),
-}
-
+]
+AS_GENERATED = "as generated"  # the Content-Type schemathesis chose for the body
+# Sent instead of it where an operation takes a body. schemathesis always sends a Content-Type
+# with a body, so an empty one stands in for none at all.
+FOREIGN_CONTENT_TYPES = ["application/json", "", "text/plain", "application/x-www-form-urlencoded"]
+# Where an operation takes a body, at times these bytes replace the one schemathesis drew.
+RAW_BODIES = st.none() | st.binary(max_size=300)
+# Query parameters no operation declares; FastAPI ignores them, the service must too.
+JUNK_QUERY = st.fixed_dictionaries({}, optional={"junk": st.text(min_size=1, max_size=40)})
+CONFIG = schemathesis.Config.from_dict({"request-timeout": HTTP_TIMEOUT})
 FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES_PER_OPERATION,
     derandomize=True,
     database=None,
-    max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=False,
 )
 
 
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    spec: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Call:
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]
-    body: bytes | None
-
-    def __str__(self) -> str:
-        body = None if self.body is None else self.body[:200]
-        return f"{self.path} params={self.params} headers={self.headers} body={body!r}"
-
-
-def operations(spec: dict[str, Any]) -> list[Operation]:
-    return [
-        Operation(method.upper(), path, operation)
-        for path, item in spec["paths"].items()
-        for method, operation in item.items()
-        if method in METHODS
-    ]
-
-
-def resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in schema:
-        node: Any = spec
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            node = node[part]
-        schema = node
-    return schema
-
-
-# Arbitrary JSON, NaN and Infinity included (Python's parser accepts them, JSON does not).
-non_finite = st.sampled_from([math.nan, math.inf, -math.inf])
-scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), non_finite, st.text(max_size=40)
-)
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
-    max_leaves=12,
-)
-# Text that survives URL encoding (no lone surrogates), slashes, dots and %-signs included.
-url_text = st.text(st.characters(codec="utf-8"), min_size=1, max_size=40)
-huge_ints = st.integers(min_value=-(2**80), max_value=2**80)
-
-
-def conforming(spec: dict[str, Any], schema: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """Values that fit ``schema``, as far as this small generator understands schemas."""
-    schema = resolve(spec, schema)
-    kind = schema.get("type")
-    if kind == "string":
-        text = st.text(min_size=schema.get("minLength", 0), max_size=schema.get("maxLength", 50))
-        pattern = schema.get("pattern")
-        return text.filter(lambda s: re.search(pattern, s) is not None) if pattern else text
-    if kind == "boolean":
-        return st.booleans()
-    if kind == "integer":
-        low, high = schema.get("minimum"), schema.get("maximum")
-        small = st.integers(min_value=low, max_value=(low or 0) + 60)  # ids that exist
-        return small | st.integers(min_value=low, max_value=high)
-    if kind == "object":
-        properties = schema.get("properties", {})
-        required = set(schema.get("required", ()))
-        return st.fixed_dictionaries(
-            {name: conforming(spec, sub) for name, sub in properties.items() if name in required},
-            optional={
-                name: conforming(spec, sub)
-                for name, sub in properties.items()
-                if name not in required
-            },
-        )
-    return json_values
-
-
-def misshapen(spec: dict[str, Any], schema: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """Objects with the schema's fields, any of them missing, wrong or extra."""
-    schema = resolve(spec, schema)
-    fields = {
-        name: conforming(spec, sub) | json_values
-        for name, sub in schema.get("properties", {}).items()
-    }
-    return st.fixed_dictionaries({}, optional={**fields, "unexpected": json_values})
-
-
-CONTENT_TYPES = st.sampled_from(
-    [JSON, None, JSON, "text/plain", "application/x-www-form-urlencoded"]
-)
-Body = tuple[str | None, bytes | None]  # Content-Type, body
-
-
-def body_for(spec: dict[str, Any], operation: Operation) -> st.SearchStrategy[Body]:
-    arbitrary: st.SearchStrategy[bytes | None] = (
-        st.none()
-        | st.binary(max_size=300)
-        | json_values.map(lambda value: json.dumps(value).encode())
-    )
-    content = operation.spec.get("requestBody", {}).get("content", {})
-    if JSON not in content:
-        return st.tuples(CONTENT_TYPES, arbitrary)
-    schema = content[JSON]["schema"]
-    valid = conforming(spec, schema).map(lambda value: (JSON, json.dumps(value).encode()))
-    invalid = misshapen(spec, schema).map(lambda value: json.dumps(value).encode())
-    # A valid body a third of the time: it creates the state that the other operations meet.
-    return st.one_of(valid, st.tuples(CONTENT_TYPES, invalid), st.tuples(CONTENT_TYPES, arbitrary))
-
-
-def calls(spec: dict[str, Any], operation: Operation) -> st.SearchStrategy[Call]:
-    parameters = [resolve(spec, p) for p in operation.spec.get("parameters", [])]
-    in_path = {p["name"]: p["schema"] for p in parameters if p["in"] == "path"}
-    in_query = {p["name"]: p["schema"] for p in parameters if p["in"] == "query"}
-
-    def anything(schema: dict[str, Any]) -> st.SearchStrategy[str]:
-        fitting = conforming(spec, schema).map(str)
-        return st.one_of(fitting, fitting, huge_ints.map(str), url_text)
-
-    def build(path_values: dict[str, str], query: dict[str, str], body: Body) -> Call:
-        content_type, data = body
-        path = operation.path
-        for name, value in path_values.items():
-            path = path.replace("{" + name + "}", quote(value, safe=""))
-        headers = {} if content_type is None else {"Content-Type": content_type}
-        return Call(path, query, headers, data)
-
-    return st.builds(
-        build,
-        st.fixed_dictionaries({name: anything(schema) for name, schema in in_path.items()}),
-        st.fixed_dictionaries(
-            {},
-            optional={name: anything(schema) for name, schema in in_query.items()}
-            | {"junk": url_text},
-        ),
-        body_for(spec, operation),
-    )
-
-
-def check(service: Service, operation: Operation, call: Call) -> None:
-    response = service.request(
-        operation.method, call.path, params=call.params, headers=call.headers, data=call.body,
-        allow_redirects=False,
-    )  # fmt: skip
-    what = f"{operation.method} {call} -> {response.status_code}: {response.text[:300]}"
-    assert response.status_code < 500, what
+def client_error_is_json_with_detail(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
+) -> None:
+    """Every 4xx is a JSON object with a ``detail``."""
+    del ctx, case
     if 400 <= response.status_code < 500:
-        assert response.headers.get("content-type", "").startswith("application/json"), what
+        content_type = response.headers.get("content-type", [""])[0]
+        assert content_type.startswith("application/json"), f"4xx as {content_type!r}"
         body = response.json()
-        assert isinstance(body, dict), what
-        assert "detail" in body, what
-    elif 200 <= response.status_code < 300:
-        assert str(response.status_code) in operation.spec["responses"], f"undocumented: {what}"
+        assert isinstance(body, dict), f"4xx body is not an object: {body!r}"
+        assert "detail" in body, f"4xx body without detail: {body!r}"
+
+
+def success_is_documented_json(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
+) -> None:
+    """Every 2xx is a status the operation documents, with a JSON body unless it is a 204."""
+    if 200 <= response.status_code < 300:
+        schemathesis.checks.status_code_conformance(ctx, response, case)
         if response.status_code != 204:
             response.json()
 
 
-def fuzzer(service: Service, spec: dict[str, Any], operation: Operation) -> Callable[[], None]:
+CHECKS: list[schemathesis.CheckFunction] = [
+    schemathesis.checks.not_a_server_error,
+    client_error_is_json_with_detail,
+    success_is_documented_json,
+]
+
+
+@pytest.fixture(scope="module")
+def fuzzed(launcher: Launcher, request: pytest.FixtureRequest) -> Iterator[Service]:
+    with launcher.serving(owner_of(request)) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzzed: Service) -> Any:
+    """The running service's own schema, read through 127.0.0.1."""
+    return schemathesis.openapi.from_url(
+        fuzzed.url("/openapi.json"), config=CONFIG, timeout=HTTP_TIMEOUT
+    )
+
+
+def test_the_schema_lists_every_operation(api_schema: Any) -> None:
+    paths = api_schema.raw_schema["paths"]
+    found = {(m.upper(), path) for path, item in paths.items() for m in item if m in METHODS}
+    assert found == set(OPERATIONS)
+
+
+def fuzz(service: Service, strategy: Any, label: str, takes_body: bool) -> None:
+    """Send ``strategy``'s cases with junk query parameters and, if any body, foreign ones."""
+    content_types = [AS_GENERATED, *FOREIGN_CONTENT_TYPES] if takes_body else [AS_GENERATED]
+    raw_bodies = RAW_BODIES if takes_body else st.none()
+
+    @seed(zlib.crc32(label.encode()) ^ SEED)
     @FUZZ_SETTINGS
-    @given(call=calls(spec, operation))
-    def fuzz(call: Call) -> None:
-        check(service, operation, call)
+    @given(
+        case=strategy,
+        content_type=st.sampled_from(content_types),
+        raw_body=raw_bodies,
+        junk=JUNK_QUERY,
+    )
+    def run(
+        case: schemathesis.Case[Any],
+        content_type: str,
+        raw_body: bytes | None,
+        junk: dict[str, str],
+    ) -> None:
+        if raw_body is not None:
+            case.body = raw_body
+            case.media_type = "application/octet-stream"
+        headers = {} if content_type == AS_GENERATED else {"Content-Type": content_type}
+        case.call_and_validate(
+            base_url=service.base_url,
+            session=service.http,
+            headers=headers,
+            params=junk,
+            checks=CHECKS,
+            allow_redirects=False,
+        )
 
-    result: Callable[[], None] = fuzz
-    return result
+    run()
 
 
-def test_no_request_gets_a_5xx_or_a_non_json_4xx(service: Service) -> None:
-    response = service.get("/openapi.json")
-    assert response.status_code == 200
-    spec = response.json()
-    found = operations(spec)
-    assert {(op.method, op.path) for op in found} == EXPECTED
-    # Deletes last: every operation draws the same ids (one seed), so earlier deletes would
-    # leave the later operations nothing but 404s.
-    for operation in sorted(found, key=lambda op: op.method == "DELETE"):
-        fuzzer(service, spec, operation)()
-    assert service.get("/readyz").status_code == 200
+# In the order of OPERATIONS: the POSTs create targets, and the deletes come last so that the
+# operations before them meet targets that exist, not nothing but 404s.
+@pytest.mark.parametrize("operation", OPERATIONS, ids=" ".join)
+def test_no_5xx_and_every_4xx_is_json_with_detail(
+    api_schema: Any, fuzzed: Service, operation: tuple[str, str]
+) -> None:
+    method, path = operation
+    api_operation = api_schema[path][method]
+    definition = api_operation.definition.raw
+    takes_body = "requestBody" in definition
+    modes = [schemathesis.GenerationMode.POSITIVE]
+    if takes_body or definition.get("parameters"):  # negative cases need an input to break
+        modes.append(schemathesis.GenerationMode.NEGATIVE)
+    for mode in modes:
+        strategy = api_operation.as_strategy(generation_mode=mode)
+        fuzz(fuzzed, strategy, f"{method} {path} {mode}", takes_body)
+
+
+def test_still_ready_after_the_fuzzing(fuzzed: Service) -> None:
+    """Runs after the fuzzing above (pytest keeps a module's order): it left the service up."""
+    assert fuzzed.get("/readyz").status_code == 200

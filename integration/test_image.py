@@ -11,8 +11,9 @@ from typing import Any
 
 import docker.errors
 import pytest
-from conftest import ROOT, Lab
+from containers import Lab
 
+from harness import ROOT
 from harness.core.records import ImageRecord
 
 OCI = "org.opencontainers.image."
@@ -53,8 +54,7 @@ def canonical(name: str) -> str:
 
 
 def inventory(lab: Lab, image: str) -> tuple[set[str], dict[str, Any]]:
-    exit_code, output = lab.run(image, ["python3", "-c", INVENTORY], user="0:0")
-    assert exit_code == 0, output[-3000:]
+    output = lab.run(image, ["python3", "-c", INVENTORY], user="0:0")  # exits 0, or fails
     paths: set[str] = set()
     facts: dict[str, Any] = {}
     for line in output.splitlines():

@@ -6,7 +6,7 @@ import json
 import uuid
 from typing import Any
 
-from conftest import Lab, Service, wait_until
+from containers import Lab, Service, exists, wait_until
 
 UID = 10001
 HEALTHY_WITHIN = 30  # seconds; the HEALTHCHECK probes every 5 s
@@ -82,25 +82,26 @@ def test_read_only_root_filesystem(lab: Lab) -> None:
     assert [t["name"] for t in service.all_targets()] == ["Jedha"]
 
 
-def test_targets_survive_a_new_container_on_the_same_volume(lab: Lab) -> None:
+def test_targets_survive_a_new_container_on_the_same_volume(lab: Lab, docker_client: Any) -> None:
     volume = lab.volume()
-    first = lab.service(volume=volume)
-    ids = []
-    for i in range(30):
-        response = first.post(
-            "/v1/targets",
-            json={"name": f"world-{i}", "system": "Outer Rim", "shielded": i % 7 == 0},
-        )
-        assert response.status_code == 201, response.text
-        ids.append(response.json()["id"])
-    for i, target_id in enumerate(ids):
-        if i % 3 == 1 and i % 7 != 0:  # fire at some of the unshielded ones
-            assert first.post(f"/v1/targets/{target_id}/fire").status_code == 200
-    assert first.delete(f"/v1/targets/{ids[-1]}").status_code == 204
-    before = first.all_targets()
-    assert len(before) == 29
-    assert first.stop(grace=STOP_GRACE) == 0
-    lab.remove(first.container)
+    # The first container is removed (with its anonymous volumes) before the second starts.
+    with lab.serving(volume=volume) as first:
+        ids = []
+        for i in range(30):
+            response = first.post(
+                "/v1/targets",
+                json={"name": f"world-{i}", "system": "Outer Rim", "shielded": i % 7 == 0},
+            )
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+        for i, target_id in enumerate(ids):
+            if i % 3 == 1 and i % 7 != 0:  # fire at some of the unshielded ones
+                assert first.post(f"/v1/targets/{target_id}/fire").status_code == 200
+        assert first.delete(f"/v1/targets/{ids[-1]}").status_code == 204
+        before = first.all_targets()
+        assert len(before) == 29
+        assert first.stop(grace=STOP_GRACE) == 0
+    assert not exists(docker_client, first.id), "the first container was not removed"
 
     second = lab.service(volume=volume)
     assert second.id != first.id

@@ -1,0 +1,315 @@
+"""Helpers of test_push: the release project, ``python -m harness.release``, registry reads.
+
+Every subprocess gets a throwaway ``DOCKER_CONFIG``, so nothing touches ``~/.docker``, and its
+output is checked for the password.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from containers import LOOPBACK
+from packaging.version import Version
+
+from harness import ROOT
+from harness.core.docker import Docker
+from harness.core.records import ImageRecord
+from harness.release.registry import Credentials, RegistryClient
+
+USERNAME = "release-bot"
+# Random per run: a leak check cannot pass by luck, and no secret lives in the source.
+PASSWORD = secrets.token_urlsafe(24)
+WRONG_PASSWORD = secrets.token_urlsafe(24)
+SECRETS = (
+    PASSWORD,
+    WRONG_PASSWORD,
+    base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode(),
+    base64.b64encode(f"{USERNAME}:{WRONG_PASSWORD}".encode()).decode(),
+)
+GOOD_CREDENTIALS = {"REGISTRY_USERNAME": USERNAME, "REGISTRY_PASSWORD": PASSWORD}
+RELEASE_TIMEOUT = 600  # seconds for one `python -m harness.release`, pushes included
+DOCKER_TIMEOUT = 120
+DIGEST = re.compile(r"^pushed (\d+) tags, all resolve to (sha256:[0-9a-f]{64})$")
+# Variables of the caller that would change what the release module does.
+SCRUBBED_ENV = (*GOOD_CREDENTIALS, "DOCKER_CONFIG", "DEATHSTAR_REGISTRY", "DEATHSTAR_REPOSITORY")
+
+
+def docker(*args: str, env: Mapping[str, str] | None = None, stdin: str | None = None) -> str:
+    """The harness's own docker runner: a failure raises with docker's last error line."""
+    return Docker()(*args, stdin=stdin, env=env, timeout=DOCKER_TIMEOUT)
+
+
+def git(*args: str, cwd: Path) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr.strip()}"
+    return result.stdout.strip()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def expected_tags(version: str, head: str) -> set[str]:
+    """metadata-action's semver tags for a stable release that is the only (so highest) one."""
+    parsed = Version(version)
+    assert not parsed.is_prerelease, f"these tests expect a stable version, not {version}"
+    major, minor, _patch = parsed.release
+    tags = {version, f"{major}.{minor}", f"sha-{head[:7]}", "latest"}
+    if major > 0:
+        tags.add(str(major))
+    return tags
+
+
+def local_refs(prefix: str) -> list[str]:
+    """Local image tags and repo digests that start with ``prefix``."""
+    listed = docker("image", "ls", "--all", "--digests", "--format", "{{json .}}")
+    refs: list[str] = []
+    for line in listed.splitlines():
+        entry = json.loads(line)
+        repository, tag, digest = entry["Repository"], entry["Tag"], entry["Digest"]
+        if repository.startswith(prefix):
+            refs.append(f"{repository}:{tag}" if tag != "<none>" else f"{repository}@{digest}")
+    return refs
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveRegistry:
+    address: str  # 127.0.0.1:<mapped port>
+
+    def prefix(self, repository: str) -> str:
+        return f"{self.address}/{repository}"
+
+    @contextmanager
+    def client(self) -> Iterator[RegistryClient]:
+        client = RegistryClient(self.address, Credentials(USERNAME, PASSWORD))
+        try:
+            yield client
+        finally:
+            client.session.close()
+
+    def tags(self, repository: str) -> list[str]:
+        with self.client() as client:
+            return client.tags(repository)
+
+    def digests(self, repository: str, tags: set[str]) -> dict[str, str | None]:
+        with self.client() as client:
+            return {tag: client.manifest_digest(repository, tag) for tag in sorted(tags)}
+
+
+# --- the release project ------------------------------------------------------------------------
+
+
+@dataclass
+class Project:
+    path: Path
+    head: str
+    version: str
+    record: dict[str, Any]
+    docker_config: Path  # empty: no existing `docker login` anywhere
+
+    @property
+    def dist(self) -> Path:
+        return self.path / "dist"
+
+    def write_json(self, name: str, data: Mapping[str, Any]) -> None:
+        (self.dist / name).write_text(json.dumps(dict(data), indent=2) + "\n", encoding="utf-8")
+
+
+def fabricated_project(tmp_path: Path, record: ImageRecord) -> Project:
+    """A clean clone of this repository, released at HEAD, with the image "verified" at HEAD."""
+    image_record = asdict(record)
+    path = tmp_path / "deathstar"
+    # --no-tags: the repository's own release tags (a release manager tags before running
+    # `nox`) would clash with the tag made here and change which version is `latest`.
+    git("clone", "--quiet", "--no-tags", str(ROOT), str(path), cwd=tmp_path)
+    git("config", "user.name", "Release Test", cwd=path)
+    git("config", "user.email", "release-test@example.invalid", cwd=path)
+    version = str(image_record["version"])
+    git("tag", "--annotate", f"v{version}", "--message", f"deathstar {version}", cwd=path)
+    head = git("rev-parse", "HEAD", cwd=path)
+    # FABRICATED: the recorded image was built and verified from another checkout. These
+    # records claim it was built and passed `nox -s integration` at the clone's HEAD, only so
+    # that the push mechanics can run; nothing here verifies the image.
+    (path / "dist").mkdir()
+    fabricated = Project(path, head, version, image_record, tmp_path / "docker-config")
+    fabricated.docker_config.mkdir()
+    fabricated.write_json("image.json", {**image_record, "commit": head, "revision": head})
+    fabricated.write_json(
+        "verified.json",
+        {
+            "image_id": image_record["image_id"],
+            "commit": head,
+            "revision": head,
+            "verified_at": "2000-01-01T00:00:00Z",
+        },
+    )
+    assert git("status", "--porcelain", cwd=path) == "", "dist/ must be ignored by git"
+    return fabricated
+
+
+# --- running the release ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def digest(self) -> str:
+        lines = self.stdout.splitlines()
+        match = DIGEST.match(lines[-1]) if lines else None
+        assert match is not None, f"no digest in the last line:\n{self.stdout}"
+        return match[2]
+
+
+def release(
+    project: Project,
+    registry: str,
+    repository: str,
+    *flags: str,
+    credentials: Mapping[str, str] = GOOD_CREDENTIALS,
+    stdin: str = "",
+) -> Result:
+    """``python -m harness.release`` for ``project``, with this repository's harness."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env["DOCKER_CONFIG"] = str(project.docker_config)
+    env.update(credentials)
+    command = [
+        sys.executable, "-m", "harness.release", "--project-dir", str(project.path),
+        "--registry", registry, "--repository", repository, *flags,
+    ]  # fmt: skip
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=RELEASE_TIMEOUT,
+        check=False,
+    )
+    for secret in SECRETS:
+        assert secret not in done.stdout, "a password leaked to stdout"
+        assert secret not in done.stderr, "a password leaked to stderr"
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def assert_pushed(
+    result: Result, live_registry: LiveRegistry, repository: str, project: Project
+) -> str:
+    """A successful push: every expected tag, and nothing else, resolves to the printed digest."""
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.stderr == ""
+    expected = expected_tags(project.version, project.head)
+    digest = result.digest
+    assert result.stdout.splitlines()[-1] == f"pushed {len(expected)} tags, all resolve to {digest}"
+    assert set(live_registry.tags(repository)) == expected
+    assert live_registry.digests(repository, expected) == dict.fromkeys(sorted(expected), digest)
+    assert local_refs(f"{live_registry.address}/") == [], "push left registry tags behind"
+    return digest
+
+
+def push(project: Project, live_registry: LiveRegistry, repository: str) -> tuple[Result, str]:
+    """A confirmed release that must succeed: its result and the digest every tag resolves to."""
+    result = release(project, live_registry.address, repository, "--confirm")
+    return result, assert_pushed(result, live_registry, repository, project)
+
+
+def plan_refs(stdout: str) -> list[str]:
+    """The refs listed under ``tags:`` in the printed plan."""
+    lines = stdout.splitlines()
+    start = lines.index("tags:") + 1
+    return [line.strip() for line in lines[start:] if line.startswith("  ")]
+
+
+# --- refusals: what each one does to the project -----------------------------------------------
+
+
+def dirty_tree(project: Project) -> None:
+    (project.path / "NOTES.txt").write_text("not committed\n", encoding="utf-8")
+
+
+def untagged_head(project: Project) -> None:
+    git("tag", "--delete", f"v{project.version}", cwd=project.path)
+
+
+def other_version_tag(project: Project) -> None:
+    untagged_head(project)
+    git("tag", "--annotate", "v9.9.9", "--message", "not the package version", cwd=project.path)
+
+
+def not_verified(project: Project) -> None:
+    (project.dist / "verified.json").unlink()
+
+
+def verified_other_image(project: Project) -> None:
+    verified = json.loads((project.dist / "verified.json").read_text(encoding="utf-8"))
+    project.write_json("verified.json", {**verified, "image_id": "sha256:" + "0" * 64})
+
+
+def built_elsewhere(project: Project) -> None:
+    other = "f" * 40
+    project.write_json("image.json", {**project.record, "commit": other, "revision": other})
+
+
+def built_dirty(project: Project) -> None:
+    dirty = {"commit": project.head, "revision": project.head + "-dirty"}
+    project.write_json("image.json", {**project.record, **dirty})
+
+
+def unchanged(project: Project) -> None:
+    del project  # the gate under test is in the invocation, not in the project
+
+
+@dataclass(frozen=True)
+class Refusal:
+    id: str
+    keywords: tuple[str, ...]  # "{registry}" and "{version}" are filled in
+    prepare: Callable[[Project], None] = unchanged
+    credentials: Mapping[str, str] = field(default_factory=lambda: dict(GOOD_CREDENTIALS))
+    dead_registry: bool = False
+
+
+REFUSALS = [
+    Refusal("dirty", ("working tree", "uncommitted changes"), dirty_tree),
+    Refusal("untagged", ("no release tag", "git tag v{version}"), untagged_head),
+    Refusal("other-tag", ("tagged v9.9.9", "package version is {version}"), other_version_tag),
+    Refusal("unverified", ("no integration run", "nox -s integration"), not_verified),
+    Refusal("other-image", ("has not passed", "nox -s integration"), verified_other_image),
+    Refusal("built-elsewhere", ("not from HEAD",), built_elsewhere),
+    Refusal("built-dirty", ("with uncommitted changes", "not from HEAD"), built_dirty),
+    Refusal("no-credentials", ("no credentials for {registry}",), credentials={}),
+    Refusal(
+        "half-credentials",
+        ("REGISTRY_USERNAME and REGISTRY_PASSWORD",),
+        credentials={"REGISTRY_USERNAME": USERNAME},
+    ),
+    Refusal(
+        "wrong-password",
+        ("registry {registry} refused the credentials (401)",),
+        credentials={"REGISTRY_USERNAME": USERNAME, "REGISTRY_PASSWORD": WRONG_PASSWORD},
+    ),
+    Refusal("no-registry", ("registry {registry} does not answer",), dead_registry=True),
+]
