@@ -38,6 +38,8 @@ RUN /opt/tools/bin/pip --python /opt/venv/bin/python install \
 
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
+# useradd writes the day into /etc/shadow: from SOURCE_DATE_EPOCH, not from the build's clock.
+ARG SOURCE_DATE_EPOCH=0
 # A fixed uid/gid so volume ownership is predictable across hosts and rebuilds.
 RUN groupadd --system --gid 10001 deathstar \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
@@ -55,7 +57,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8080
-HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+# --start-interval: probed every second while starting, so it turns healthy in about a second.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --start-interval=1s --retries=3 \
     CMD ["deathstar", "healthcheck"]
 ENTRYPOINT ["deathstar", "api"]
 
@@ -64,6 +67,8 @@ ARG VERSION=0.0.0
 ARG REVISION=unknown
 ARG CREATED=unknown
 ARG SOURCE=https://github.com/tea-n-tech/deathstar
+ARG BASE_IMAGE
+ARG BASE_DIGEST=""
 ENV DEATHSTAR_REVISION=${REVISION} \
     DEATHSTAR_CREATED=${CREATED}
 LABEL org.opencontainers.image.title="deathstar" \
@@ -72,4 +77,6 @@ LABEL org.opencontainers.image.title="deathstar" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="MIT"
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
+      org.opencontainers.image.base.digest="${BASE_DIGEST}"

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import HarnessError
 from harness.core import build as builds
-from harness.core import git, locks, provision, records, sources
+from harness.core import git, imaging, locks, provision, records, sources
 from harness.core.docker import Docker
 
 nox.needs_version = ">=2025.5.1"
@@ -145,10 +145,23 @@ def image(session: nox.Session) -> None:
     docker = Docker()
     with refusals(session):
         session.log(f"Docker engine {docker.require_engine()}")
-        plan = builds.BuildPlan.for_checkout(ROOT, PYPROJECT["project"]["version"], os.environ)
-    session.run(*plan.build_command(ROOT, plan.tags), external=True)
+        builder = builds.Builder.detect(docker)
+        base = builds.base_image(os.environ)
+        version = PYPROJECT["project"]["version"]
+        plan = builds.BuildPlan.for_checkout(
+            ROOT, version, os.environ, imaging.resolve_base(docker, base)
+        )
+    if not builder.reproducible:
+        session.warn(f"this image will not be reproducible: {builder.why_not_reproducible}")
     with refusals(session):
-        record = records.ImageRecord.from_plan(plan, docker)
+        record = imaging.build_image(
+            plan,
+            builder,
+            docker,
+            lambda command: session.run(*command, external=True),
+            context=ROOT,
+            archive_path=records.image_archive_path(ROOT),
+        )
     records.save_image_record(record, IMAGE_RECORD)
     session.log(record.summary())
 

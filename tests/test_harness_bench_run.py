@@ -94,6 +94,7 @@ class FakeEngine(FakeDocker):
             "image_id": built.id, "tags": tags, "version": "0.1.0",
             "commit": commit, "revision": commit, "base_image": BASE,
             "size": built.size, "base_size": 100_000_000, "config_digest": built.id,
+            "diff_ids": built.layers, "base_digest": "", "builder": "", "reproducible": True,
         }  # fmt: skip
         (cwd / "dist").mkdir(exist_ok=True)
         (cwd / "dist" / "image.json").write_text(json.dumps(record))

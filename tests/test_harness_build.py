@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 import pytest
 
 from harness import HarnessError
-from harness.core import build, process, provision, records
+from harness.core import archive, build, imaging, process, provision, records
 from harness.core.docker import Docker
+from tests.archives import layer_tar, save_archive
 from tests.fakedocker import FakeDocker
 from tests.gitrepo import EPOCH, git
 
@@ -39,22 +41,62 @@ def test_plan_tags_revision_and_created() -> None:
 
 
 def test_build_command_is_offline_and_passes_metadata(tmp_path: Path) -> None:
-    command = plan(base_image="example/base:1").build_command(tmp_path, ["x:1", "x:2"])
+    base = plan(base_image="example/base:1", base_digest="sha256:" + "b" * 64)
+    command = base.build_command(tmp_path, ["x:1", "x:2"])
     assert command[:4] == ["docker", "build", "--network", "none"]
     assert command[-1] == str(tmp_path)
-    build_args = dict(
-        command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "--build-arg"
-    )
-    assert build_args == {
-        "BASE_IMAGE": "example/base:1",
-        "VERSION": "1.2.3",
-        "REVISION": COMMIT,
-        "CREATED": "2026-01-02T03:04:05Z",
-        "SOURCE_DATE_EPOCH": "1767323045",
-        "SOURCE": build.SOURCE_URL,
-    }
-    tags = [command[i + 1] for i, arg in enumerate(command) if arg == "--tag"]
-    assert tags == ["x:1", "x:2"]
+    assert option_values(command, "--build-arg") == [
+        "BASE_IMAGE=example/base:1",
+        f"BASE_DIGEST=sha256:{'b' * 64}",
+        "VERSION=1.2.3",
+        f"REVISION={COMMIT}",
+        "CREATED=2026-01-02T03:04:05Z",  # the commit's time, as a label
+        "SOURCE_DATE_EPOCH=1",  # the files' time: a constant, so layers depend on content
+        f"SOURCE={build.SOURCE_URL}",
+    ]
+    assert option_values(command, "--tag") == ["x:1", "x:2"]
+
+
+def option_values(command: list[str], option: str) -> list[str]:
+    return [command[i + 1] for i, arg in enumerate(command) if arg == option]
+
+
+def test_reproducible_build_command_exports_an_archive(tmp_path: Path) -> None:
+    command = plan().build_command(tmp_path, ["x:1", "x:2"], archive=tmp_path / "i.tar")
+    assert command[:4] == ["docker", "buildx", "build", "--network"]
+    assert {"--provenance=false", "--sbom=false", "--pull=false"} <= set(command)
+    assert option_values(command, "--output") == [
+        f"type=docker,name=x:1,dest={tmp_path / 'i.tar'},rewrite-timestamp=true"
+    ]
+    assert option_values(command, "--tag") == []
+    assert "SOURCE_DATE_EPOCH=1" in option_values(command, "--build-arg")
+
+
+@pytest.mark.parametrize(
+    ("engine", "buildx", "store", "why"),
+    [
+        ("26.1.5+dfsg1", "v0.13.1", True, ""),
+        ("28.2.2", "v0.24.0", True, ""),
+        ("20.10.24+dfsg1", "", False, "older than 25"),
+        ("26.1.5", "", True, "buildx is not installed"),
+        ("26.1.5", "v0.12.0", True, "older than 0.13"),
+        ("26.1.5", "v0.13.1", False, "classic image store"),
+    ],
+)
+def test_builder_says_whether_builds_are_reproducible(
+    engine: str, buildx: str, store: bool, why: str
+) -> None:
+    status = '[["driver-type","io.containerd.snapshotter.v1"]]' if store else '[["Backing","x"]]'
+    rules = [
+        (["version", "--format", "{{.Server.Version}}"], engine, 0),
+        (["info", "--format", "{{json .DriverStatus}}"], status, 0),
+    ]
+    if buildx:
+        rules.append((["buildx", "version"], f"github.com/docker/buildx {buildx} abc", 0))
+    builder = build.Builder.detect(Docker(FakeDocker(rules=rules)))
+    assert builder.reproducible is (why == "")
+    assert why in builder.why_not_reproducible
+    assert builder.description.startswith(f"docker {engine}, buildx {buildx or 'none'}")
 
 
 def test_wheelhouse_command_is_hash_checked_binary_only(tmp_path: Path) -> None:
@@ -101,18 +143,41 @@ def test_docker_error_is_its_last_output_line(tmp_path: Path) -> None:
     assert docker.image_id("nothing") is None
 
 
-def test_image_record_round_trip(tmp_path: Path) -> None:
-    inspect = ["image", "inspect", "--format"]
-    fake = FakeDocker(
+INSPECT = ["image", "inspect", "--format"]
+
+
+def engine_with_images(**extra: str) -> FakeDocker:
+    return FakeDocker(
         rules=[
-            ([*inspect, "{{.Id}}", "deathstar:1.2.3"], "sha256:abc", 0),
-            ([*inspect, "{{.Size}}", "sha256:abc"], "186000000", 0),
-            ([*inspect, "{{.Size}}", "python:3.11-slim-bookworm"], "169000000", 0),
+            ([*INSPECT, "{{.Id}}", "deathstar:1.2.3"], "sha256:abc", 0),
+            ([*INSPECT, "{{.Size}}", "sha256:abc"], "186000000", 0),
+            ([*INSPECT, "{{.Size}}", "python:3.11-slim-bookworm"], "169000000", 0),
+            ([*INSPECT, "{{json .RootFS.Layers}}", "deathstar:1.2.3"], '["sha256:l1"]', 0),
+            ([*INSPECT, "{{json .RepoDigests}}"], extra.get("repo_digests", "[]"), 0),
+            ([*INSPECT, "{{.Id}}", "python:3.11-slim-bookworm"], "sha256:base", 0),
+            (["load"], "Loaded image: deathstar:1.2.3", 0),
+            (["tag"], "", 0),
         ]
     )
-    record = records.ImageRecord.from_plan(plan(dirty=True), Docker(fake))
-    assert record.image_id == "sha256:abc"
+
+
+CLASSIC = build.Builder("20.10.24", "", containerd_store=False)
+CURRENT = build.Builder("26.1.5", "v0.13.1", containerd_store=True)
+
+
+def test_a_classic_build_is_recorded_from_the_engine(tmp_path: Path) -> None:
+    fake = engine_with_images()
+    ran: list[Sequence[str]] = []
+    record = imaging.build_image(
+        plan(dirty=True), CLASSIC, Docker(fake), ran.append, context=tmp_path,
+        archive_path=tmp_path / "image.tar",
+    )  # fmt: skip
+    assert ran[0][:2] == ["docker", "build"]
+    assert record.image_id == record.config_digest == "sha256:abc"
+    assert record.diff_ids == ["sha256:l1"]
     assert record.revision.endswith("-dirty")
+    assert not record.reproducible
+    assert record.builder == "docker 20.10.24, buildx none, classic image store"
     assert record.summary() == (
         "sha256:abc deathstar:1.2.3 deathstar:sha-0123456: 186.0 MB, "
         "17.0 MB over python:3.11-slim-bookworm"
@@ -120,6 +185,40 @@ def test_image_record_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "dist" / "image.json"
     records.save_image_record(record, path)
     assert records.load_image_record(path) == record
+
+
+def test_a_reproducible_build_is_recorded_from_its_archive(tmp_path: Path) -> None:
+    fake = engine_with_images()
+    layer = layer_tar({"app.py": b"print(1)"})
+    diff_id = f"sha256:{hashlib.sha256(layer).hexdigest()}"
+    archive_path = tmp_path / "image.tar"
+    archive_path.write_text("stale")
+
+    def build_it(command: Sequence[str]) -> None:
+        assert not archive_path.exists()  # never a stale archive taken for this build's
+        save_archive(archive_path, {diff_id: layer}, config={"config": {"Labels": {"a": "b"}}})
+
+    record = imaging.build_image(
+        plan(base_digest="sha256:base"), CURRENT, Docker(fake), build_it, context=tmp_path,
+        archive_path=archive_path,
+    )  # fmt: skip
+    saved = archive.read_archive(archive_path)
+    assert record.config_digest == saved.config_digest != record.image_id
+    assert record.diff_ids == [diff_id]
+    assert record.reproducible
+    assert record.base_digest == "sha256:base"
+    calls = fake.docker_calls()
+    assert ["load", "--input", str(archive_path)] in calls
+    assert ["tag", "deathstar:1.2.3", "deathstar:sha-0123456"] in calls
+
+
+def test_the_base_digest_is_the_registry_digest_when_there_is_one() -> None:
+    local = Docker(engine_with_images())
+    assert imaging.resolve_base(local, "python:3.11-slim-bookworm") == "sha256:base"
+    pulled = Docker(engine_with_images(repo_digests=f'["python@sha256:{"d" * 64}"]'))
+    assert imaging.resolve_base(pulled, "python:3.11-slim-bookworm") == f"sha256:{'d' * 64}"
+    with pytest.raises(HarnessError, match=r"the base image nope:1 is not in the local engine"):
+        imaging.resolve_base(Docker(FakeDocker()), "nope:1")
 
 
 def test_missing_corrupt_or_foreign_record(tmp_path: Path) -> None:
@@ -145,6 +244,10 @@ def make_record(commit: str = COMMIT) -> records.ImageRecord:
         size=2,
         base_size=1,
         config_digest="sha256:abc",
+        diff_ids=["sha256:l1"],
+        base_digest="sha256:base",
+        builder="docker 26.1.5, buildx v0.13.1, containerd image store",
+        reproducible=True,
     )
 
 

@@ -43,7 +43,7 @@ def project(tmp_path: Path) -> Path:
     git(repo, "tag", "v0.3.1")
     head = git(repo, "rev-parse", "HEAD")
     record = records.ImageRecord(
-        IMAGE_ID, ["deathstar:0.3.1"], "0.3.1", head, head, "b", 2, 1, IMAGE_ID
+        IMAGE_ID, ["deathstar:0.3.1"], "0.3.1", head, head, "b", 2, 1, IMAGE_ID, [], "", "", True
     )
     records.save_image_record(record, repo / "dist" / "image.json")
     records.record_verification(record, head, repo / "dist" / "verified.json")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness import HarnessError
 from harness.core import git
+from harness.core.docker import Docker
 
 IMAGE_NAME = "deathstar"
 # The Dockerfile's BASE_IMAGE default and .ci/provision's say the same; a unit test checks.
@@ -22,6 +25,18 @@ SOURCE_URL = "https://github.com/tea-n-tech/deathstar"
 # Every image build: no network (the wheelhouse has everything), and never ask a registry for
 # the base image (it is an input we resolved, not whatever a registry serves today).
 OFFLINE_BUILD = ("docker", "build", "--network", "none", "--pull=false")
+# BuildKit through buildx, exporting an archive whose file times are rewritten to the epoch;
+# no attestations, whose timestamps would differ on every build.
+REPRODUCIBLE_BUILD = (
+    "docker", "buildx", "build", "--network", "none", "--pull=false",
+    "--provenance=false", "--sbom=false",
+)  # fmt: skip
+# The SOURCE_DATE_EPOCH of the image's files: a constant (as Jib and ko do), so that a layer's
+# bytes depend on its content only and an unchanged layer stays the same across commits. The
+# commit time goes into the org.opencontainers.image.created label instead.
+IMAGE_EPOCH = 1
+MIN_ENGINE = (25, 0)
+MIN_BUILDX = (0, 13)
 
 
 def base_image(environ: Mapping[str, str]) -> str:
@@ -47,6 +62,61 @@ def wheelhouse_command(lock: Path, dest: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def version_tuple(text: str) -> tuple[int, ...]:
+    """``26.1.5+dfsg1`` -> (26, 1, 5); () when it does not start with a number."""
+    match = re.match(r"v?(\d+(?:\.\d+)*)", text.strip())
+    return tuple(int(part) for part in match[1].split(".")) if match else ()
+
+
+@dataclass(frozen=True)
+class Builder:
+    """The engine and builder an image is built with, and whether the build is reproducible.
+
+    Reproducible takes BuildKit through buildx (``rewrite-timestamp``) on an engine with the
+    containerd image store: with Docker's classic store the exporter silently ignores it.
+    """
+
+    engine: str
+    buildx: str  # "" without the buildx plugin
+    containerd_store: bool
+
+    @classmethod
+    def detect(cls, docker: Docker) -> Builder:
+        engine = docker.server_version()
+        try:
+            buildx = docker("buildx", "version").split()[1]
+        except (HarnessError, IndexError):
+            buildx = ""
+        driver_status = docker("info", "--format", "{{json .DriverStatus}}")
+        return cls(engine, buildx, "io.containerd.snapshotter" in driver_status)
+
+    @property
+    def why_not_reproducible(self) -> str:
+        """Empty when builds here are reproducible; else the reason, as a sentence's end."""
+        if version_tuple(self.engine) < MIN_ENGINE:
+            return f"Docker engine {self.engine} is older than 25 (`bash .ci/provision` upgrades)"
+        if not self.buildx:
+            return "docker buildx is not installed"
+        if version_tuple(self.buildx) < MIN_BUILDX:
+            return f"docker buildx {self.buildx} is older than 0.13"
+        if not self.containerd_store:
+            return (
+                "the engine uses Docker's classic image store, which ignores rewrite-timestamp "
+                '(set {"features": {"containerd-snapshotter": true}} in daemon.json)'
+            )
+        return ""
+
+    @property
+    def reproducible(self) -> bool:
+        return not self.why_not_reproducible
+
+    @property
+    def description(self) -> str:
+        """Recorded with the image: BuildKit versions write different history strings."""
+        store = "containerd image store" if self.containerd_store else "classic image store"
+        return f"docker {self.engine}, buildx {self.buildx or 'none'}, {store}"
+
+
 @dataclass(frozen=True)
 class BuildPlan:
     version: str
@@ -54,9 +124,12 @@ class BuildPlan:
     dirty: bool
     epoch: int
     base_image: str
+    base_digest: str = ""  # the base image's digest, resolved before the build
 
     @classmethod
-    def for_checkout(cls, root: Path, version: str, environ: Mapping[str, str]) -> BuildPlan:
+    def for_checkout(
+        cls, root: Path, version: str, environ: Mapping[str, str], base_digest: str = ""
+    ) -> BuildPlan:
         """The plan for HEAD of ``root``; DEATHSTAR_BASE_IMAGE overrides the base image."""
         return cls(
             version=version,
@@ -64,6 +137,7 @@ class BuildPlan:
             dirty=git.is_dirty(root),
             epoch=git.commit_epoch(root),
             base_image=base_image(environ),
+            base_digest=base_digest,
         )
 
     @property
@@ -79,18 +153,32 @@ class BuildPlan:
         """The tags `nox -s image` applies: the version and the commit."""
         return [f"{IMAGE_NAME}:{self.version}", f"{IMAGE_NAME}:sha-{self.commit[:7]}"]
 
-    def build_command(self, context: Path, tags: Sequence[str]) -> list[str]:
-        args = {
+    def build_args(self) -> dict[str, str]:
+        return {
             "BASE_IMAGE": self.base_image,
+            "BASE_DIGEST": self.base_digest,
             "VERSION": self.version,
             "REVISION": self.revision,
             "CREATED": self.created,
-            "SOURCE_DATE_EPOCH": str(self.epoch),
+            "SOURCE_DATE_EPOCH": str(IMAGE_EPOCH),
             "SOURCE": SOURCE_URL,
         }
-        command = list(OFFLINE_BUILD)
-        for key, value in args.items():
+
+    def build_command(
+        self, context: Path, tags: Sequence[str], *, archive: Path | None = None
+    ) -> list[str]:
+        """``docker build`` tagging ``tags``; with ``archive``, a reproducible BuildKit build.
+
+        The reproducible build writes an image archive (named after the first tag) instead of
+        loading the image: the archive is what is compared, and ``docker load`` reads it.
+        """
+        command = list(OFFLINE_BUILD if archive is None else REPRODUCIBLE_BUILD)
+        for key, value in self.build_args().items():
             command += ["--build-arg", f"{key}={value}"]
-        for tag in tags:
-            command += ["--tag", tag]
+        if archive is None:
+            for tag in tags:
+                command += ["--tag", tag]
+        else:
+            output = f"type=docker,name={tags[0]},dest={archive},rewrite-timestamp=true"
+            command += ["--output", output]
         return [*command, str(context)]

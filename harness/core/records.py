@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from harness import HarnessError
-from harness.core.build import BuildPlan
-from harness.core.docker import Docker
 
 DIST = Path("dist")
 
@@ -28,12 +26,18 @@ def verified_record_path(root: Path) -> Path:
     return root / DIST / "verified.json"
 
 
+def image_archive_path(root: Path) -> Path:
+    """The archive a reproducible build writes: what `repro` compares a rebuild with."""
+    return root / DIST / "image.tar"
+
+
 @dataclass(frozen=True)
 class ImageRecord:
-    """What `nox -s image` built: the local image ID, and the digest a registry will show.
+    """What `nox -s image` built: the local image ID, and the digests a registry will show.
 
     ``config_digest`` is the digest of the image's config blob, which a registry manifest names
-    as ``config.digest`` whatever the manifest's own encoding; it is what a push is checked by.
+    as ``config.digest`` whatever the manifest's own encoding; with ``diff_ids`` it is what a
+    push, ``repro`` and ``verify`` compare.
     """
 
     image_id: str
@@ -45,22 +49,10 @@ class ImageRecord:
     size: int
     base_size: int
     config_digest: str
-
-    @classmethod
-    def from_plan(cls, plan: BuildPlan, docker: Docker) -> ImageRecord:
-        image_id = docker("image", "inspect", "--format", "{{.Id}}", plan.tags[0])
-        return cls(
-            image_id=image_id,
-            tags=plan.tags,
-            version=plan.version,
-            commit=plan.commit,
-            revision=plan.revision,
-            base_image=plan.base_image,
-            size=docker.image_size(image_id),
-            base_size=docker.image_size(plan.base_image),
-            # Docker's classic image store names an image by its config digest.
-            config_digest=image_id,
-        )
+    diff_ids: list[str]  # the layers' digests, uncompressed, base first
+    base_digest: str  # what base_image named when the image was built
+    builder: str  # engine and BuildKit versions: inputs of the build like the lock
+    reproducible: bool  # built so that a rebuild of the commit gives the same image
 
     def summary(self) -> str:
         mb = 1_000_000
