@@ -141,19 +141,21 @@ def test_an_allowed_realm_host_gets_them(bearer: FakeRegistry, elsewhere: FakeRe
     assert [path.split("?")[0] for _, path, _ in elsewhere.requests] == ["/token"]
 
 
-@pytest.mark.parametrize(
-    ("registry", "realm", "refusal"),
-    [
-        ("registry.example", "http://registry.example/token", "plain-http token realm"),
-        ("registry.example", "https://evil.example/token", "token realm host evil.example"),
-        ("registry.example", "https://registry.example.evil/t", "host registry.example.evil"),
-        ("registry-1.docker.io", "http://auth.docker.io/token", "plain-http token realm"),
-        ("127.0.0.1:5000", "http://127.0.0.2:5000/token", "token realm host 127.0.0.2"),
-        ("127.0.0.1:5000", "file:///etc/passwd", "not a URL"),
-        ("127.0.0.1:5000", "//127.0.0.1/token", "not a URL"),
-    ],
-)
-def test_realm_policy_refusals(registry: str, realm: str, refusal: str) -> None:
+# (registry, the realm its challenge names): what the refusal says
+REALM_REFUSALS = {
+    ("registry.example", "http://registry.example/token"): "plain-http token realm",
+    ("registry.example", "https://evil.example/token"): "token realm host evil.example",
+    ("registry.example", "https://registry.example.evil/t"): "host registry.example.evil",
+    ("registry-1.docker.io", "http://auth.docker.io/token"): "plain-http token realm",
+    ("127.0.0.1:5000", "http://127.0.0.2:5000/token"): "token realm host 127.0.0.2",
+    ("127.0.0.1:5000", "file:///etc/passwd"): "not a URL",
+    ("127.0.0.1:5000", "//127.0.0.1/token"): "not a URL",
+}
+
+
+@pytest.mark.parametrize(("challenge", "refusal"), REALM_REFUSALS.items())
+def test_realm_policy_refusals(challenge: tuple[str, str], refusal: str) -> None:
+    registry, realm = challenge
     with pytest.raises(HarnessError, match=refusal):
         RegistryClient(registry, None).check_realm(realm)
 

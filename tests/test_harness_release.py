@@ -117,7 +117,7 @@ def refused(
     assert code == 1
     if "--confirm" not in extra:
         assert out == ""  # a refusal in the checks prints no plan
-    assert "pushed" not in out.splitlines()[-1:]
+    assert "all resolve to" not in out
     assert err.count("\n") == 1, err
     assert err.startswith(f"push {prefix}: ")
     assert "Traceback" not in err
@@ -609,3 +609,10 @@ def test_partial_push_says_what_the_registry_holds(
     assert "the registry already holds 0.3.1 (immutable tags first)" in lines[-1]
     assert "run the push again: it is idempotent" in lines[-1]
     assert sum(line.startswith("warning: could not remove the local tag") for line in lines) == 4
+
+
+def test_labels_that_are_not_json_are_no_labels(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    engine.rules = [(["image", "inspect", "--format", "{{json .Config.Labels}}"], "<no value>", 0)]
+    assert "image.revision='', not " in refused(project, registry, engine)

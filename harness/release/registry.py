@@ -462,9 +462,6 @@ class RegistryClient:
         return target
 
     def _read(self, response: requests.Response, limit: int, what: str) -> bytes:
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise self._too_large(what, limit)
         body = bytearray()
         for chunk in response.iter_content(chunk_size=16384):
             body += chunk
