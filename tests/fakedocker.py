@@ -8,9 +8,17 @@ No interpreter starts per call: the fake runs in-process, behind the same runner
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from harness.core import process
 
@@ -56,3 +64,177 @@ class FakeDocker:
 
     def docker_calls(self) -> list[list[str]]:
         return [c.args[1:] for c in self.calls if c.args[0] == "docker"]
+
+
+# --- an engine that remembers, and a registry it pushes to (the release tests) -----------------
+
+
+@dataclass
+class FakeEngine(FakeDocker):
+    """An engine with images (by ID, with labels) and refs; ``docker push`` hands the image a
+    ref names *at that moment* to ``pushed``, as the real one does. ``after`` runs after every
+    docker call, so a test can retarget a ref between two of the harness's steps."""
+
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)  # image ID -> labels
+    refs: dict[str, str] = field(default_factory=dict)  # ref -> image ID
+    pushed: Callable[[str, str], None] | None = None  # (ref, image ID) on each push
+    after: Callable[[list[str]], None] | None = None
+
+    def image(self, ref: str) -> str | None:
+        return ref if ref in self.labels else self.refs.get(ref)
+
+    def answer(self, args: list[str], *, cwd: Path | None, env: Mapping[str, str] | None) -> str:
+        if args[0] != "docker":
+            return super().answer(args, cwd=cwd, env=env)
+        out = self._engine(args[1:])
+        if self.after is not None:
+            self.after(args[1:])
+        return out
+
+    def _engine(self, argv: list[str]) -> str:
+        image = self.image(argv[-1])
+        match argv:
+            case ["image", "inspect", "--format", "{{.Id}}", _] if image:
+                return image
+            case ["image", "inspect", "--format", "{{json .Config.Labels}}", _] if image:
+                return json.dumps(self.labels[image] or None)
+            case ["tag", source, ref] if self.image(source):
+                self.refs[ref] = str(self.image(source))
+                return ""
+            case ["push", ref] if image:
+                if self.pushed is not None:
+                    self.pushed(ref, image)
+                return f"{ref.rsplit(':', 1)[1]}: digest: sha256:{'0' * 64} size: 1"
+            case ["image", "rm", ref] if ref in self.refs:
+                del self.refs[ref]
+                return ""
+            case ["login", *_]:
+                return "Login Succeeded"
+        raise process.CommandError("docker failed", f"Error: No such object: {argv[-1]}", 1)
+
+
+Canned = tuple[int, dict[str, str], bytes]  # status, headers, body
+
+
+def image_manifest(config_digest: str) -> bytes:
+    config = {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1}
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {**config, "digest": config_digest},
+            "layers": [],
+        }
+    ).encode()
+
+
+def sha256(body: bytes) -> str:
+    return f"sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+@dataclass
+class FakeRegistry:
+    """A registry's v2 API on a loopback address, with basic or bearer auth (token at /token).
+
+    ``canned`` answers a path (without query) before any auth check: a test's hostile answer.
+    ``drip`` sends each answer's headers a byte at a time, that many seconds apart. Every
+    request is recorded as (method, path, headers).
+    """
+
+    scheme: str = "basic"
+    host: str = "127.0.0.1"
+    username: str = "deploy"
+    password: str = "s3cret"  # noqa: S105 (a test's)
+    token: str = "tok-123"  # noqa: S105 (a test's)
+    realm: str | None = None  # what a bearer challenge names; default: this server's /token
+    manifests: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (repo, ref) -> body
+    canned: dict[str, Canned] = field(default_factory=dict)
+    drip: float = 0.0
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    address: str = ""
+
+    def put(self, repository: str, tag: str, body: bytes) -> str:
+        """Store a manifest under its tag and its digest; return the digest."""
+        self.manifests[(repository, tag)] = body
+        self.manifests[(repository, sha256(body))] = body
+        return sha256(body)
+
+    def tags(self, repository: str) -> list[str]:
+        return sorted(t for r, t in self.manifests if r == repository and ":" not in t)
+
+    @contextmanager
+    def serving(self) -> Iterator[FakeRegistry]:
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                registry.requests.append((self.command, self.path, dict(self.headers)))
+                self.send(*registry.answer(self.path, self.headers.get("Authorization", "")))
+
+            def do_HEAD(self) -> None:
+                self.do_GET()
+
+            def send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                head = f"HTTP/1.1 {status} X\r\n"
+                for key, value in {"Content-Length": str(len(body)), **headers}.items():
+                    head += f"{key}: {value}\r\n"
+                head += "Connection: close\r\n\r\n"
+                if registry.drip:
+                    for byte in head.encode():
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(registry.drip)
+                else:
+                    self.wfile.write(head.encode())
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+                self.close_connection = True
+
+        server = ThreadingHTTPServer((self.host, 0), Handler)
+        server.block_on_close = False  # a dripping answer must not hold the test up
+        self.address = f"{self.host}:{server.server_address[1]}"
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    def answer(self, target: str, authorization: str) -> Canned:
+        path = urlsplit(target).path
+        if path in self.canned:
+            return self.canned[path]
+        basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        if path == "/token":
+            if authorization != f"Basic {basic}":
+                return 401, {}, b'{"errors": [{"code": "UNAUTHORIZED"}]}'
+            return 200, {}, json.dumps({"token": self.token}).encode()
+        wanted = f"Basic {basic}" if self.scheme == "basic" else f"Bearer {self.token}"
+        if authorization != wanted:
+            realm = self.realm or f"http://{self.address}/token"
+            challenge = (
+                'Basic realm="registry"'
+                if self.scheme == "basic"
+                else f'Bearer realm="{realm}",service="fake.registry"'
+            )
+            return 401, {"WWW-Authenticate": challenge}, b""
+        return self.content(path)
+
+    def content(self, path: str) -> Canned:
+        if path == "/v2/":
+            return 200, {}, b"{}"
+        repository, _, rest = path.removeprefix("/v2/").rpartition("/")
+        if rest == "list" and repository.endswith("/tags"):
+            repository = repository.removesuffix("/tags")
+            tags = self.tags(repository)
+            if not tags:
+                return 404, {}, b'{"errors": [{"code": "NAME_UNKNOWN"}]}'
+            return 200, {}, json.dumps({"name": repository, "tags": tags}).encode()
+        body = self.manifests.get((repository.removesuffix("/manifests"), rest))
+        if body is None:
+            return 404, {}, b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}'
+        return 200, {"Docker-Content-Digest": sha256(body)}, body

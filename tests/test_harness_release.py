@@ -1,12 +1,15 @@
 """The push gates against real throwaway git repositories, and the push itself against a
-stand-in `docker` that records every call (the real registry path is in integration/)."""
+stand-in engine that records every call and a stand-in registry on 127.0.0.1 (both in
+tests/fakedocker.py; the real registry path is in integration/)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,28 +19,41 @@ from harness.core import records
 from harness.core.docker import Docker
 from harness.release import credentials, gates
 from harness.release.__main__ import main
-from harness.release.registry import Credentials, RegistryClient
+from harness.release.registry import Credentials
 from harness.release.tags import Release
-from tests.fakedocker import FakeDocker
+from tests.fakedocker import FakeEngine, FakeRegistry, image_manifest, sha256
 from tests.gitrepo import git
 
 IMAGE_ID = "sha256:" + "ab" * 32
-DIGEST = "sha256:" + "cd" * 32
+EVIL = "sha256:" + "ee" * 32  # another image the engine holds
+REPOSITORY = "tea-n-tech/deathstar"
+PASSWORD = "s3cret"  # noqa: S105 (the fake registry's)
+ENV = {"REGISTRY_USERNAME": "deploy", "REGISTRY_PASSWORD": PASSWORD}
+PUSHED = sha256(image_manifest(IMAGE_ID))  # the manifest docker makes for the verified image
 
 
-@pytest.fixture
-def docker() -> FakeDocker:
-    return FakeDocker(rules=[(["image", "inspect"], IMAGE_ID, 0)])
+def verify(project: Path, **fields: str) -> None:
+    """What `nox -s integration` records, with the integration suite's tree at HEAD."""
+    head = git(project, "rev-parse", "HEAD")
+    record = {
+        "image_id": IMAGE_ID,
+        "commit": head,
+        "revision": head,
+        "integration_tree": git(project, "rev-parse", "HEAD:integration"),
+        "verified_at": "2026-01-02T03:04:05Z",
+    }
+    records.write_json(records.verified_record_path(project), {**record, **fields})
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A clean repository at a commit tagged v0.3.1 with a verified image recorded."""
     repo = tmp_path / "project"
-    repo.mkdir()
+    (repo / "integration").mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
     (repo / "pyproject.toml").write_text('[project]\nname = "deathstar"\nversion = "0.3.1"\n')
     (repo / ".gitignore").write_text("dist/\n")
+    (repo / "integration" / "test_api.py").write_text("def test_api() -> None: ...\n")
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "release")
     git(repo, "tag", "v0.3.1")
@@ -46,131 +62,309 @@ def project(tmp_path: Path) -> Path:
         IMAGE_ID, ["deathstar:0.3.1"], "0.3.1", head, head, "b", 2, 1, IMAGE_ID, [], "", "", True
     )
     records.save_image_record(record, repo / "dist" / "image.json")
-    records.record_verification(record, head, repo / "dist" / "verified.json")
+    verify(repo)
     return repo
 
 
-def args(project: Path, *extra: str) -> list[str]:
-    return ["--project-dir", str(project), "--registry", "127.0.0.1:5999", *extra]
-
-
-ENV = {"REGISTRY_USERNAME": "deploy", "REGISTRY_PASSWORD": "pw-not-in-logs"}
+@pytest.fixture
+def registry() -> Iterator[FakeRegistry]:
+    with FakeRegistry(username="deploy", password=PASSWORD).serving() as serving:
+        yield serving
 
 
 @pytest.fixture
-def registry_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(RegistryClient, "check_login", lambda self, repository: None)
+def engine(project: Path, registry: FakeRegistry) -> FakeEngine:
+    """The verified image, labelled as `nox -s image` labels it, and another one; a push puts
+    the image its ref names at that moment into the registry."""
+    labels = {
+        "org.opencontainers.image.revision": git(project, "rev-parse", "HEAD"),
+        "org.opencontainers.image.version": "0.3.1",
+    }
+    fake = FakeEngine(labels={IMAGE_ID: labels, EVIL: labels})
+
+    def pushed(ref: str, image: str) -> None:
+        registry.put(REPOSITORY, ref.rsplit(":", 1)[1], image_manifest(image))
+
+    fake.pushed = pushed
+    return fake
 
 
 def run(
-    project: Path, env: dict[str, str], *extra: str, stdin: str = "", fake: FakeDocker | None = None
+    project: Path,
+    registry: FakeRegistry,
+    engine: FakeEngine,
+    env: dict[str, str] | os._Environ[str],
+    *extra: str,
+    stdin: str = "",
 ) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    fake = fake or FakeDocker(rules=[(["image", "inspect"], IMAGE_ID, 0)])
+    argv = ["--project-dir", str(project), "--registry", registry.address, *extra]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(args(project, *extra), env, io.StringIO(stdin), Docker(fake))
+        code = main(argv, env, io.StringIO(stdin), Docker(engine))
     return code, out.getvalue(), err.getvalue()
-
-
-@pytest.mark.usefixtures("docker", "registry_accepts")
-def test_dry_run_prints_the_plan_and_pushes_nothing(project: Path, docker: FakeDocker) -> None:
-    code, out, err = run(project, ENV, fake=docker)
-    assert (code, err) == (0, "")
-    head = git(project, "rev-parse", "HEAD")
-    for expected in ("0.3.1", "0.3", f"sha-{head[:7]}", "latest"):
-        assert f"127.0.0.1:5999/tea-n-tech/deathstar:{expected}\n" in out
-    assert ":0\n" not in out  # no bare major tag for 0.x
-    assert f"commit:      {head} (v0.3.1)" in out
-    assert IMAGE_ID in out
-    assert "add --confirm to push" in out
-    assert ENV["REGISTRY_PASSWORD"] not in out
-    assert [c.args[1:][:2] for c in docker.calls] == [["image", "inspect"]]
 
 
 def refused(
     project: Path,
-    env: dict[str, str],
+    registry: FakeRegistry,
+    engine: FakeEngine,
+    env: dict[str, str] | None = None,
     *extra: str,
     prefix: str = "refused",
-    fake: FakeDocker | None = None,
 ) -> str:
-    code, out, err = run(project, env, *extra, fake=fake)
+    """The one line of a refusal (or, with ``prefix="failed"``, of a failed push)."""
+    code, out, err = run(project, registry, engine, ENV if env is None else env, *extra)
     assert code == 1
     if "--confirm" not in extra:
         assert out == ""  # a refusal in the checks prints no plan
-    assert err.count("\n") == 1
+    assert "all resolve to" not in out
+    assert err.count("\n") == 1, err
     assert err.startswith(f"push {prefix}: ")
-    return err
+    assert "Traceback" not in err
+    assert PASSWORD not in out + err
+    return err.removesuffix("\n")
 
 
-@pytest.mark.usefixtures("docker", "registry_accepts")
-def test_dirty_tree_is_refused(project: Path) -> None:
+def pushes(engine: FakeEngine) -> list[str]:
+    return [c[1] for c in engine.docker_calls() if c[0] == "push"]
+
+
+def test_dry_run_prints_the_plan_and_pushes_nothing(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    code, out, err = run(project, registry, engine, ENV)
+    assert (code, err) == (0, "")
+    head = git(project, "rev-parse", "HEAD")
+    for expected in ("0.3.1", "0.3", f"sha-{head[:7]}", "latest"):
+        assert f"{registry.address}/tea-n-tech/deathstar:{expected}\n" in out
+    assert ":0\n" not in out  # no bare major tag for 0.x
+    assert f"commit:      {head} (v0.3.1)" in out
+    assert IMAGE_ID in out
+    assert "add --confirm to push" in out
+    assert PASSWORD not in out
+    assert [c[:2] for c in engine.docker_calls()] == [["image", "inspect"]] * 2
+    assert registry.tags(REPOSITORY) == []
+
+
+# --- the gates ---------------------------------------------------------------------------------
+
+
+def test_dirty_tree_is_refused(project: Path, registry: FakeRegistry, engine: FakeEngine) -> None:
     (project / "notes.txt").write_text("uncommitted")
-    assert "uncommitted changes" in refused(project, ENV)
+    assert "uncommitted changes" in refused(project, registry, engine)
 
 
-@pytest.mark.usefixtures("docker", "registry_accepts")
-def test_untagged_head_is_refused(project: Path) -> None:
+def test_untagged_head_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
     git(project, "tag", "-d", "v0.3.1")
     assert "HEAD carries no release tag; tag the release commit: git tag v0.3.1" in refused(
-        project, ENV
+        project, registry, engine
     )
 
 
-@pytest.mark.usefixtures("docker", "registry_accepts")
-def test_tag_differing_from_version_is_refused(project: Path) -> None:
+def test_tag_differing_from_version_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
     git(project, "tag", "-d", "v0.3.1")
     git(project, "tag", "v0.3.2")
-    err = refused(project, ENV)
+    err = refused(project, registry, engine)
     assert "HEAD is tagged v0.3.2 but the package version is 0.3.1" in err
 
 
-@pytest.mark.usefixtures("docker", "registry_accepts")
-def test_pre_release_tag_matches_its_pep440_version(project: Path) -> None:
+def test_pre_release_tag_matches_its_pep440_version(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
     (project / "pyproject.toml").write_text('[project]\nname = "d"\nversion = "2.0.0rc1"\n')
     git(project, "commit", "-qam", "rc")
     git(project, "tag", "v2.0.0-rc.1")
     assert gates.release_at_head(["v2.0.0-rc.1"], "2.0.0rc1") == Release(2, 0, 0, "rc.1", None)
     # the image recorded is from the previous commit now
-    assert "not from HEAD" in refused(project, ENV)
+    assert "not from HEAD" in refused(project, registry, engine)
 
 
-@pytest.mark.usefixtures("docker", "registry_accepts")
-def test_unverified_or_other_image_is_refused(project: Path) -> None:
-    verified = project / "dist" / "verified.json"
-    data = json.loads(verified.read_text())
-    verified.write_text(json.dumps({**data, "image_id": "sha256:" + "ee" * 32}))
-    assert "has not passed `nox -s integration`" in refused(project, ENV)
-    verified.unlink()
-    assert "run `nox -s integration` first" in refused(project, ENV)
+def test_unverified_or_other_image_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    verify(project, image_id=EVIL)
+    assert "has not passed `nox -s integration`" in refused(project, registry, engine)
+    records.verified_record_path(project).unlink()
+    assert "run `nox -s integration` first" in refused(project, registry, engine)
 
 
-@pytest.mark.usefixtures("registry_accepts")
-def test_image_gone_from_the_engine_is_refused(project: Path, docker: FakeDocker) -> None:
-    docker.rules = []
-    assert "no longer in the local Docker engine" in refused(project, ENV, fake=docker)
-
-
-@pytest.mark.usefixtures("docker", "registry_accepts")
-def test_dirty_built_image_is_refused(project: Path) -> None:
-    record = records.load_image_record(project / "dist" / "image.json")
-    dirty = records.ImageRecord(**{**record.__dict__, "revision": record.commit + "-dirty"})
-    records.save_image_record(dirty, project / "dist" / "image.json")
-    assert "was built from " in refused(project, ENV)
-
-
-@pytest.mark.usefixtures("docker", "registry_accepts")
-def test_missing_credentials_are_refused(project: Path, tmp_path: Path) -> None:
-    env = {"DOCKER_CONFIG": str(tmp_path / "empty")}
-    assert "no credentials for 127.0.0.1:5999" in refused(project, env)
-    assert "set both REGISTRY_USERNAME and REGISTRY_PASSWORD" in refused(
-        project, {"REGISTRY_USERNAME": "deploy", **env}
+def test_a_hand_written_verification_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    """PoC: image_id and commit were all a forged record needed."""
+    head = git(project, "rev-parse", "HEAD")
+    records.write_json(
+        records.verified_record_path(project), {"image_id": IMAGE_ID, "commit": head}
     )
+    tree = git(project, "rev-parse", "HEAD:integration")
+    assert refused(project, registry, engine) == (
+        "push refused: the recorded verification does not name the integration suite at HEAD "
+        f"(tree {tree[:12]}); run `nox -s integration` on this commit"
+    )
+    verify(project, integration_tree="0" * 40)  # a verification by another suite
+    assert "does not name the integration suite" in refused(project, registry, engine)
+    assert engine.docker_calls() == []  # refused before asking the engine anything
+
+
+def test_a_project_without_an_integration_suite_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    git(project, "rm", "-rq", "integration")
+    git(project, "commit", "-qm", "no suite")
+    git(project, "tag", "-f", "v0.3.1")
+    head = git(project, "rev-parse", "HEAD")
+    record = records.load_image_record(records.image_record_path(project))
+    records.save_image_record(
+        records.ImageRecord(**{**record.__dict__, "commit": head, "revision": head}),
+        records.image_record_path(project),
+    )
+    records.write_json(
+        records.verified_record_path(project), {"image_id": IMAGE_ID, "commit": head}
+    )
+    err = refused(project, registry, engine)
+    assert err.endswith("HEAD has no integration/ suite, so nothing can have verified the image")
+
+
+@pytest.mark.parametrize(
+    ("labels", "refusal"),
+    [
+        ({"org.opencontainers.image.version": "0.3.1"}, "image.revision='', not "),
+        (
+            {
+                "org.opencontainers.image.revision": "f" * 40,
+                "org.opencontainers.image.version": "0.3.1",
+            },
+            f"image.revision='{'f' * 40}', not ",
+        ),
+        ({"org.opencontainers.image.version": "9.9.9"}, "image.revision"),
+        ({}, "image.revision='', not "),
+    ],
+)
+def test_image_labels_must_name_this_release(
+    project: Path,
+    registry: FakeRegistry,
+    engine: FakeEngine,
+    labels: dict[str, str],
+    refusal: str,
+) -> None:
+    engine.labels[IMAGE_ID] = labels
+    err = refused(project, registry, engine)
+    assert refusal in err
+    assert "it was not built from this release: run `nox` again" in err
+
+
+def test_image_version_label_must_be_the_package_version(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    engine.labels[IMAGE_ID] = {
+        **engine.labels[IMAGE_ID],
+        "org.opencontainers.image.version": "0.3.0",
+    }
+    assert "labelled org.opencontainers.image.version='0.3.0', not 0.3.1" in refused(
+        project, registry, engine
+    )
+
+
+def test_image_gone_from_the_engine_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    del engine.labels[IMAGE_ID]
+    assert "no longer in the local Docker engine" in refused(project, registry, engine)
+
+
+def test_dirty_built_image_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    record = records.load_image_record(records.image_record_path(project))
+    dirty = records.ImageRecord(**{**record.__dict__, "revision": record.commit + "-dirty"})
+    records.save_image_record(dirty, records.image_record_path(project))
+    assert "was built from " in refused(project, registry, engine)
+
+
+def test_a_record_without_sha256_digests_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    record = records.load_image_record(records.image_record_path(project))
+    odd = records.ImageRecord(**{**record.__dict__, "config_digest": "latest"})
+    records.save_image_record(odd, records.image_record_path(project))
+    assert "names no sha256 image ID and config digest" in refused(project, registry, engine)
+
+
+def test_a_verification_that_is_not_an_object_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    records.verified_record_path(project).write_text("[]\n")
+    assert refused(project, registry, engine) == (
+        f"push refused: {records.verified_record_path(project)} is corrupt; "
+        "run `nox -s integration` first"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "refusal"),
+    [
+        (("--registry", "myregistry"), "registry 'myregistry' is not a registry host[:port]"),
+        (("--registry", "127.0.0.1:5000/x"), "is not a registry host[:port]"),
+        (("--repository", "Tea/Deathstar"), "repository 'Tea/Deathstar' is not a docker repo"),
+        (("--repository", "a/../b"), "is not a docker repository name"),
+    ],
+)
+def test_registry_and_repository_must_be_docker_references(
+    project: Path,
+    registry: FakeRegistry,
+    engine: FakeEngine,
+    option: tuple[str, str],
+    refusal: str,
+) -> None:
+    assert refusal in refused(project, registry, engine, ENV, *option)
+    assert engine.calls == []
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+def test_missing_credentials_are_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine, tmp_path: Path
+) -> None:
+    env = {"DOCKER_CONFIG": str(tmp_path / "empty")}
+    assert f"no credentials for {registry.address}" in refused(project, registry, engine, env)
+    assert "set both REGISTRY_USERNAME and REGISTRY_PASSWORD" in refused(
+        project, registry, engine, {"REGISTRY_USERNAME": "deploy", **env}
+    )
+
+
+def test_an_unreadable_docker_login_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine, tmp_path: Path
+) -> None:
+    config = {"auths": {registry.address: {"auth": "not base64!"}}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert refused(project, registry, engine, {"DOCKER_CONFIG": str(tmp_path)}) == (
+        f"push refused: the docker config's login for {registry.address} is unreadable; run "
+        f"`docker login {registry.address}` again or set REGISTRY_USERNAME and REGISTRY_PASSWORD"
+    )
+
+
+def test_an_existing_docker_login_is_used(
+    project: Path, registry: FakeRegistry, engine: FakeEngine, tmp_path: Path
+) -> None:
+    auth = base64.b64encode(f"deploy:{PASSWORD}".encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {registry.address: {"auth": auth}}}))
+    code, out, err = run(project, registry, engine, {"DOCKER_CONFIG": str(tmp_path)})
+    assert (code, err) == (0, "")
+    assert "credentials: deploy (existing docker login)" in out
 
 
 def test_credentials_from_stdin_and_docker_config(tmp_path: Path) -> None:
     creds, source = credentials.credentials(
-        "r.example", {"REGISTRY_USERNAME": "u"}, password_stdin=True, stdin=io.StringIO("pw\n")
+        "r.example",
+        {"REGISTRY_USERNAME": "u"},
+        password="",
+        password_stdin=True,
+        stdin=io.StringIO("pw\n"),
     )
     assert creds == Credentials("u", "pw")
     assert source == "u (REGISTRY_USERNAME, stdin)"
@@ -178,15 +372,14 @@ def test_credentials_from_stdin_and_docker_config(tmp_path: Path) -> None:
     config.write_text(json.dumps({"auths": {"r.example": {"auth": "dTpwdw=="}}}))  # u:pw
     env = {"DOCKER_CONFIG": str(tmp_path)}
     creds, source = credentials.credentials(
-        "r.example", env, password_stdin=False, stdin=io.StringIO()
+        "r.example", env, password="", password_stdin=False, stdin=io.StringIO()
     )
     assert creds == Credentials("u", "pw")
     assert source == "u (existing docker login)"
     config.write_text(json.dumps({"credHelpers": {"r.example": "deathstar-test"}}))
-    assert credentials.credentials("r.example", env, password_stdin=False, stdin=io.StringIO()) == (
-        None,
-        "existing docker login (credential helper)",
-    )
+    assert credentials.credentials(
+        "r.example", env, password="", password_stdin=False, stdin=io.StringIO()
+    ) == (None, "existing docker login (credential helper)")
 
 
 def test_credentials_from_a_credential_helper(
@@ -205,7 +398,7 @@ def test_credentials_from_a_credential_helper(
     )
     env = {"DOCKER_CONFIG": str(tmp_path)}
     creds, source = credentials.credentials(
-        "r.example", env, password_stdin=False, stdin=io.StringIO()
+        "r.example", env, password="", password_stdin=False, stdin=io.StringIO()
     )
     assert creds == Credentials("bot", "tok")
     assert source == "bot (existing docker login)"
@@ -216,79 +409,182 @@ def test_credentials_from_a_credential_helper(
     assert credentials.docker_config_credentials("o.example", env) == (True, None)
 
 
-def test_registry_failure_is_refused(project: Path, docker: FakeDocker) -> None:
-    err = refused(project, ENV)  # nothing listens on 127.0.0.1:5999
-    assert "registry 127.0.0.1:5999 does not answer" in err
+def test_the_password_reaches_only_docker_login_and_only_on_stdin(
+    project: Path, registry: FakeRegistry, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PoC: REGISTRY_PASSWORD was in the environment of every docker child."""
+    monkeypatch.setenv("REGISTRY_USERNAME", "deploy")
+    monkeypatch.setenv("REGISTRY_PASSWORD", PASSWORD)
+    code, out, err = run(project, registry, engine, os.environ, "--confirm")
+    assert (code, err) == (0, ""), err
+    assert "REGISTRY_PASSWORD" not in os.environ  # read once, then gone
+    assert PASSWORD not in out
+    for call in engine.calls:
+        assert call.env is not None, f"{call.args[:3]} inherits the environment"
+        assert "REGISTRY_PASSWORD" not in call.env, call.args[:3]
+        assert PASSWORD not in " ".join(call.args)
+        assert PASSWORD not in "".join(call.env.values())
+    assert [c.stdin for c in engine.calls if PASSWORD in (c.stdin or "")] == [PASSWORD]
+    login = next(c for c in engine.calls if c.args[1] == "login")
+    assert login.stdin == PASSWORD
+    assert not Path((login.env or {})["DOCKER_CONFIG"]).exists()  # the throwaway login is gone
 
 
-@pytest.mark.usefixtures("registry_accepts")
-def test_confirmed_push(project: Path, docker: FakeDocker, monkeypatch: pytest.MonkeyPatch) -> None:
-    docker.rules = [
-        (["image", "inspect"], IMAGE_ID, 0),
-        (["push"], f"latest: digest: {DIGEST} size: 1234", 0),
-        ([], "", 0),  # login, tag, image rm
-    ]
-    read: list[str] = []
+def test_a_failed_login_does_not_show_the_password(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    engine.rules = [(["login"], "Error response from daemon: unauthorized", 1)]
+    err = refused(project, registry, engine, ENV, "--confirm")
+    assert "docker login 127.0.0.1" in err
+    assert err.endswith("unauthorized; nothing was pushed")
+    assert pushes(engine) == []
 
-    def manifest_digest(self: RegistryClient, repository: str, tag: str) -> str:
-        read.append(f"{repository}:{tag}")
-        return DIGEST
 
-    monkeypatch.setattr(RegistryClient, "manifest_digest", manifest_digest)
-    code, out, err = run(project, ENV, "--confirm", fake=docker)
+def test_credentials_never_go_to_a_token_realm_on_another_host(
+    project: Path, engine: FakeEngine
+) -> None:
+    """PoC: deploy:s3cret arrived on 127.0.0.2."""
+    with (
+        FakeRegistry(scheme="bearer", password=PASSWORD).serving() as registry,
+        FakeRegistry(host="127.0.0.2").serving() as elsewhere,
+    ):
+        registry.realm = f"http://{elsewhere.address}/token"
+        err = refused(project, registry, engine)
+        assert "sends us to token realm host 127.0.0.2, which is neither" in err
+        assert elsewhere.requests == []
+        # unless the realm host is allowed for the registry
+        elsewhere.password = PASSWORD
+        env = {**ENV, "DEATHSTAR_REGISTRY_AUTH_HOSTS": "127.0.0.2"}
+        assert run(project, registry, engine, env)[0] == 0
+        assert len(elsewhere.requests) == 1
+
+
+def test_a_token_realm_answering_html_is_refused(project: Path, engine: FakeEngine) -> None:
+    with FakeRegistry(scheme="bearer", password=PASSWORD).serving() as registry:
+        registry.canned["/token"] = (200, {"Content-Type": "text/html"}, b"<html>sign in</html>")
+        assert refused(project, registry, engine) == (
+            "push refused: token realm 127.0.0.1's answer is not a JSON object"
+        )
+
+
+def test_registry_failure_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    registry.canned["/v2/"] = (500, {}, b"")
+    assert f"registry {registry.address} answered 500 on /v2/" in refused(project, registry, engine)
+
+
+# --- the push -------------------------------------------------------------------------------
+
+
+def test_confirmed_push(project: Path, registry: FakeRegistry, engine: FakeEngine) -> None:
+    code, out, err = run(project, registry, engine, ENV, "--confirm")
     assert (code, err) == (0, "")
-    assert out.endswith(f"pushed 4 tags, all resolve to {DIGEST}\n")
-    calls = docker.calls
-    login = next(c for c in calls if c.args[1:][0] == "login")
-    assert login.args[1:] == ["login", "127.0.0.1:5999", "--username", "deploy", "--password-stdin"]
-    assert login.stdin == ENV["REGISTRY_PASSWORD"]
-    assert all(ENV["REGISTRY_PASSWORD"] not in " ".join(c.args[1:]) for c in calls)
-    pushes = [c for c in calls if c.args[1:][0] == "push"]
-    refs = [c.args[1:][1] for c in pushes]
+    assert out.endswith(f"pushed 4 tags, all resolve to {PUSHED}\n")
+    login = next(c for c in engine.calls if c.args[1] == "login")
+    assert login.args[1:] == ["login", registry.address, "--username", "deploy", "--password-stdin"]
     head = git(project, "rev-parse", "HEAD")
-    repo = "127.0.0.1:5999/tea-n-tech/deathstar"
-    assert refs == [f"{repo}:0.3.1", f"{repo}:sha-{head[:7]}", f"{repo}:0.3", f"{repo}:latest"]
-    config = (login.env or {}).get("DOCKER_CONFIG")
-    assert {(c.env or {}).get("DOCKER_CONFIG") for c in pushes} == {config}  # the throwaway login
-    assert not Path(str(config)).exists()  # and it is gone
-    removed = [c.args[1:][2] for c in calls if c.args[1:][:2] == ["image", "rm"]]
-    assert removed == refs
-    assert read == [f"tea-n-tech/deathstar:{ref.rsplit(':', 1)[1]}" for ref in refs]
-
-
-@pytest.mark.usefixtures("registry_accepts")
-def test_failed_push_removes_local_tags_and_reports(project: Path, docker: FakeDocker) -> None:
-    docker.rules = [
-        (["image", "inspect"], IMAGE_ID, 0),
-        (["push"], "denied: requested access to the resource is denied", 1),
-        ([], "", 0),
+    repo = f"{registry.address}/{REPOSITORY}"
+    refs = [f"{repo}:0.3.1", f"{repo}:sha-{head[:7]}", f"{repo}:0.3", f"{repo}:latest"]
+    assert pushes(engine) == refs
+    checked = [
+        c[4] for c in engine.docker_calls() if c[:4] == ["image", "inspect", "--format", "{{.Id}}"]
     ]
-    err = refused(project, ENV, "--confirm", fake=docker)
-    assert "docker push 127.0.0.1:5999/tea-n-tech/deathstar:0.3.1 failed: denied" in err
-    calls = docker.calls
-    tagged = [c.args[1:][2] for c in calls if c.args[1:][0] == "tag"]
-    removed = [c.args[1:][2] for c in calls if c.args[1:][:2] == ["image", "rm"]]
+    assert checked == [IMAGE_ID, *refs]  # each ref checked before its push
+    config = (login.env or {}).get("DOCKER_CONFIG")
+    pushed = [c for c in engine.calls if c.args[1] == "push"]
+    assert {(c.env or {}).get("DOCKER_CONFIG") for c in pushed} == {config}  # the throwaway login
+    removed = [c[2] for c in engine.docker_calls() if c[:2] == ["image", "rm"]]
+    assert removed == refs
+    assert engine.refs == {}
+    assert registry.tags(REPOSITORY) == sorted(r.rsplit(":", 1)[1] for r in refs)
+    # the read-back asked the registry for every tag's manifest
+    read = [p for m, p, _ in registry.requests if m == "GET" and "/manifests/" in p]
+    assert {p.rsplit("/", 1)[1] for p in read} == {r.rsplit(":", 1)[1] for r in refs}
+
+
+def test_a_ref_retargeted_before_its_push_is_not_pushed(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    """PoC: retarget the tag between the check and the push; it was pushed and reported."""
+
+    def retarget(argv: list[str]) -> None:
+        if argv[0] == "tag":
+            engine.refs[argv[2]] = EVIL
+
+    engine.after = retarget
+    err = refused(project, registry, engine, ENV, "--confirm")
+    assert err == (
+        f"push refused: {registry.address}/{REPOSITORY}:0.3.1 names {EVIL} now, not the verified "
+        f"image {IMAGE_ID}; something retargeted it, so it was not pushed; nothing was pushed"
+    )
+    assert pushes(engine) == []
+    assert registry.tags(REPOSITORY) == []
+    assert engine.refs == {}  # our registry tags are removed again
+
+
+def test_a_ref_retargeted_after_its_check_fails_the_read_back(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    """The race the check cannot close (docker push resolves the ref itself): the registry's
+    manifests must name the verified image's config, or the push is not reported as done."""
+
+    def retarget(argv: list[str]) -> None:
+        if argv[:2] == ["image", "inspect"] and argv[-1].startswith(registry.address):
+            engine.refs[argv[-1]] = EVIL
+
+    engine.after = retarget
+    code, out, err = run(project, registry, engine, ENV, "--confirm")
+    assert code == 1
+    assert "all resolve to" not in out
+    assert err == (
+        f"push failed: registry tag 0.3.1 names image config {EVIL}, not the verified image's "
+        f"{IMAGE_ID}: the registry holds another image; do not use it\n"
+    )
+
+
+def test_a_manifest_that_is_not_json_fails_the_read_back(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    registry.canned[f"/v2/{REPOSITORY}/manifests/latest"] = (200, {}, b"<html>")
+    err = refused(project, registry, engine, ENV, "--confirm", prefix="failed")
+    assert err == (
+        f"push failed: registry {registry.address}'s manifest latest is not a JSON object; "
+        "the push is not confirmed"
+    )
+
+
+def test_a_tag_missing_after_the_push_fails_the_read_back(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    engine.pushed = None  # docker says it pushed; the registry has nothing
+    err = refused(project, registry, engine, ENV, "--confirm", prefix="failed")
+    assert err.startswith("push failed: the registry has no 0.3.1, sha-")
+
+
+def test_tags_naming_different_manifests_fail_the_read_back(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    def pushed(ref: str, image: str) -> None:
+        tag = ref.rsplit(":", 1)[1]
+        body = image_manifest(image)
+        registry.put(REPOSITORY, tag, body + b" " * (tag == "latest"))  # same config, other bytes
+
+    engine.pushed = pushed
+    err = refused(project, registry, engine, ENV, "--confirm", prefix="failed")
+    assert "push failed: the tags name 2 different manifests: " in err
+
+
+def test_failed_push_removes_local_tags_and_reports(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    engine.rules = [(["push"], "denied: requested access to the resource is denied", 1)]
+    err = refused(project, registry, engine, ENV, "--confirm")
+    assert f"docker push {registry.address}/tea-n-tech/deathstar:0.3.1 failed: denied" in err
+    tagged = [c[2] for c in engine.docker_calls() if c[0] == "tag"]
+    removed = [c[2] for c in engine.docker_calls() if c[:2] == ["image", "rm"]]
     assert tagged == removed
     assert len(tagged) == 4
-
-
-@pytest.mark.usefixtures("registry_accepts")
-def test_read_back_mismatch_is_an_error(
-    project: Path, docker: FakeDocker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    docker.rules = [
-        (["image", "inspect"], IMAGE_ID, 0),
-        (["push"], f"x: digest: {DIGEST} size: 1", 0),
-        ([], "", 0),
-    ]
-    monkeypatch.setattr(
-        RegistryClient,
-        "manifest_digest",
-        lambda self, repository, tag: None if tag == "latest" else DIGEST,
-    )
-    assert "do not all resolve to" in refused(
-        project, ENV, "--confirm", prefix="failed", fake=docker
-    )
 
 
 def test_bad_version_is_one_line() -> None:
@@ -296,19 +592,27 @@ def test_bad_version_is_one_line() -> None:
         gates.release_at_head(["v1.0.0"], "not-a-version")
 
 
-@pytest.mark.usefixtures("registry_accepts")
-def test_partial_push_says_what_the_registry_holds(project: Path, docker: FakeDocker) -> None:
-    docker.rules = [
-        (["image", "inspect"], IMAGE_ID, 0),
-        (["push", "127.0.0.1:5999/tea-n-tech/deathstar:0.3.1"], f"d: digest: {DIGEST}", 0),
+def test_partial_push_says_what_the_registry_holds(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    engine.rules = [
+        (["push", f"{registry.address}/tea-n-tech/deathstar:0.3.1"], "d: digest: x", 0),
         (["push"], "connection reset by peer", 1),
         (["image", "rm"], "conflict: unable to remove", 1),  # cleanup trouble stays a warning
-        ([], "", 0),
     ]
-    code, _, err = run(project, ENV, "--confirm", fake=docker)
+    code, _, err = run(project, registry, engine, ENV, "--confirm")
     lines = err.splitlines()
     assert code == 1
-    assert lines[-1].startswith("push failed: docker push 127.0.0.1:5999/tea-n-tech/deathstar:sha-")
+    assert lines[-1].startswith(
+        f"push failed: docker push {registry.address}/tea-n-tech/deathstar:sha-"
+    )
     assert "the registry already holds 0.3.1 (immutable tags first)" in lines[-1]
     assert "run the push again: it is idempotent" in lines[-1]
     assert sum(line.startswith("warning: could not remove the local tag") for line in lines) == 4
+
+
+def test_labels_that_are_not_json_are_no_labels(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    engine.rules = [(["image", "inspect", "--format", "{{json .Config.Labels}}"], "<no value>", 0)]
+    assert "image.revision='', not " in refused(project, registry, engine)

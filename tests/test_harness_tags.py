@@ -37,6 +37,21 @@ SHA = "abcdef0123456789abcdef0123456789abcdef01"
         ),
         # no release tags at all besides this one
         ("v0.1.0", [], ["0.1.0", "sha-abcdef0", "0.1", "latest"]),
+        # backports: a floating tag moves only to the highest stable release of its line
+        ("v1.2.4", ["v1.2.3", "v1.2.4", "v1.3.0"], ["1.2.4", "sha-abcdef0", "1.2"]),
+        ("v1.2.4", ["v1.2.4", "v1.2.5", "v1.3.0"], ["1.2.4", "sha-abcdef0"]),
+        ("v1.2.4", ["v1.2.4", "v1.2.5"], ["1.2.4", "sha-abcdef0"]),
+        ("v1.2.4", ["v1.2.4", "v1.3.0", "v2.0.0"], ["1.2.4", "sha-abcdef0", "1.2"]),
+        ("v1.3.1", ["v1.3.1", "v1.2.9", "v2.0.0"], ["1.3.1", "sha-abcdef0", "1.3", "1"]),
+        ("v0.4.2", ["v0.4.2", "v0.5.0"], ["0.4.2", "sha-abcdef0", "0.4"]),
+        # pre-releases of the line do not hold its floating tags back
+        (
+            "v1.2.4",
+            ["v1.2.4", "v1.2.5-rc.1", "v1.3.0-beta"],
+            ["1.2.4", "sha-abcdef0", "1.2", "1", "latest"],
+        ),
+        # a pre-release backport still gets only its own tag and the sha
+        ("v1.2.5-rc.1", ["v1.2.4", "v1.2.5-rc.1"], ["1.2.5-rc.1", "sha-abcdef0"]),
     ],
 )
 def test_image_tags(tag: str, repo_tags: list[str], expected: list[str]) -> None:
@@ -56,6 +71,13 @@ def test_parse_fields() -> None:
     assert Release.parse("v10.20.30-alpha.1+exp.sha.5114f85") == Release(
         10, 20, 30, "alpha.1", "exp.sha.5114f85"
     )
+
+
+def test_a_version_too_long_for_a_docker_tag_is_refused() -> None:
+    release = Release.parse("v1.0.0-" + "a" * 130)
+    assert release is not None
+    with pytest.raises(HarnessError, match="makes no docker tag"):
+        image_tags(release, SHA, [])
 
 
 def test_commit_must_be_a_sha() -> None:

@@ -5,13 +5,47 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from harness import HarnessError
 from harness.core import process
 from harness.release.registry import Credentials
+
+PASSWORD_VARIABLE = "REGISTRY_PASSWORD"  # noqa: S105 (the name of a variable)
+
+
+def take_password(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """The password, read once: gone from ``os.environ`` and from the mapping handed on."""
+    rest = dict(env)
+    password = rest.pop(PASSWORD_VARIABLE, "")
+    os.environ.pop(PASSWORD_VARIABLE, None)
+    return rest, password
+
+
+def scrubbed(runner: process.Runner) -> process.Runner:
+    """``runner`` whose children get an explicit environment without the password.
+
+    ``env=None`` would mean "inherit os.environ"; every child gets a copy without it instead.
+    ``docker login`` gets the password on stdin, and nothing else ever gets it.
+    """
+
+    def run(
+        args: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+        timeout: float = process.DEFAULT_TIMEOUT,
+        merge: bool = False,
+    ) -> str:
+        child = dict(os.environ if env is None else env)
+        child.pop(PASSWORD_VARIABLE, None)
+        return runner(args, cwd=cwd, env=child, stdin=stdin, timeout=timeout, merge=merge)
+
+    return run
 
 
 def docker_config_credentials(
@@ -72,12 +106,15 @@ def credentials(
     registry: str,
     env: Mapping[str, str],
     *,
+    password: str,
     password_stdin: bool,
     stdin: TextIO,
     runner: process.Runner = process.run,
 ) -> tuple[Credentials | None, str]:
+    """The credentials to use, and where they came from; ``password`` from :func:`take_password`."""
     username = env.get("REGISTRY_USERNAME", "")
-    password = stdin.read().rstrip("\r\n") if password_stdin else env.get("REGISTRY_PASSWORD", "")
+    if password_stdin:
+        password = stdin.read().rstrip("\r\n")
     if username and password:
         source = "stdin" if password_stdin else "REGISTRY_PASSWORD"
         return Credentials(username, password), f"{username} (REGISTRY_USERNAME, {source})"

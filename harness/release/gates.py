@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,14 @@ from harness import HarnessError
 from harness.core import git, locks, records
 from harness.core.docker import Docker
 from harness.release.credentials import credentials
-from harness.release.registry import Credentials, RegistryClient
+from harness.release.registry import (
+    DIGEST,
+    Credentials,
+    RegistryClient,
+    check_registry,
+    check_repository,
+    shown,
+)
 from harness.release.tags import Release, image_tags
 
 
@@ -23,11 +31,16 @@ class Plan:
     registry: str
     repository: str
     image_id: str
+    config_digest: str  # what every pushed tag's manifest must name as config.digest
     commit: str
     release: Release
     tags: list[str]
     credentials: Credentials | None  # None: use the existing `docker login`
     credentials_source: str
+    auth_hosts: frozenset[str]  # token-realm hosts allowed besides the registry's own
+
+    def client(self) -> RegistryClient:
+        return RegistryClient(self.registry, self.credentials, auth_hosts=self.auth_hosts)
 
     @property
     def refs(self) -> list[str]:
@@ -66,32 +79,86 @@ def release_at_head(tags_at_head: list[str], package_version: str) -> Release:
     return matching[0]
 
 
-def verified_image(project: Path, head: str, docker: Docker) -> records.ImageRecord:
+REVISION_LABEL = "org.opencontainers.image.revision"
+VERSION_LABEL = "org.opencontainers.image.version"
+INTEGRATION_SUITE = "integration"  # the directory whose git tree a verification names
+
+
+def verified_image(project: Path, head: str, version: str, docker: Docker) -> records.ImageRecord:
+    """The image ``nox -s integration`` verified at HEAD, cross-checked with what we can see.
+
+    The records are files anyone who can write ``dist/`` can forge; the image's own labels and
+    the integration suite's tree are checked too, so a hand-written record needs more than two
+    fields. It is no proof against someone who can write files and run docker here.
+    """
     record = records.load_image_record(records.image_record_path(project))
     verified = records.load_verification(records.verified_record_path(project))
     if record.commit != head or record.revision != head:
         # "<sha>-dirty"[:12] would hide the "-dirty": say so, or the two shas read the same.
         dirty = " with uncommitted changes" if record.revision.endswith("-dirty") else ""
         raise HarnessError(
-            f"the recorded image was built from {record.commit[:12]}{dirty}, not from HEAD "
-            f"{head[:12]}; run `nox` on this commit first"
+            f"the recorded image was built from {shown(record.commit[:12])}{dirty}, not from "
+            f"HEAD {head[:12]}; run `nox` on this commit first"
         )
     if verified.get("image_id") != record.image_id or verified.get("commit") != head:
         raise HarnessError(
-            f"image {record.image_id[:19]} has not passed `nox -s integration` at {head[:12]}; "
-            "run it first"
+            f"image {shown(record.image_id[:19])} has not passed `nox -s integration` at "
+            f"{head[:12]}; run it first"
+        )
+    suite = integration_tree(project)
+    if verified.get("integration_tree") != suite:
+        raise HarnessError(
+            f"the recorded verification does not name the integration suite at HEAD (tree "
+            f"{suite[:12]}); run `nox -s integration` on this commit"
+        )
+    if not DIGEST.fullmatch(str(record.image_id)) or not DIGEST.fullmatch(
+        str(record.config_digest)
+    ):
+        raise HarnessError(
+            f"{records.image_record_path(project)} names no sha256 image ID and config digest; "
+            "run `nox -s image` again"
         )
     if docker.image_id(record.image_id) != record.image_id:
         raise HarnessError(
             f"the verified image {record.image_id[:19]} is no longer in the local Docker engine; "
             "run `nox` again"
         )
+    labels = image_labels(record.image_id, docker)
+    for label, wanted in ((REVISION_LABEL, head), (VERSION_LABEL, version)):
+        if labels.get(label) != wanted:
+            raise HarnessError(
+                f"image {record.image_id[:19]} is labelled {label}="
+                f"'{shown(labels.get(label, ''))}', not {wanted}; it was not built from this "
+                "release: run `nox` again"
+            )
     return record
 
 
+def integration_tree(project: Path) -> str:
+    """The git tree hash of the integration suite at HEAD, which a verification must name."""
+    try:
+        return git.git("rev-parse", "--verify", f"HEAD:{INTEGRATION_SUITE}", cwd=project)
+    except HarnessError:
+        raise HarnessError(
+            f"HEAD has no {INTEGRATION_SUITE}/ suite, so nothing can have verified the image"
+        ) from None
+
+
+def image_labels(image_id: str, docker: Docker) -> dict[str, object]:
+    """The image's labels (an image without any has none)."""
+    raw = docker("image", "inspect", "--format", "{{json .Config.Labels}}", image_id)
+    try:
+        labels = json.loads(raw)
+    except json.JSONDecodeError:
+        labels = None
+    return labels if isinstance(labels, dict) else {}
+
+
 def preflight(
-    args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, docker: Docker
+    args: argparse.Namespace, env: Mapping[str, str], password: str, stdin: TextIO, docker: Docker
 ) -> Plan:
+    check_registry(args.registry)
+    check_repository(args.registry, args.repository)
     project: Path = args.project_dir
     if git.is_dirty(project):
         raise HarnessError(
@@ -100,18 +167,26 @@ def preflight(
     head = git.head_commit(project)
     version = locks.load_pyproject(project / "pyproject.toml")["project"]["version"]
     release = release_at_head(git.tags_at_head(project), version)
-    record = verified_image(project, head, docker)
+    record = verified_image(project, head, version, docker)
     creds, source = credentials(
-        args.registry, env, password_stdin=args.password_stdin, stdin=stdin, runner=docker.runner
+        args.registry,
+        env,
+        password=password,
+        password_stdin=args.password_stdin,
+        stdin=stdin,
+        runner=docker.runner,
     )
-    RegistryClient(args.registry, creds).check_login(args.repository)
-    return Plan(
+    plan = Plan(
         registry=args.registry,
         repository=args.repository,
         image_id=record.image_id,
+        config_digest=record.config_digest,
         commit=head,
         release=release,
         tags=image_tags(release, head, git.all_tags(project)),
         credentials=creds,
         credentials_source=source,
+        auth_hosts=args.auth_hosts,
     )
+    plan.client().check_login(args.repository)
+    return plan

@@ -1,9 +1,13 @@
-"""Pushing a planned release: a throwaway login, the tags in order, the digest read-back."""
+"""Pushing a planned release: a throwaway login, the tags in order, the registry read-back.
+
+``docker push REF`` pushes whatever REF names when it runs, so each ref is checked to name the
+verified image right before its push, and afterwards every tag's manifest in the registry must
+name the verified image's config digest. Only then is the registry's digest reported.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +19,6 @@ from harness.release.gates import Plan
 from harness.release.registry import RegistryClient
 
 PUSH_TIMEOUT = 600.0
-_PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 
 
 class PushError(HarnessError):
@@ -37,33 +40,39 @@ def docker_login(plan: Plan, docker: Docker) -> Iterator[dict[str, str]]:
         yield env
 
 
-def push(plan: Plan, docker: Docker) -> str:
-    """Push every tag, remove the local registry tags again, and return the pushed digest."""
+def push(plan: Plan, docker: Docker) -> None:
+    """Push every tag, each only while it names the verified image; remove the local tags."""
     created: list[str] = []
     pushed: list[str] = []
-    digests: set[str] = set()
     try:
         with docker_login(plan, docker) as env:
             for ref in plan.refs:
-                docker("tag", plan.image_id, ref)
+                docker("tag", plan.image_id, ref, env=env)
                 created.append(ref)
             for ref in plan.refs:
+                check_target(ref, plan.image_id, docker)
                 print(f"pushing {ref}", flush=True)
-                output = docker("push", ref, env=env, timeout=PUSH_TIMEOUT)
-                digests.update(_PUSHED_DIGEST.findall(output))
+                docker("push", ref, env=env, timeout=PUSH_TIMEOUT)
                 pushed.append(ref.rsplit(":", 1)[1])
     except HarnessError as exc:
         if not pushed:
-            raise
+            raise HarnessError(f"{exc}; nothing was pushed") from None
         raise PushError(
             f"{exc}; the registry already holds {', '.join(pushed)} (immutable tags first); "
             "fix the cause and run the push again: it is idempotent"
         ) from None
     finally:
         _untag(created, docker)
-    if len(digests) != 1:
-        raise PushError(f"docker push reported {len(digests)} digests: {sorted(digests)}")
-    return digests.pop()
+
+
+def check_target(ref: str, image_id: str, docker: Docker) -> None:
+    """``docker push`` pushes what ``ref`` names when it runs: it must be the verified image."""
+    now = docker.image_id(ref)
+    if now != image_id:
+        raise HarnessError(
+            f"{ref} names {now or 'no image'} now, not the verified image {image_id}; "
+            "something retargeted it, so it was not pushed"
+        )
 
 
 def _untag(refs: list[str], docker: Docker) -> None:
@@ -75,9 +84,24 @@ def _untag(refs: list[str], docker: Docker) -> None:
             print(f"warning: could not remove the local tag {ref}: {exc}", file=sys.stderr)
 
 
-def read_back(plan: Plan, expected: str) -> None:
-    client = RegistryClient(plan.registry, plan.credentials)
-    digests = {tag: client.manifest_digest(plan.repository, tag) for tag in plan.tags}
-    wrong = {tag: digest for tag, digest in digests.items() if digest != expected}
-    if wrong:
-        raise PushError(f"registry tags do not all resolve to {expected}: {wrong}")
+def read_back(plan: Plan, client: RegistryClient | None = None) -> str:
+    """The digest every pushed tag resolves to, once each names the verified image's config."""
+    client = client or plan.client()
+    try:
+        found = {tag: client.image_config(plan.repository, tag) for tag in plan.tags}
+    except HarnessError as exc:
+        raise PushError(f"{exc}; the push is not confirmed") from None
+    missing = [tag for tag, image in found.items() if image is None]
+    if missing:
+        raise PushError(f"the registry has no {', '.join(missing)} after the push")
+    configs = {tag: image[1] for tag, image in found.items() if image is not None}
+    for tag, config in configs.items():
+        if config != plan.config_digest:
+            raise PushError(
+                f"registry tag {tag} names image config {config}, not the verified image's "
+                f"{plan.config_digest}: the registry holds another image; do not use it"
+            )
+    digests = sorted({image[0] for image in found.values() if image is not None})
+    if len(digests) != 1:
+        raise PushError(f"the tags name {len(digests)} different manifests: {', '.join(digests)}")
+    return digests[0]

@@ -1,7 +1,9 @@
 """Image tags for a release, following docker/metadata-action's semver rules.
 
-For a git tag ``v1.2.3``: ``1.2.3``, ``1.2``, ``1``, ``sha-<7 hex>``, and ``latest`` only when
-this is a stable release and the highest stable version among the repository's release tags.
+For a git tag ``v1.2.3``: ``1.2.3`` and ``sha-<7 hex>``, and the floating tags of a stable
+release, each only when it is the highest stable release of the tag's line among the
+repository's release tags: ``1.2`` (of 1.2.*), ``1`` (of 1.*.*), ``latest`` (of all). So a
+backport (v1.2.4 while v1.3.0 exists) moves ``1.2`` but not ``1`` or ``latest``.
 A ``0.x`` release gets no bare major tag; a pre-release gets only its own tag and ``sha-``.
 Build metadata (``+build.5``) is ignored for precedence, and docker tags cannot hold ``+``, so
 it is sanitised to ``-`` as metadata-action does.
@@ -13,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from harness import HarnessError
+from harness.release.registry import TAG
 
 # The regular expression semver.org suggests, with the leading "v" our git tags carry.
 SEMVER_TAG = re.compile(
@@ -72,12 +75,21 @@ def image_tags(release: Release, commit: str, repo_tags: list[str]) -> list[str]
     if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
         raise HarnessError(f"{commit!r} is not a git commit sha")
     tags = [release.version.replace("+", "-"), f"sha-{commit[:7]}"]
+    if not TAG.fullmatch(tags[0]):
+        raise HarnessError(f"v{release.version} makes no docker tag (at most 128 characters)")
     if not release.stable:
         return tags
-    tags.append(f"{release.major}.{release.minor}")
-    if release.major > 0:
+    stable = [r.core for r in release_tags(repo_tags) if r.stable]
+
+    def leads(line: int) -> bool:
+        """Highest among the stable releases that share this one's first ``line`` numbers."""
+        peers = [core for core in stable if core[:line] == release.core[:line]]
+        return release.core >= max(peers, default=release.core)
+
+    if leads(2):
+        tags.append(f"{release.major}.{release.minor}")
+    if release.major > 0 and leads(1):
         tags.append(str(release.major))
-    highest = max((r.core for r in release_tags(repo_tags) if r.stable), default=release.core)
-    if release.core >= highest:
+    if leads(0):
         tags.append("latest")
     return tags
