@@ -180,7 +180,8 @@ def integration(session: nox.Session) -> None:
         env={**env, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)},
     )
     with refusals(session):
-        records.record_verification(record, git.head_commit(ROOT), VERIFIED_RECORD)
+        suite = git.tree_hash(ROOT, records.INTEGRATION_SUITE)
+        records.record_verification(record, git.head_commit(ROOT), VERIFIED_RECORD, suite)
     session.log(f"verified {record.image_id} at {record.commit}")
 
 

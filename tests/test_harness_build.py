@@ -253,16 +253,17 @@ def make_record(commit: str = COMMIT) -> records.ImageRecord:
 
 def test_verification_is_recorded_for_the_image_at_head(tmp_path: Path) -> None:
     path = tmp_path / "verified.json"
-    records.record_verification(make_record(), COMMIT, path)
+    records.record_verification(make_record(), COMMIT, path, "t" * 40)
     verified = records.load_verification(path)
     assert verified["image_id"] == "sha256:abc"
     assert verified["commit"] == COMMIT
+    assert verified["integration_tree"] == "t" * 40
 
 
 def test_verification_refused_when_head_moved(tmp_path: Path) -> None:
     path = tmp_path / "verified.json"
     with pytest.raises(HarnessError, match=r"built at 0123456 but HEAD is fedcba9"):
-        records.record_verification(make_record(), "fedcba9876", path)
+        records.record_verification(make_record(), "fedcba9876", path, "t" * 40)
     assert not path.exists()
     with pytest.raises(HarnessError, match="run `nox -s integration` first"):
         records.load_verification(path)

@@ -48,6 +48,11 @@ def revision(cwd: Path) -> str:
     return revision_of(head_commit(cwd), dirty=is_dirty(cwd))
 
 
+def tree_hash(cwd: Path, path: str) -> str:
+    """The git tree hash of ``path`` at HEAD: names a directory's committed content."""
+    return git("rev-parse", "--verify", f"HEAD:{path}", cwd=cwd)
+
+
 def tags_at_head(cwd: Path) -> list[str]:
     return sorted(git("tag", "--points-at", "HEAD", cwd=cwd).split())
 

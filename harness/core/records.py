@@ -16,6 +16,8 @@ from typing import Any
 from harness import HarnessError
 
 DIST = Path("dist")
+# The suite a verification record names by its tree hash: what passed, not only that it did.
+INTEGRATION_SUITE = "integration"
 
 
 def image_record_path(root: Path) -> Path:
@@ -91,7 +93,7 @@ def load_image_record(path: Path) -> ImageRecord:
         raise HarnessError(f"{path} is not an image record; run `nox -s image` again") from None
 
 
-def record_verification(record: ImageRecord, head: str, path: Path) -> None:
+def record_verification(record: ImageRecord, head: str, path: Path, integration_tree: str) -> None:
     if record.commit != head:
         raise HarnessError(
             f"the image was built at {record.commit[:7]} but HEAD is {head[:7]}; "
@@ -103,6 +105,7 @@ def record_verification(record: ImageRecord, head: str, path: Path) -> None:
             "image_id": record.image_id,
             "commit": record.commit,
             "revision": record.revision,
+            "integration_tree": integration_tree,
             "verified_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     )

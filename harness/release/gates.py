@@ -81,7 +81,6 @@ def release_at_head(tags_at_head: list[str], package_version: str) -> Release:
 
 REVISION_LABEL = "org.opencontainers.image.revision"
 VERSION_LABEL = "org.opencontainers.image.version"
-INTEGRATION_SUITE = "integration"  # the directory whose git tree a verification names
 
 
 def verified_image(project: Path, head: str, version: str, docker: Docker) -> records.ImageRecord:
@@ -137,10 +136,11 @@ def verified_image(project: Path, head: str, version: str, docker: Docker) -> re
 def integration_tree(project: Path) -> str:
     """The git tree hash of the integration suite at HEAD, which a verification must name."""
     try:
-        return git.git("rev-parse", "--verify", f"HEAD:{INTEGRATION_SUITE}", cwd=project)
+        return git.tree_hash(project, records.INTEGRATION_SUITE)
     except HarnessError:
         raise HarnessError(
-            f"HEAD has no {INTEGRATION_SUITE}/ suite, so nothing can have verified the image"
+            f"HEAD has no {records.INTEGRATION_SUITE}/ suite, so nothing can have verified "
+            "the image"
         ) from None
 
 
