@@ -218,16 +218,19 @@ class Launcher:
         owner: str,
         *,
         image: str | None = None,
+        image_id: str | None = None,
         volume: str | None = None,
         read_only: bool = False,
     ) -> Iterator[Service]:
         """A running service (the recorded image unless ``image`` names it otherwise).
 
-        Whatever ``image`` names, the container must run exactly the recorded image ID.
+        Whatever ``image`` names, the container must run exactly ``image_id``: the recorded
+        image ID unless the test derived another image from it.
         """
         container = self.deathstar(image or self.image_id, volume=volume, read_only=read_only)
+        expected = image_id or self.image_id
         with self.ledger.running(container, "deathstar container", owner):
-            assert container.get_wrapped_container().attrs["Image"] == self.image_id, (
+            assert container.get_wrapped_container().attrs["Image"] == expected, (
                 "container runs another image"
             )
             address = published_on_loopback(container, PORT)

@@ -25,7 +25,8 @@ from packaging.version import Version
 
 from harness import ROOT
 from harness.core.docker import Docker
-from harness.core.records import ImageRecord
+from harness.core.archive import read_archive
+from harness.core.records import INTEGRATION_SUITE, ImageRecord
 from harness.release.registry import Credentials, RegistryClient
 
 USERNAME = "release-bot"
@@ -43,7 +44,12 @@ RELEASE_TIMEOUT = 600  # seconds for one `python -m harness.release`, pushes inc
 DOCKER_TIMEOUT = 120
 DIGEST = re.compile(r"^pushed (\d+) tags, all resolve to (sha256:[0-9a-f]{64})$")
 # Variables of the caller that would change what the release module does.
-SCRUBBED_ENV = (*GOOD_CREDENTIALS, "DOCKER_CONFIG", "DEATHSTAR_REGISTRY", "DEATHSTAR_REPOSITORY")
+SCRUBBED_ENV = (
+    *GOOD_CREDENTIALS, "DOCKER_CONFIG", "DEATHSTAR_REGISTRY", "DEATHSTAR_REPOSITORY",
+    "DEATHSTAR_REGISTRY_AUTH_HOSTS",
+)  # fmt: skip
+# Images the push tests derive from the recorded one (relabelled); removed after each test.
+DERIVED_REPOSITORY = "deathstar-push-test"
 
 
 def docker(*args: str, env: Mapping[str, str] | None = None, stdin: str | None = None) -> str:
@@ -126,6 +132,7 @@ class Project:
     version: str
     record: dict[str, Any]
     docker_config: Path  # empty: no existing `docker login` anywhere
+    built_revision: str  # the revision the image itself reports at /version
 
     @property
     def dist(self) -> Path:
@@ -135,31 +142,65 @@ class Project:
         (self.dist / name).write_text(json.dumps(dict(data), indent=2) + "\n", encoding="utf-8")
 
 
+def relabelled(image_id: str, revision: str, workdir: Path) -> tuple[str, str]:
+    """An image of ``image_id`` whose revision label says ``revision``: (image ID, config digest).
+
+    The push refuses an image whose label names another commit than HEAD; the clone's HEAD and
+    the checkout the image came from may differ (a dirty tree is labelled "<sha>-dirty").
+    """
+    base = f"{DERIVED_REPOSITORY}:base-{revision[:12]}"
+    derived = f"{DERIVED_REPOSITORY}:{revision[:12]}"
+    context = workdir / "relabel"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {base}\nLABEL org.opencontainers.image.revision={revision}\n", encoding="utf-8"
+    )
+    docker("tag", image_id, base)
+    docker("build", "--quiet", "--network", "none", "--tag", derived, str(context))
+    docker("save", "--output", str(workdir / "derived.tar"), derived)
+    config_digest = read_archive(workdir / "derived.tar").config_digest
+    (workdir / "derived.tar").unlink()
+    return docker("image", "inspect", "--format", "{{.Id}}", derived), config_digest
+
+
+def remove_derived_images() -> None:
+    for ref in local_refs(f"{DERIVED_REPOSITORY}:"):
+        subprocess.run(["docker", "image", "rm", ref], capture_output=True, check=False)
+
+
 def fabricated_project(tmp_path: Path, record: ImageRecord) -> Project:
     """A clean clone of this repository, released at HEAD, with the image "verified" at HEAD."""
-    image_record = asdict(record)
     path = tmp_path / "deathstar"
     # --no-tags: the repository's own release tags (a release manager tags before running
     # `nox`) would clash with the tag made here and change which version is `latest`.
     git("clone", "--quiet", "--no-tags", str(ROOT), str(path), cwd=tmp_path)
     git("config", "user.name", "Release Test", cwd=path)
     git("config", "user.email", "release-test@example.invalid", cwd=path)
-    version = str(image_record["version"])
+    version = record.version
     git("tag", "--annotate", f"v{version}", "--message", f"deathstar {version}", cwd=path)
     head = git("rev-parse", "HEAD", cwd=path)
     # FABRICATED: the recorded image was built and verified from another checkout. These
-    # records claim it was built and passed `nox -s integration` at the clone's HEAD, only so
-    # that the push mechanics can run; nothing here verifies the image.
+    # records claim an image of it, labelled with the clone's HEAD, was built and passed
+    # `nox -s integration` at that HEAD, only so that the push mechanics can run; nothing here
+    # verifies the image.
+    image_id, config_digest = relabelled(record.image_id, head, tmp_path)
+    image_record = {
+        **asdict(record), "image_id": image_id, "config_digest": config_digest,
+        "commit": head, "revision": head,
+    }  # fmt: skip
     (path / "dist").mkdir()
-    fabricated = Project(path, head, version, image_record, tmp_path / "docker-config")
+    fabricated = Project(
+        path, head, version, image_record, tmp_path / "docker-config", record.revision
+    )
     fabricated.docker_config.mkdir()
-    fabricated.write_json("image.json", {**image_record, "commit": head, "revision": head})
+    fabricated.write_json("image.json", image_record)
     fabricated.write_json(
         "verified.json",
         {
-            "image_id": image_record["image_id"],
+            "image_id": image_id,
             "commit": head,
             "revision": head,
+            "integration_tree": git("rev-parse", f"HEAD:{INTEGRATION_SUITE}", cwd=path),
             "verified_at": "2000-01-01T00:00:00Z",
         },
     )
@@ -269,6 +310,13 @@ def verified_other_image(project: Project) -> None:
     project.write_json("verified.json", {**verified, "image_id": "sha256:" + "0" * 64})
 
 
+def hand_written_verification(project: Project) -> None:
+    """What a forger who skipped the integration run writes: the ID and HEAD, no suite."""
+    project.write_json(
+        "verified.json", {"image_id": project.record["image_id"], "commit": project.head}
+    )
+
+
 def built_elsewhere(project: Project) -> None:
     other = "f" * 40
     project.write_json("image.json", {**project.record, "commit": other, "revision": other})
@@ -298,6 +346,11 @@ REFUSALS = [
     Refusal("other-tag", ("tagged v9.9.9", "package version is {version}"), other_version_tag),
     Refusal("unverified", ("no integration run", "nox -s integration"), not_verified),
     Refusal("other-image", ("has not passed", "nox -s integration"), verified_other_image),
+    Refusal(
+        "hand-written",
+        ("does not name the integration suite", "nox -s integration"),
+        hand_written_verification,
+    ),
     Refusal("built-elsewhere", ("not from HEAD",), built_elsewhere),
     Refusal("built-dirty", ("with uncommitted changes", "not from HEAD"), built_dirty),
     Refusal("no-credentials", ("no credentials for {registry}",), credentials={}),

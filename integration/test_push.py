@@ -38,6 +38,7 @@ from pushing import (
     docker,
     expected_tags,
     fabricated_project,
+    remove_derived_images,
     free_port,
     local_refs,
     plan_refs,
@@ -74,8 +75,11 @@ def live_registry(
 
 
 @pytest.fixture
-def project(tmp_path: Path, record: ImageRecord) -> Project:
-    return fabricated_project(tmp_path, record)
+def project(tmp_path: Path, record: ImageRecord) -> Iterator[Project]:
+    try:
+        yield fabricated_project(tmp_path, record)
+    finally:
+        remove_derived_images()
 
 
 # --- the happy paths ----------------------------------------------------------------------------
@@ -128,9 +132,9 @@ def test_confirmed_push_pulls_and_runs_by_digest(
             # The registry holds exactly the verified image: same config, so the same image ID.
             pulled = docker("image", "inspect", "--format", "{{.Id}}", ref)
             assert pulled == project.record["image_id"]
-            version = ask_version(lab, ref)
+            version = ask_version(lab, ref, pulled)
             assert version["version"] == project.version
-            assert version["revision"] == project.record["revision"]
+            assert version["revision"] == project.built_revision
         finally:
             subprocess.run(["docker", "image", "rm", ref], capture_output=True, check=False)
     assert local_refs(f"{live_registry.address}/") == []
@@ -138,9 +142,9 @@ def test_confirmed_push_pulls_and_runs_by_digest(
     assert docker("image", "inspect", "--format", "{{.Id}}", project.record["image_id"])
 
 
-def ask_version(lab: Lab, ref: str) -> dict[str, Any]:
-    """Run ``ref`` (it must be the recorded image ID) until ready, return its /version."""
-    with lab.serving(image=ref) as pulled:
+def ask_version(lab: Lab, ref: str, image_id: str) -> dict[str, Any]:
+    """Run ``ref`` (it must be ``image_id``) until ready, return its /version."""
+    with lab.serving(image=ref, image_id=image_id) as pulled:
         assert pulled.base_url.startswith(f"http://{LOOPBACK}:")
         response = pulled.get("/version")
         assert response.status_code == 200, response.text
