@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
 from deathstar import __version__
-from deathstar.config import LOG_LEVELS, ConfigError, Settings, parse_log_level, parse_port
+from deathstar.config import LOG_LEVELS, ConfigError, Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,38 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The variable each flag replaces: with the flag given, the variable is not read at all, so a
-# bad value there cannot fail a command that says what it wants.
-FLAG_VARIABLES = {
-    "host": "DEATHSTAR_HOST",
-    "port": "DEATHSTAR_PORT",
-    "database": "DEATHSTAR_DATABASE",
-    "log_level": "DEATHSTAR_LOG_LEVEL",
-}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    given = {flag for flag in FLAG_VARIABLES if getattr(args, flag, None) is not None}
-    env = {k: v for k, v in os.environ.items() if k not in {FLAG_VARIABLES[f] for f in given}}
+    flags = vars(args)
     try:
         if args.command == "healthcheck":  # reads the port only
-            raw, source = (
-                (args.port, "--port")
-                if "port" in given
-                else (env.get("DEATHSTAR_PORT", "8080"), "DEATHSTAR_PORT")
-            )
-            return healthcheck(parse_port(raw, source), args.timeout)
-        settings = Settings.from_env(env)
-        if "port" in given:
-            settings = replace(settings, port=parse_port(args.port, "--port"))
-        if "host" in given:
-            settings = replace(settings, host=args.host)
-        if "database" in given:
-            settings = replace(settings, database=args.database)
-        if "log_level" in given:
-            settings = replace(settings, log_level=parse_log_level(args.log_level, "--log-level"))
+            return healthcheck(Settings.resolve(flags, only=("port",)).port, args.timeout)
+        settings = Settings.resolve(flags)
     except ConfigError as exc:
         parser.exit(2, f"deathstar: error: {exc}\n")
     return serve(settings)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter
+
+from deathstar.models import Target
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS targets (
@@ -27,34 +29,10 @@ CREATE TABLE IF NOT EXISTS targets (
     destroyed_at TEXT
 )
 """
-COLUMNS = "id, name, system, shielded, status, created_at, destroyed_at"
-
-
-class Status(StrEnum):
-    ACTIVE = "active"
-    DESTROYED = "destroyed"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    id: int
-    name: str
-    system: str
-    shielded: bool
-    status: Status
-    created_at: str
-    destroyed_at: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "system": self.system,
-            "shielded": self.shielded,
-            "status": self.status.value,
-            "created_at": self.created_at,
-            "destroyed_at": self.destroyed_at,
-        }
+FIELDS = ("id", "name", "system", "shielded", "status", "created_at", "destroyed_at")
+COLUMNS = ", ".join(FIELDS)
+# Rows become models in one pydantic-core call per page, with no dataclass or dict copy between.
+_TARGETS = TypeAdapter(list[Target])
 
 
 class StoreError(Exception):
@@ -74,15 +52,11 @@ def _now() -> str:
 
 
 def _row_to_target(row: tuple[Any, ...]) -> Target:
-    return Target(
-        id=row[0],
-        name=row[1],
-        system=row[2],
-        shielded=bool(row[3]),
-        status=Status(row[4]),
-        created_at=row[5],
-        destroyed_at=row[6],
-    )
+    return Target.model_validate(dict(zip(FIELDS, row, strict=True)))
+
+
+def _rows_to_targets(rows: list[tuple[Any, ...]]) -> list[Target]:
+    return _TARGETS.validate_python([dict(zip(FIELDS, row, strict=True)) for row in rows])
 
 
 class TargetStore:
@@ -148,7 +122,7 @@ class TargetStore:
                 (total,) = self._conn.execute("SELECT count(*) FROM targets").fetchone()
             finally:
                 self._conn.execute("COMMIT")
-        return [_row_to_target(row) for row in rows], total
+        return _rows_to_targets(rows), total
 
     def delete(self, target_id: int) -> None:
         with self._lock:

@@ -18,8 +18,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 import deathstar
 from deathstar import logs
-from deathstar.app import MAX_BODY_BYTES, RequestGuard, create_app
+from deathstar.app import create_app
 from deathstar.config import Settings
+from deathstar.deps import get_store
+from deathstar.guard import MAX_BODY_BYTES, RequestGuard
 from deathstar.logs import ACCESS_LOGGER, JsonFormatter
 from deathstar.storage import TargetStore
 from tests.conftest import CREATED, REVISION, assert_json_error, strict_json
@@ -33,11 +35,32 @@ def create(client: TestClient, name: str, system: str = "Alderaan", **extra: Any
     return response.json()
 
 
-def store_of(client: TestClient) -> TargetStore:
+def app_of(client: TestClient) -> FastAPI:
     app = client.app
     assert isinstance(app, FastAPI)
-    store: TargetStore = app.state.store
-    return store
+    return app
+
+
+class BrokenStore(TargetStore):
+    """A store whose every call fails: stands in for a damaged database."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+
+    def ping(self) -> bool:
+        return False
+
+    def list(self, *, limit: int, offset: int) -> Any:
+        raise RuntimeError("disk on fire")
+
+
+@pytest.fixture
+def broken_store(client: TestClient) -> Iterator[BrokenStore]:
+    store = BrokenStore()
+    app_of(client).dependency_overrides[get_store] = lambda: store
+    yield store
+    app_of(client).dependency_overrides.clear()
+    store.close()
 
 
 # --- ops endpoints -------------------------------------------------------------------------
@@ -55,8 +78,8 @@ def test_readyz_when_store_answers(client: TestClient) -> None:
     assert response.json() == {"status": "ready"}
 
 
-def test_readyz_503_when_ping_fails(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_of(client), "ping", lambda: False)
+@pytest.mark.usefixtures("broken_store")
+def test_readyz_503_when_ping_fails(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/json"
@@ -64,7 +87,9 @@ def test_readyz_503_when_ping_fails(client: TestClient, monkeypatch: pytest.Monk
 
 
 def test_readyz_503_when_store_closed(client: TestClient) -> None:
-    store_of(client).close()
+    store = TargetStore(":memory:")
+    store.close()
+    app_of(client).dependency_overrides[get_store] = lambda: store
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["status"] == "storage unavailable"
@@ -538,12 +563,10 @@ def test_wrong_method_is_405_json(client: TestClient) -> None:
 
 
 def test_unexpected_error_is_500_json(
-    lenient_client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    lenient_client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(*_args: object, **_kwargs: object) -> None:
-        raise RuntimeError("disk on fire")
-
-    monkeypatch.setattr(store_of(lenient_client), "list", broken)
+    store = BrokenStore()
+    app_of(lenient_client).dependency_overrides[get_store] = lambda: store
     with caplog.at_level(logging.INFO):
         response = lenient_client.get("/v1/targets")
     assert assert_json_error(response, 500) == "internal server error"

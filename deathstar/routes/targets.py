@@ -1,0 +1,65 @@
+"""The targets resource: create, list, read, delete and fire."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from deathstar.deps import StoreDep
+from deathstar.models import ErrorBody, Target, TargetIn, TargetPage
+
+MAX_PAGE = 100
+MAX_SQLITE_INT = 2**63 - 1
+
+TargetId = Annotated[int, Path(ge=1, le=MAX_SQLITE_INT, description="The target's id.")]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No target with this id."},
+    409: {"model": ErrorBody, "description": "The request conflicts with the target's state."},
+    413: {"model": ErrorBody, "description": "Request body over 64 KiB."},
+}
+
+router = APIRouter(prefix="/v1/targets", tags=["targets"])
+
+
+@router.post(
+    "", status_code=201, response_model=Target, responses={k: ERRORS[k] for k in (409, 413)}
+)
+async def create_target(body: TargetIn, store: StoreDep, response: Response) -> Target:
+    """Create a target. Names are unique: a second target with the same name is a 409."""
+    target = store.create(body.name, body.system, shielded=body.shielded)
+    response.headers["Location"] = f"/v1/targets/{target.id}"
+    return target
+
+
+@router.get("", response_model=TargetPage)
+async def list_targets(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_SQLITE_INT)] = 0,
+) -> TargetPage:
+    """List targets by id, a page at a time."""
+    targets, total = store.list(limit=limit, offset=offset)
+    return TargetPage(items=targets, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{target_id}", response_model=Target, responses={404: ERRORS[404]})
+async def get_target(target_id: TargetId, store: StoreDep) -> Target:
+    """One target."""
+    return store.get(target_id)
+
+
+@router.delete("/{target_id}", status_code=204, responses={404: ERRORS[404]})
+async def delete_target(target_id: TargetId, store: StoreDep) -> Response:
+    """Delete a target."""
+    store.delete(target_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{target_id}/fire", response_model=Target, responses={k: ERRORS[k] for k in (404, 409)}
+)
+async def fire(target_id: TargetId, store: StoreDep) -> Target:
+    """Fire at a target: it becomes destroyed. 409 when it is shielded or already destroyed."""
+    return store.fire(target_id)
