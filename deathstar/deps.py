@@ -10,12 +10,13 @@ from deathstar.config import Settings
 from deathstar.storage import TargetStore
 
 
-def get_store(request: Request) -> TargetStore:
+# async although they do no I/O: FastAPI would run a plain def dependency in the threadpool.
+async def get_store(request: Request) -> TargetStore:
     store: TargetStore = request.app.state.store
     return store
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
