@@ -1,15 +1,18 @@
 """SQLite storage for targets.
 
-One connection per ``TargetStore``. The API runs its handlers on the event loop thread, and the
-store also holds a lock, so a store shared between threads never interleaves two statements.
-State changes are single conditional ``UPDATE`` statements, which SQLite applies atomically,
-so two processes on one file cannot both fire the same target either.
+A ``TargetStore`` hands each call its own connection from a small pool, so the API can run
+storage calls on worker threads: a call waiting for another process's write lock holds up
+only its own thread. State changes are single conditional ``UPDATE`` statements, which SQLite
+applies atomically, so two processes on one file cannot both fire the same target either.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,11 @@ FIELDS = ("id", "name", "system", "shielded", "status", "created_at", "destroyed
 COLUMNS = ", ".join(FIELDS)
 # Rows become models in one pydantic-core call per page, with no dataclass or dict copy between.
 _TARGETS = TypeAdapter(list[Target])
+# Below this much free space on its file system the store reports itself not ready.
+MIN_FREE_BYTES = 1024 * 1024
+# Readiness must answer quickly even while another process holds the write lock.
+PROBE_BUSY_MS = 200
+MEMORY = ":memory:"
 
 
 class StoreError(Exception):
@@ -47,8 +55,37 @@ class ConflictError(StoreError):
     pass
 
 
+class StoreUnavailableError(StoreError):
+    """The database cannot serve the call now: busy, full, read-only or gone."""
+
+    def __init__(self, message: str, *, retry: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+# SQLite's primary result codes (the low byte of an extended code) the API answers with 503.
+_UNAVAILABLE = {
+    sqlite3.SQLITE_BUSY: ("the database is busy, try again", True),
+    sqlite3.SQLITE_LOCKED: ("the database is busy, try again", True),
+    sqlite3.SQLITE_FULL: ("the disk holding the database is full", False),
+    sqlite3.SQLITE_READONLY: ("the database is read-only", False),
+    sqlite3.SQLITE_IOERR: ("the database file cannot be read or written", False),
+    sqlite3.SQLITE_CANTOPEN: ("the database file cannot be opened", False),
+}
+
+
+def _unavailable(exc: sqlite3.Error) -> StoreUnavailableError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    message, retry = _UNAVAILABLE.get((code or 0) & 0xFF, (f"the database failed: {exc}", False))
+    return StoreUnavailableError(message, retry=retry)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
 
 
 def _row_to_target(row: tuple[Any, ...]) -> Target:
@@ -60,37 +97,122 @@ def _rows_to_targets(rows: list[tuple[Any, ...]]) -> list[Target]:
 
 
 class TargetStore:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, busy_timeout: float = 5.0) -> None:
         self._path = str(path)
-        if self._path != ":memory:":
+        self._busy_ms = int(busy_timeout * 1000)
+        self._memory = self._path == MEMORY
+        if not self._memory:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        self._idle: list[sqlite3.Connection] = []  # list.pop and append are atomic
+        self._lock = threading.Lock()  # for close, and to take turns on a memory store
+        self._closed = False
+        first = self._open()
+        try:
+            first.execute("PRAGMA journal_mode=WAL")
+            first.execute(SCHEMA)
+            # The file the store opened: a later stat of the path tells if it was replaced.
+            self._identity = None if self._memory else _identity(os.stat(self._path))
+        except BaseException:
+            first.close()
+            raise
+        self._idle.append(first)
+
+    def _open(self) -> sqlite3.Connection:
         # isolation_level=None: autocommit; each statement below is its own transaction.
-        self._conn = sqlite3.connect(
-            self._path, timeout=5.0, isolation_level=None, check_same_thread=False
+        conn = sqlite3.connect(
+            self._path, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
         )
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-            self._conn.execute(SCHEMA)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        return conn
+
+    @contextmanager
+    def _connection(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection of this thread's own for one call; SQLite errors become StoreErrors."""
+        if write:
+            self._check_file()
+        if self._memory:  # one connection holds the whole database: take turns on it
+            self._lock.acquire()
+        try:
+            conn = self._take()
+            try:
+                yield conn
+            finally:
+                self._give_back(conn)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            if self._memory:
+                self._lock.release()
+
+    def _take(self) -> sqlite3.Connection:
+        if self._closed:
+            raise sqlite3.ProgrammingError("the store is closed")
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._open()
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        if self._closed:
+            conn.close()
+        else:
+            self._idle.append(conn)
+
+    def _check_file(self) -> None:
+        if self._identity is None:
+            return
+        try:
+            now = _identity(os.stat(self._path))
+        except OSError:
+            raise StoreUnavailableError("the database file is gone") from None
+        if now != self._identity:
+            raise StoreUnavailableError("the database file was replaced")
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._closed = True
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()
+
+    def problem(self) -> str | None:
+        """Why a write would fail now, or None: the readiness check."""
+        try:
+            with self._connection(write=True) as conn:
+                conn.execute(f"PRAGMA busy_timeout={PROBE_BUSY_MS}")
+                try:
+                    conn.execute("SELECT count(*) FROM targets").fetchone()
+                    # A real write, rolled back: needs the write lock and a writable file.
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        conn.execute(
+                            "INSERT INTO targets (name, system, shielded, status, created_at) "
+                            "VALUES (hex(randomblob(16)), '', 0, 'active', '')"
+                        )
+                    finally:
+                        conn.execute("ROLLBACK")
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        except StoreError as exc:
+            return str(exc)
+        except sqlite3.Error as exc:
+            return f"the database failed: {exc}"
+        if not self._memory:
+            stat = os.statvfs(Path(self._path).parent)
+            if stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES:
+                return "the disk holding the database is full"
+        return None
 
     def ping(self) -> bool:
-        try:
-            with self._lock:
-                self._conn.execute("SELECT count(*) FROM targets").fetchone()
-        except sqlite3.Error:
-            return False
-        return True
+        return self.problem() is None
 
     def create(self, name: str, system: str, *, shielded: bool) -> Target:
         try:
-            with self._lock:
-                row = self._conn.execute(
+            with self._connection(write=True) as conn:
+                row = conn.execute(
                     f"INSERT INTO targets (name, system, shielded, status, created_at) "  # noqa: S608 - constant columns
                     f"VALUES (?, ?, ?, 'active', ?) RETURNING {COLUMNS}",
                     (name, system, int(shielded), _now()),
@@ -100,8 +222,8 @@ class TargetStore:
         return _row_to_target(row)
 
     def get(self, target_id: int) -> Target:
-        with self._lock:
-            row = self._conn.execute(
+        with self._connection() as conn:
+            row = conn.execute(
                 f"SELECT {COLUMNS} FROM targets WHERE id = ?",  # noqa: S608 - constant columns
                 (target_id,),
             ).fetchone()
@@ -112,28 +234,28 @@ class TargetStore:
     def list(self, *, limit: int, offset: int) -> tuple[list[Target], int]:
         # One read transaction: the page and the total come from the same snapshot, even
         # while another process writes to the file.
-        with self._lock:
-            self._conn.execute("BEGIN")
+        with self._connection() as conn:
+            conn.execute("BEGIN")
             try:
-                rows = self._conn.execute(
+                rows = conn.execute(
                     f"SELECT {COLUMNS} FROM targets ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
                     (limit, offset),
                 ).fetchall()
-                (total,) = self._conn.execute("SELECT count(*) FROM targets").fetchone()
+                (total,) = conn.execute("SELECT count(*) FROM targets").fetchone()
             finally:
-                self._conn.execute("COMMIT")
+                conn.execute("COMMIT")
         return _rows_to_targets(rows), total
 
     def delete(self, target_id: int) -> None:
-        with self._lock:
-            cursor = self._conn.execute("DELETE FROM targets WHERE id = ?", (target_id,))
+        with self._connection(write=True) as conn:
+            cursor = conn.execute("DELETE FROM targets WHERE id = ?", (target_id,))
         if cursor.rowcount == 0:
             raise NotFoundError(f"target {target_id} does not exist")
 
     def fire(self, target_id: int) -> Target:
         # One conditional UPDATE: of many concurrent shots at one target exactly one lands.
-        with self._lock:
-            row = self._conn.execute(
+        with self._connection(write=True) as conn:
+            row = conn.execute(
                 f"UPDATE targets SET status = 'destroyed', destroyed_at = ? "  # noqa: S608
                 f"WHERE id = ? AND status = 'active' AND shielded = 0 RETURNING {COLUMNS}",
                 (_now(), target_id),

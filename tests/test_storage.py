@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -166,11 +168,8 @@ def test_ping(db: Path) -> None:
 
 
 def test_ping_false_when_table_is_gone(store: TargetStore, db: Path) -> None:
-    other = TargetStore(db)
-    try:
-        other._conn.execute("DROP TABLE targets")  # simulate a damaged database
-    finally:
-        other.close()
+    with closing(sqlite3.connect(db)) as other:
+        other.execute("DROP TABLE targets")  # simulate a damaged database
     assert store.ping() is False
 
 

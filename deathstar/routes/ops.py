@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from deathstar import __version__
 from deathstar.deps import SettingsDep, StoreDep
-from deathstar.models import HealthStatus, VersionInfo
+from deathstar.models import HealthStatus, NotReady, VersionInfo
+from deathstar.routes import COMMON_ERRORS
 
-router = APIRouter(tags=["ops"])
+router = APIRouter(tags=["ops"], responses=COMMON_ERRORS)
 
 
 @router.get("/healthz", response_model=HealthStatus)
@@ -21,13 +23,14 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=HealthStatus,
-    responses={503: {"model": HealthStatus, "description": "Storage unreachable."}},
+    responses={503: {"model": NotReady, "description": "Storage cannot take writes."}},
 )
 async def readyz(store: StoreDep) -> JSONResponse:
-    """Readiness: the SQLite store answers a query."""
-    if store.ping():
+    """Readiness: a write to the store would succeed (tried, then rolled back)."""
+    problem = await run_in_threadpool(store.problem)
+    if problem is None:
         return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "storage unavailable"}, status_code=503)
+    return JSONResponse({"status": "storage unavailable", "detail": problem}, status_code=503)
 
 
 @router.get("/version", response_model=VersionInfo)
