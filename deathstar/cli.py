@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from deathstar import __version__
 from deathstar.config import LOG_LEVELS, ConfigError, Settings
@@ -73,35 +71,31 @@ def healthcheck(port: int, timeout: float) -> int:
     return 0 if healthy else 1
 
 
+def fail(message: str) -> int:
+    """One readable line on stderr for a startup failure, and exit status 1."""
+    print(f"deathstar: error: {message}", file=sys.stderr)
+    return 1
+
+
 def serve(settings: Settings) -> int:
-    import uvicorn  # noqa: PLC0415 - keeps `deathstar healthcheck` fast to start
+    import sqlite3  # noqa: PLC0415 - keeps `deathstar healthcheck` fast to start
 
-    from deathstar import logs  # noqa: PLC0415
+    from deathstar import logs, server  # noqa: PLC0415
     from deathstar.app import create_app  # noqa: PLC0415
+    from deathstar.storage import TargetStore  # noqa: PLC0415
 
-    logs.configure(settings.log_level)
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # logs.configure already routes uvicorn's loggers
-        log_level=settings.log_level,
-        access_log=False,  # RequestGuard writes one structured line per request instead
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
-    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown so that the previous handler
-    # runs. The default handler would kill us with the signal (exit 143); a stop on request is
-    # a clean exit, so install a no-op handler for uvicorn to hand back to.
-    stop_requested: list[int] = []
-
-    def remember(signum: int, _frame: FrameType | None) -> None:
-        stop_requested.append(signum)
-
-    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Open what the server needs before it starts, so that a failure is one line, not a
+    # traceback logged from the middle of uvicorn's startup.
     try:
-        uvicorn.Server(config).run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        TargetStore(settings.database).close()
+    except (sqlite3.Error, OSError) as exc:
+        return fail(f"cannot open the database {str(settings.database)!r}: {exc}")
+    try:
+        sock = server.listen(settings.host, settings.port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return fail(f"cannot listen on {settings.host}:{settings.port}: {reason}")
+    logs.configure(settings.log_level)
+    with sock:
+        server.run(create_app(settings), sock, settings)
     return 0

@@ -34,11 +34,33 @@ def parse_log_level(raw: str, source: str) -> str:
     return level
 
 
+def parse_seconds(raw: str, source: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ConfigError(f"{source} must be a number of seconds, got {raw!r}") from None
+    if not 0.1 <= seconds <= 3600:
+        raise ConfigError(f"{source} must be between 0.1 and 3600, got {raw!r}")
+    return seconds
+
+
+def parse_count(raw: str, source: str) -> int:
+    try:
+        count = int(raw)
+    except ValueError:
+        raise ConfigError(f"{source} must be a whole number, got {raw!r}") from None
+    if count < 1:
+        raise ConfigError(f"{source} must be at least 1, got {count}")
+    return count
+
+
 def _as_is(raw: str, _source: str) -> str:
     return raw
 
 
-def _as_path(raw: str, _source: str) -> Path:
+def _as_path(raw: str, source: str) -> Path:
+    if not raw.strip():
+        raise ConfigError(f"{source} must be a file path, got {raw!r}")
     return Path(raw)
 
 
@@ -50,6 +72,12 @@ FLAGGED: dict[str, tuple[str, str, Callable[[str, str], Any]]] = {
     "log_level": ("--log-level", "DEATHSTAR_LOG_LEVEL", parse_log_level),
 }
 
+# Server limits, set by variable only: tuning, not something to choose per run.
+UNFLAGGED: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "head_timeout": ("DEATHSTAR_HEAD_TIMEOUT", parse_seconds),
+    "max_connections": ("DEATHSTAR_MAX_CONNECTIONS", parse_count),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -59,6 +87,8 @@ class Settings:
     log_level: str = "info"
     revision: str = UNKNOWN
     created: str = UNKNOWN
+    head_timeout: float = 10.0  # seconds to send a complete request head, or an idle close
+    max_connections: int = 1000
 
     @classmethod
     def resolve(
@@ -66,7 +96,7 @@ class Settings:
         flags: Mapping[str, object],
         env: Mapping[str, str] | None = None,
         *,
-        only: Collection[str] = tuple(FLAGGED),
+        only: Collection[str] = (*FLAGGED, *UNFLAGGED),
     ) -> Settings:
         """Settings from ``flags`` (None: not given) over ``env`` over the defaults.
 
@@ -77,6 +107,11 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for name in only:
+            if name in UNFLAGGED:
+                variable, parse = UNFLAGGED[name]
+                if variable in env:
+                    values[name] = parse(env[variable], variable)
+                continue
             flag, variable, parse = FLAGGED[name]
             given = flags.get(name)
             if given is not None:

@@ -23,7 +23,7 @@ _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[][{}]")
 
 
-def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+def json_too_deep(body: bytes | bytearray, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether arrays and objects nest deeper than ``limit``: a loop, never recursion."""
     depth = 0
     for match in _BRACKET.finditer(_JSON_STRING.sub(b"", body)):
@@ -40,7 +40,7 @@ def is_json(scope: Scope) -> bool:
     """Whether the request declares a JSON body (application/json or a +json type)."""
     for key, value in scope["headers"]:
         if key == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
+            media: bytes = value.split(b";", 1)[0].strip().lower()
             return media == b"application/json" or media.endswith(b"+json")
     return False
 
@@ -95,9 +95,7 @@ class RequestGuard:
                 if len(body) > self.max_body:
                     raise self._too_large()
                 if check_depth and not message.get("more_body") and json_too_deep(body):
-                    raise EarlyAnswerError(
-                        400, f"JSON nested deeper than {self.max_depth} levels"
-                    )
+                    raise EarlyAnswerError(400, f"JSON nested deeper than {self.max_depth} levels")
             return message
 
         try:

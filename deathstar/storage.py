@@ -41,6 +41,7 @@ MIN_FREE_BYTES = 1024 * 1024
 # Readiness must answer quickly even while another process holds the write lock.
 PROBE_BUSY_MS = 200
 MEMORY = ":memory:"
+MAX_CACHED_PAGES = 64
 
 
 class StoreError(Exception):
@@ -111,20 +112,47 @@ class TargetStore:
             first.execute("PRAGMA journal_mode=WAL")
             first.execute(SCHEMA)
             # The file the store opened: a later stat of the path tells if it was replaced.
-            self._identity = None if self._memory else _identity(os.stat(self._path))
+            self._identity = None if self._memory else _identity(Path(self._path).stat())
         except BaseException:
             first.close()
             raise
         self._idle.append(first)
+        # Pages as list() last read them, each with the data_version it read them at. The
+        # version connection never writes, so every commit (ours too, made on other
+        # connections) changes its data_version. It never waits: busy timeout 0.
+        self._pages: dict[tuple[int, int], tuple[int, list[Target], int]] = {}
+        self._version_conn = None if self._memory else self._open(busy_ms=0)
+        self._version_lock = threading.Lock()
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, busy_ms: int | None = None) -> sqlite3.Connection:
+        busy_ms = self._busy_ms if busy_ms is None else busy_ms
         # isolation_level=None: autocommit; each statement below is its own transaction.
         conn = sqlite3.connect(
-            self._path, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
+            self._path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False
         )
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
         return conn
+
+    def _version(self) -> int | None:
+        if self._version_conn is None or self._closed:
+            return None
+        try:
+            with self._version_lock:
+                (version,) = self._version_conn.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error:
+            return None
+        return int(version)
+
+    def cached_page(self, *, limit: int, offset: int) -> tuple[list[Target], int] | None:
+        """The page list() returned last, if nothing was committed since; else None.
+
+        Safe on the event loop: a counter read that never waits for a lock.
+        """
+        entry = self._pages.get((limit, offset))
+        if entry is None or self._version() != entry[0]:
+            return None
+        return entry[1], entry[2]
 
     @contextmanager
     def _connection(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
@@ -165,7 +193,7 @@ class TargetStore:
         if self._identity is None:
             return
         try:
-            now = _identity(os.stat(self._path))
+            now = _identity(Path(self._path).stat())
         except OSError:
             raise StoreUnavailableError("the database file is gone") from None
         if now != self._identity:
@@ -177,6 +205,9 @@ class TargetStore:
             for conn in self._idle:
                 conn.close()
             self._idle.clear()
+        with self._version_lock:
+            if self._version_conn is not None:
+                self._version_conn.close()
 
     def problem(self) -> str | None:
         """Why a write would fail now, or None: the readiness check."""
@@ -232,6 +263,9 @@ class TargetStore:
         return _row_to_target(row)
 
     def list(self, *, limit: int, offset: int) -> tuple[list[Target], int]:
+        # Read before the page: a commit in between makes the cached page newer than its
+        # version says, which costs one more read later, never a stale answer.
+        version = self._version()
         # One read transaction: the page and the total come from the same snapshot, even
         # while another process writes to the file.
         with self._connection() as conn:
@@ -244,7 +278,12 @@ class TargetStore:
                 (total,) = conn.execute("SELECT count(*) FROM targets").fetchone()
             finally:
                 conn.execute("COMMIT")
-        return _rows_to_targets(rows), total
+        targets = _rows_to_targets(rows)
+        if version is not None:
+            if len(self._pages) >= MAX_CACHED_PAGES:
+                self._pages.clear()
+            self._pages[(limit, offset)] = (version, targets, total)
+        return targets, total
 
     def delete(self, target_id: int) -> None:
         with self._connection(write=True) as conn:

@@ -58,7 +58,10 @@ async def list_targets(
     offset: Annotated[int, Query(ge=0, le=MAX_SQLITE_INT)] = 0,
 ) -> TargetPage:
     """List targets by id, a page at a time."""
-    targets, total = await run_in_threadpool(store.list, limit=limit, offset=offset)
+    page = store.cached_page(limit=limit, offset=offset)
+    if page is None:
+        page = await run_in_threadpool(store.list, limit=limit, offset=offset)
+    targets, total = page
     return TargetPage(items=targets, total=total, limit=limit, offset=offset)
 
 
