@@ -7,7 +7,6 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
 
 from deathstar import __version__
 from deathstar.config import LOG_LEVELS, ConfigError, Settings
@@ -25,9 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", help="address to bind (DEATHSTAR_HOST, default 127.0.0.1)")
     api.add_argument("--port", help="port to bind (DEATHSTAR_PORT, default 8080)")
-    api.add_argument(
-        "--database", type=Path, help="SQLite file (DEATHSTAR_DATABASE, default ./deathstar.db)"
-    )
+    api.add_argument("--database", help="SQLite file (DEATHSTAR_DATABASE, default ./deathstar.db)")
     api.add_argument(
         "--log-level",
         help=f"one of {', '.join(LOG_LEVELS)} (DEATHSTAR_LOG_LEVEL, default info)",

@@ -81,13 +81,13 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is not None:  # a head is still coming in
+        super().data_received(data)
+        if self._head_timer is not None and not self.transport.is_closing():
+            # Still no complete head after parsing this: count it towards the head's size.
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self.transport.write(HEAD_TOO_LARGE)
                 self.transport.close()
-                return
-        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -216,15 +216,17 @@ class TargetStore:
                 conn.execute(f"PRAGMA busy_timeout={PROBE_BUSY_MS}")
                 try:
                     conn.execute("SELECT count(*) FROM targets").fetchone()
-                    # A real write, rolled back: needs the write lock and a writable file.
+                    # A real write, rolled back: needs the write lock, a writable file and
+                    # room for new pages (the blob spills onto overflow pages).
                     conn.execute("BEGIN IMMEDIATE")
                     try:
                         conn.execute(
                             "INSERT INTO targets (name, system, shielded, status, created_at) "
-                            "VALUES (hex(randomblob(16)), '', 0, 'active', '')"
+                            "VALUES (hex(randomblob(16)), zeroblob(16384), 0, 'active', '')"
                         )
                     finally:
-                        conn.execute("ROLLBACK")
+                        if conn.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
+                            conn.execute("ROLLBACK")
                 finally:
                     conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         except StoreError as exc:

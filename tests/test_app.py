@@ -479,13 +479,14 @@ def drive_guard(
     app: Callable[[Scope, Receive, Send], Awaitable[None]],
     messages: list[Message],
     max_body: int = 10,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> list[Message]:
     """Run RequestGuard around a bare ASGI app, feeding it ``messages``; what it sends back."""
     scope: Scope = {
         "type": "http",
         "method": "POST",
         "path": "/raw",
-        "headers": [],
+        "headers": headers or [],
         "client": ("127.0.0.9", 5000),
     }
     pending = list(messages)

@@ -164,9 +164,8 @@ def nfc(text: str) -> str:
 
 # No control, format, private-use, surrogate or unassigned code points: those are refused.
 printable = st.characters(exclude_categories=("Cc", "Cf", "Co", "Cs", "Cn"))
-valid_text = (
-    st.text(printable, min_size=1, max_size=100)
-    .filter(lambda text: has_visible(nfc(text)) and len(nfc(text)) <= 100)
+valid_text = st.text(printable, min_size=1, max_size=100).filter(
+    lambda text: has_visible(nfc(text)) and len(nfc(text)) <= 100
 )
 
 
