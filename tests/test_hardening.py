@@ -320,7 +320,7 @@ def test_rate_limit_filter_passes_one_per_interval_and_counts_the_rest() -> None
         clock[0] = 10.5
         record = passes("socket.accept() out of system resource")
         assert record is not None
-        assert record.suppressed == 5
+        assert getattr(record, "suppressed", None) == 5
         limiter.MAX_KEYS = 2
         assert passes("third") is not None  # the table starts over rather than grow
         assert passes("another message") is not None
@@ -335,7 +335,7 @@ def test_app_has_no_store_before_startup(settings: Settings) -> None:
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
-@given(text=st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=12))
+@given(text=st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12))
 def test_documented_pattern_states_what_is_accepted(text: str) -> None:
     try:
         TargetIn(name=text, system="s")

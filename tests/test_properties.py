@@ -162,8 +162,8 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-# No control, format, private-use, surrogate or unassigned code points: those are refused.
-printable = st.characters(exclude_categories=("Cc", "Cf", "Co", "Cs", "Cn"))
+# No control, format, private-use or surrogate code points: those are refused.
+printable = st.characters(exclude_categories=("Cc", "Cf", "Co", "Cs"))
 valid_text = st.text(printable, min_size=1, max_size=100).filter(
     lambda text: has_visible(nfc(text)) and len(nfc(text)) <= 100
 )
