@@ -34,24 +34,24 @@ def parse_log_level(raw: str, source: str) -> str:
     return level
 
 
-def parse_seconds(raw: str, source: str) -> float:
+def _number(
+    raw: str, source: str, kind: type[float], what: str, *, low: float, high: float
+) -> float:
     try:
-        seconds = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{source} must be a number of seconds, got {raw!r}") from None
-    if not 0.1 <= seconds <= 3600:
-        raise ConfigError(f"{source} must be between 0.1 and 3600, got {raw!r}")
-    return seconds
+        raise ConfigError(f"{source} must be {what}, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{source} must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
+def parse_seconds(raw: str, source: str) -> float:
+    return _number(raw, source, float, "a number of seconds", low=0.1, high=3600)
 
 
 def parse_count(raw: str, source: str) -> int:
-    try:
-        count = int(raw)
-    except ValueError:
-        raise ConfigError(f"{source} must be a whole number, got {raw!r}") from None
-    if count < 1:
-        raise ConfigError(f"{source} must be at least 1, got {count}")
-    return count
+    return int(_number(raw, source, int, "a whole number", low=1, high=1_000_000))
 
 
 def _as_is(raw: str, _source: str) -> str:

@@ -553,22 +553,24 @@ def test_content_length_with_transfer_encoding_is_refused(limited_server: Server
     assert "detail" in strict_json(body)
 
 
+def exchange(server: Server, *parts: bytes) -> tuple[bytes, bytes]:
+    """Send ``parts`` on a new connection; the head and body of what comes back before close."""
+    with connect(server) as sock:
+        for part in parts:
+            sock.sendall(part)
+        head, _, body = read_until_closed(sock).partition(b"\r\n\r\n")
+    return head, body
+
+
 def test_endless_head_is_431(limited_server: Server) -> None:
-    with connect(limited_server) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        for _ in range(20):
-            sock.sendall(b"X-Pad: " + b"a" * 4000 + b"\r\n")
-        answer = read_until_closed(sock)
-    head, _, body = answer.partition(b"\r\n\r\n")
+    pad = b"X-Pad: " + b"a" * 4000 + b"\r\n"
+    head, body = exchange(limited_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", *[pad] * 20)
     assert head.startswith(b"HTTP/1.1 431")
     assert "detail" in strict_json(body)
 
 
 def test_unparsable_request_is_a_json_400(limited_server: Server) -> None:
-    with connect(limited_server) as sock:
-        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
-        answer = read_until_closed(sock)
-    head, _, body = answer.partition(b"\r\n\r\n")
+    head, body = exchange(limited_server, b"NOT HTTP AT ALL\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400")
     assert b"content-type: application/json" in head.lower()
     assert "detail" in strict_json(body)
