@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
-from types import FrameType
 
 from deathstar import __version__
-from deathstar.config import LOG_LEVELS, ConfigError, Settings, parse_log_level, parse_port
+from deathstar.config import LOG_LEVELS, ConfigError, Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,9 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", help="address to bind (DEATHSTAR_HOST, default 127.0.0.1)")
     api.add_argument("--port", help="port to bind (DEATHSTAR_PORT, default 8080)")
-    api.add_argument(
-        "--database", type=Path, help="SQLite file (DEATHSTAR_DATABASE, default ./deathstar.db)"
-    )
+    api.add_argument("--database", help="SQLite file (DEATHSTAR_DATABASE, default ./deathstar.db)")
     api.add_argument(
         "--log-level",
         help=f"one of {', '.join(LOG_LEVELS)} (DEATHSTAR_LOG_LEVEL, default info)",
@@ -47,38 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The variable each flag replaces: with the flag given, the variable is not read at all, so a
-# bad value there cannot fail a command that says what it wants.
-FLAG_VARIABLES = {
-    "host": "DEATHSTAR_HOST",
-    "port": "DEATHSTAR_PORT",
-    "database": "DEATHSTAR_DATABASE",
-    "log_level": "DEATHSTAR_LOG_LEVEL",
-}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    given = {flag for flag in FLAG_VARIABLES if getattr(args, flag, None) is not None}
-    env = {k: v for k, v in os.environ.items() if k not in {FLAG_VARIABLES[f] for f in given}}
+    flags = vars(args)
     try:
         if args.command == "healthcheck":  # reads the port only
-            raw, source = (
-                (args.port, "--port")
-                if "port" in given
-                else (env.get("DEATHSTAR_PORT", "8080"), "DEATHSTAR_PORT")
-            )
-            return healthcheck(parse_port(raw, source), args.timeout)
-        settings = Settings.from_env(env)
-        if "port" in given:
-            settings = replace(settings, port=parse_port(args.port, "--port"))
-        if "host" in given:
-            settings = replace(settings, host=args.host)
-        if "database" in given:
-            settings = replace(settings, database=args.database)
-        if "log_level" in given:
-            settings = replace(settings, log_level=parse_log_level(args.log_level, "--log-level"))
+            return healthcheck(Settings.resolve(flags, only=("port",)).port, args.timeout)
+        settings = Settings.resolve(flags)
     except ConfigError as exc:
         parser.exit(2, f"deathstar: error: {exc}\n")
     return serve(settings)
@@ -99,35 +68,31 @@ def healthcheck(port: int, timeout: float) -> int:
     return 0 if healthy else 1
 
 
+def fail(message: str) -> int:
+    """One readable line on stderr for a startup failure, and exit status 1."""
+    print(f"deathstar: error: {message}", file=sys.stderr)
+    return 1
+
+
 def serve(settings: Settings) -> int:
-    import uvicorn  # noqa: PLC0415 - keeps `deathstar healthcheck` fast to start
+    import sqlite3  # noqa: PLC0415 - keeps `deathstar healthcheck` fast to start
 
-    from deathstar import logs  # noqa: PLC0415
+    from deathstar import logs, server  # noqa: PLC0415
     from deathstar.app import create_app  # noqa: PLC0415
+    from deathstar.storage import TargetStore  # noqa: PLC0415
 
-    logs.configure(settings.log_level)
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # logs.configure already routes uvicorn's loggers
-        log_level=settings.log_level,
-        access_log=False,  # RequestGuard writes one structured line per request instead
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
-    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown so that the previous handler
-    # runs. The default handler would kill us with the signal (exit 143); a stop on request is
-    # a clean exit, so install a no-op handler for uvicorn to hand back to.
-    stop_requested: list[int] = []
-
-    def remember(signum: int, _frame: FrameType | None) -> None:
-        stop_requested.append(signum)
-
-    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Open what the server needs before it starts, so that a failure is one line, not a
+    # traceback logged from the middle of uvicorn's startup.
     try:
-        uvicorn.Server(config).run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        TargetStore(settings.database).close()
+    except (sqlite3.Error, OSError) as exc:
+        return fail(f"cannot open the database {str(settings.database)!r}: {exc}")
+    try:
+        sock = server.listen(settings.host, settings.port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return fail(f"cannot listen on {settings.host}:{settings.port}: {reason}")
+    logs.configure(settings.log_level)
+    with sock:
+        server.run(create_app(settings), sock, settings)
     return 0

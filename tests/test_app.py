@@ -18,8 +18,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 import deathstar
 from deathstar import logs
-from deathstar.app import MAX_BODY_BYTES, RequestGuard, create_app
+from deathstar.app import create_app
 from deathstar.config import Settings
+from deathstar.deps import get_store
+from deathstar.guard import MAX_BODY_BYTES, RequestGuard
 from deathstar.logs import ACCESS_LOGGER, JsonFormatter
 from deathstar.storage import TargetStore
 from tests.conftest import CREATED, REVISION, assert_json_error, strict_json
@@ -33,11 +35,32 @@ def create(client: TestClient, name: str, system: str = "Alderaan", **extra: Any
     return response.json()
 
 
-def store_of(client: TestClient) -> TargetStore:
+def app_of(client: TestClient) -> FastAPI:
     app = client.app
     assert isinstance(app, FastAPI)
-    store: TargetStore = app.state.store
-    return store
+    return app
+
+
+class BrokenStore(TargetStore):
+    """A store whose every call fails: stands in for a damaged database."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+
+    def problem(self) -> str | None:
+        return "the disk is on fire"
+
+    def list(self, *, limit: int, offset: int) -> Any:
+        raise RuntimeError("disk on fire")
+
+
+@pytest.fixture
+def broken_store(client: TestClient) -> Iterator[BrokenStore]:
+    store = BrokenStore()
+    app_of(client).dependency_overrides[get_store] = lambda: store
+    yield store
+    app_of(client).dependency_overrides.clear()
+    store.close()
 
 
 # --- ops endpoints -------------------------------------------------------------------------
@@ -55,16 +78,18 @@ def test_readyz_when_store_answers(client: TestClient) -> None:
     assert response.json() == {"status": "ready"}
 
 
-def test_readyz_503_when_ping_fails(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_of(client), "ping", lambda: False)
+@pytest.mark.usefixtures("broken_store")
+def test_readyz_503_when_ping_fails(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {"status": "storage unavailable"}
+    assert response.json() == {"status": "storage unavailable", "detail": "the disk is on fire"}
 
 
 def test_readyz_503_when_store_closed(client: TestClient) -> None:
-    store_of(client).close()
+    store = TargetStore(":memory:")
+    store.close()
+    app_of(client).dependency_overrides[get_store] = lambda: store
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["status"] == "storage unavailable"
@@ -348,10 +373,10 @@ def test_name_length_limit(client: TestClient) -> None:
 
 
 def test_text_round_trips_unchanged(client: TestClient) -> None:
-    name = " padded \x00 ünïcødé 🚀 'quote\" "
-    target = create(client, name, "sys\ntem")
+    name = " padded ünïcødé 🚀 'quote\" "
+    target = create(client, name, "sys tem")
     assert target["name"] == name
-    assert client.get(f"/v1/targets/{target['id']}").json()["system"] == "sys\ntem"
+    assert client.get(f"/v1/targets/{target['id']}").json()["system"] == "sys tem"
 
 
 def test_lone_surrogate_is_422_json(client: TestClient) -> None:
@@ -373,11 +398,21 @@ def test_non_finite_numbers_echo_as_valid_json(client: TestClient, constant: byt
     assert detail[0]["loc"] == ["body", "shielded"]
 
 
-def test_non_json_content_type_is_422(client: TestClient) -> None:
-    response = client.post(
-        "/v1/targets", content=b'{"name":"a","system":"x"}', headers={"content-type": "text/plain"}
-    )
-    assert_json_error(response, 422)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_json_body_without_json_content_type_is_415(
+    client: TestClient, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/v1/targets", content=b'{"name":"a","system":"x"}', headers=headers)
+    assert "application/json" in assert_json_error(response, 415)
+    assert client.get("/v1/targets").json()["total"] == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/x+json"])
+def test_json_content_types_are_accepted(client: TestClient, content_type: str) -> None:
+    raw = b'{"name":"a","system":"x"}'
+    response = client.post("/v1/targets", content=raw, headers={"content-type": content_type})
+    assert response.status_code == 201, response.text
 
 
 def padded_body(size: int) -> bytes:
@@ -444,13 +479,14 @@ def drive_guard(
     app: Callable[[Scope, Receive, Send], Awaitable[None]],
     messages: list[Message],
     max_body: int = 10,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> list[Message]:
     """Run RequestGuard around a bare ASGI app, feeding it ``messages``; what it sends back."""
     scope: Scope = {
         "type": "http",
         "method": "POST",
         "path": "/raw",
-        "headers": [],
+        "headers": headers or [],
         "client": ("127.0.0.9", 5000),
     }
     pending = list(messages)
@@ -531,19 +567,31 @@ def test_unknown_route_is_404_json(client: TestClient) -> None:
 def test_wrong_method_is_405_json(client: TestClient) -> None:
     response = client.put("/v1/targets")
     assert assert_json_error(response, 405) == "Method Not Allowed"
-    # Starlette names only the methods of the first route on the path (here POST), not all.
-    allowed = set(response.headers["allow"].replace(" ", "").split(","))
-    assert allowed
-    assert allowed <= {"GET", "POST"}
+    # Every method of every route on the path, not only those of the first (Starlette's).
+    assert response.headers.get_list("allow") == ["GET, POST"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("POST", "/v1/targets/1", "GET, DELETE"),
+        ("GET", "/v1/targets/1/fire", "POST"),
+        ("DELETE", "/healthz", "GET"),
+    ],
+)
+def test_405_allow_lists_the_path_s_methods(
+    client: TestClient, method: str, path: str, allowed: str
+) -> None:
+    response = client.request(method, path)
+    assert_json_error(response, 405)
+    assert response.headers["allow"] == allowed
 
 
 def test_unexpected_error_is_500_json(
-    lenient_client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    lenient_client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(*_args: object, **_kwargs: object) -> None:
-        raise RuntimeError("disk on fire")
-
-    monkeypatch.setattr(store_of(lenient_client), "list", broken)
+    store = BrokenStore()
+    app_of(lenient_client).dependency_overrides[get_store] = lambda: store
     with caplog.at_level(logging.INFO):
         response = lenient_client.get("/v1/targets")
     assert assert_json_error(response, 500) == "internal server error"

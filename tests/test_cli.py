@@ -410,3 +410,168 @@ def test_a_flag_replaces_its_bad_variable_and_healthcheck_reads_only_the_port(
         port = probe.getsockname()[1]
     assert main(["healthcheck", "--port", str(port), "--timeout", "1"]) == 1
     assert "unhealthy" in capsys.readouterr().err
+
+
+# --- startup failures ----------------------------------------------------------------------
+
+
+def assert_one_line_failure(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("deathstar: error: ")
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_garbage_database_file_is_one_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    result = run([*module_command(), "api", "--port", "0", "--database", str(garbage)])
+    assert_one_line_failure(result, str(garbage), "not a database")
+
+
+def test_database_path_that_is_a_directory_is_one_line(tmp_path: Path) -> None:
+    result = run([*module_command(), "api", "--port", "0", "--database", str(tmp_path)])
+    assert_one_line_failure(result, str(tmp_path))
+
+
+@pytest.mark.parametrize("argv", [["--database", ""], []])
+def test_empty_database_path_is_one_line(argv: list[str]) -> None:
+    env = {} if argv else {"DEATHSTAR_DATABASE": " "}
+    result = run([*module_command(), "api", "--port", "0", *argv], **env)
+    assert_one_line_failure(result, "must be a file path")
+    assert result.returncode == 2
+
+
+def test_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(
+            [*module_command(), "api", "--port", str(port), "--database", str(tmp_path / "x.db")]
+        )
+    assert_one_line_failure(result, f"127.0.0.1:{port}", "in use")
+
+
+# --- hostile clients against a real server --------------------------------------------------
+
+
+def connect(server: Server) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=READY_WITHIN)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; a timeout (server kept it open) fails."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.fixture
+def limited_server(
+    tmp_path: Path, http: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Server]:
+    port = free_port()
+    log = tmp_path / "limited.log"
+    argv = [*module_command(), "api", "--port", str(port), "--database", str(tmp_path / "l.db")]
+    env = child_env(DEATHSTAR_HEAD_TIMEOUT="1", DEATHSTAR_MAX_CONNECTIONS="20")
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, env=env)
+    server = Server(proc, port, log, http)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=STOP_WITHIN)
+
+
+def test_silent_and_slow_clients_are_closed(limited_server: Server) -> None:
+    silent = [connect(limited_server) for _ in range(5)]
+    slow = [connect(limited_server) for _ in range(5)]
+    for sock in slow:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    idle = connect(limited_server)
+    idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    for sock in [*silent, *slow]:
+        with sock:
+            assert read_until_closed(sock) == b""
+    with idle:  # answered, kept alive, then closed for idleness
+        answer = read_until_closed(idle)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(b'{"status":"ok"}')
+    assert limited_server.http.get(f"{limited_server.url}/healthz", timeout=5).status_code == 200
+
+
+def test_connections_over_the_cap_get_a_json_503(limited_server: Server) -> None:
+    held = [connect(limited_server) for _ in range(20)]
+    try:
+        # Each accepted connection is counted before the next is: these are over the cap.
+        for _ in range(3):
+            with connect(limited_server) as extra:
+                answer = read_until_closed(extra)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503")
+            assert b"connection: close" in head.lower()
+            assert "too many connections" in strict_json(body)["detail"]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_early_413_closes_a_chunked_upload(limited_server: Server) -> None:
+    with connect(limited_server) as sock:
+        sock.sendall(
+            b"POST /v1/targets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"%x\r\n%s\r\n" % (8192, b" " * 8192)
+        for _ in range(8):  # 64 KiB: still allowed
+            sock.sendall(chunk)
+        sock.sendall(b"1\r\n \r\n")  # one byte over, and the client says no more
+        answer = read_until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert b"connection: close" in head.lower()
+    assert "exceeds" in strict_json(body)["detail"]
+
+
+def test_content_length_with_transfer_encoding_is_refused(limited_server: Server) -> None:
+    with connect(limited_server) as sock:
+        sock.sendall(
+            b"POST /v1/targets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        answer = read_until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert "detail" in strict_json(body)
+
+
+def exchange(server: Server, *parts: bytes) -> tuple[bytes, bytes]:
+    """Send ``parts`` on a new connection; the head and body of what comes back before close."""
+    with connect(server) as sock:
+        for part in parts:
+            sock.sendall(part)
+        head, _, body = read_until_closed(sock).partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_endless_head_is_431(limited_server: Server) -> None:
+    # One write, then silence: the server reads it all before it closes, so no reset.
+    pad = b"X-Pad: " + b"a" * 4000 + b"\r\n"
+    head, body = exchange(limited_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + pad * 17)
+    assert head.startswith(b"HTTP/1.1 431")
+    assert "detail" in strict_json(body)
+
+
+def test_unparsable_request_is_a_json_400(limited_server: Server) -> None:
+    head, body = exchange(limited_server, b"NOT HTTP AT ALL\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"content-type: application/json" in head.lower()
+    assert "detail" in strict_json(body)

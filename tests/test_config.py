@@ -109,3 +109,26 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_resolve_flag_wins_over_variable() -> None:
+    env = {"DEATHSTAR_PORT": "9000", "DEATHSTAR_HOST": "::1", "DEATHSTAR_DATABASE": "/e.db"}
+    settings = Settings.resolve({"port": "7000", "database": Path("/f.db"), "host": None}, env)
+    assert (settings.port, settings.database, settings.host) == (7000, Path("/f.db"), "::1")
+
+
+def test_resolve_does_not_read_the_variable_of_a_given_flag() -> None:
+    env = {"DEATHSTAR_PORT": "abc", "DEATHSTAR_LOG_LEVEL": "loud"}
+    settings = Settings.resolve({"port": "1", "log_level": "DEBUG"}, env)
+    assert (settings.port, settings.log_level) == (1, "debug")
+
+
+def test_resolve_only_reads_the_named_settings() -> None:
+    env = {"DEATHSTAR_PORT": "5", "DEATHSTAR_LOG_LEVEL": "loud", "DEATHSTAR_REVISION": "r"}
+    settings = Settings.resolve({}, env, only=("port",))
+    assert settings == Settings(port=5, revision="r")
+
+
+def test_resolve_names_the_bad_flag() -> None:
+    with pytest.raises(ConfigError, match=r"^--log-level must be one of"):
+        Settings.resolve({"log_level": "loud"}, {})

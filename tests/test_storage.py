@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -12,14 +14,8 @@ from typing import TypeVar
 
 import pytest
 
-from deathstar.storage import (
-    ConflictError,
-    NotFoundError,
-    Status,
-    StoreError,
-    Target,
-    TargetStore,
-)
+from deathstar.models import Target, TargetState
+from deathstar.storage import ConflictError, NotFoundError, StoreError, TargetStore
 
 T = TypeVar("T")
 THREADS = 16
@@ -47,15 +43,23 @@ def test_create_returns_the_stored_target(store: TargetStore) -> None:
     assert isinstance(target, Target)
     assert target.id >= 1
     assert (target.name, target.system, target.shielded) == ("Alderaan", "Alderaan", False)
-    assert target.status is Status.ACTIVE
+    assert target.status is TargetState.ACTIVE
     assert target.destroyed_at is None
     assert parse_ts(target.created_at).utcoffset() is not None
     assert store.get(target.id) == target
 
 
-def test_as_dict() -> None:
-    target = Target(1, "a", "b", True, Status.DESTROYED, "c", "d")
-    assert target.as_dict() == {
+def test_dump() -> None:
+    target = Target(
+        id=1,
+        name="a",
+        system="b",
+        shielded=True,
+        status=TargetState.DESTROYED,
+        created_at="c",
+        destroyed_at="d",
+    )
+    assert target.model_dump(mode="json") == {
         "id": 1,
         "name": "a",
         "system": "b",
@@ -129,7 +133,7 @@ def test_ids_are_not_reused_after_delete(store: TargetStore) -> None:
 def test_fire_destroys(store: TargetStore) -> None:
     target = store.create("Alderaan", "Alderaan", shielded=False)
     fired = store.fire(target.id)
-    assert fired.status is Status.DESTROYED
+    assert fired.status is TargetState.DESTROYED
     assert fired.destroyed_at is not None
     assert parse_ts(fired.destroyed_at) >= parse_ts(fired.created_at)
     assert (fired.id, fired.name, fired.created_at) == (target.id, target.name, target.created_at)
@@ -164,11 +168,8 @@ def test_ping(db: Path) -> None:
 
 
 def test_ping_false_when_table_is_gone(store: TargetStore, db: Path) -> None:
-    other = TargetStore(db)
-    try:
-        other._conn.execute("DROP TABLE targets")  # simulate a damaged database
-    finally:
-        other.close()
+    with closing(sqlite3.connect(db)) as other:
+        other.execute("DROP TABLE targets")  # simulate a damaged database
     assert store.ping() is False
 
 
@@ -229,7 +230,7 @@ def assert_exactly_one_hit(outcomes: list[Target | Exception], target_id: int) -
     misses = [o for o in outcomes if not isinstance(o, Target)]
     assert len(hits) == 1, outcomes
     assert hits[0].id == target_id
-    assert hits[0].status is Status.DESTROYED
+    assert hits[0].status is TargetState.DESTROYED
     assert all(isinstance(o, ConflictError) for o in misses), misses
     assert all("already destroyed" in str(o) for o in misses)
     assert len(misses) == len(outcomes) - 1
@@ -250,7 +251,7 @@ def test_concurrent_fire_through_separate_connections(db: Path) -> None:
             target = stores[0].create(f"target-{round_}", "s", shielded=False)
             outcomes = run_together([partial(s.fire, target.id) for s in stores])
             assert_exactly_one_hit(outcomes, target.id)
-            assert all(s.get(target.id).status is Status.DESTROYED for s in stores)
+            assert all(s.get(target.id).status is TargetState.DESTROYED for s in stores)
     finally:
         for s in stores:
             s.close()

@@ -1,0 +1,166 @@
+"""The HTTP server: uvicorn on httptools, with the limits uvicorn has no setting for.
+
+uvicorn closes idle keep-alive connections (``timeout_keep_alive``) but not one that never
+completes a request head, and its ``limit_concurrency`` answers in plain text only once a
+request arrives. ``GuardedProtocol`` adds a head timeout, a head size cap and a connection
+cap that answers the excess with a JSON 503 at once and closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import signal
+import socket
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from deathstar.config import Settings
+
+HEAD_TIMEOUT = 10.0  # seconds a connection may take to send a complete request head
+KEEP_ALIVE_TIMEOUT = 5  # at most, seconds an idle keep-alive connection stays open
+MAX_HEAD_BYTES = 64 * 1024
+MAX_CONNECTIONS = 1000
+# File descriptors kept free of connections: the database, its WAL and shm files, logs, and
+# one to accept (and refuse) a connection over the cap with.
+RESERVED_FDS = 24
+
+
+def connection_cap(limit: int = MAX_CONNECTIONS) -> int:
+    """At most ``limit`` connections, and fewer than the process may open files."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return limit
+    return max(1, min(limit, soft - RESERVED_FDS))
+
+
+def _canned(status: int, reason: str, detail: str) -> bytes:
+    body = json.dumps({"detail": detail}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+TOO_MANY = _canned(503, "Service Unavailable", "too many connections, try again")
+HEAD_TOO_LARGE = _canned(431, "Request Header Fields Too Large", "request head too large")
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    max_connections = MAX_CONNECTIONS
+    head_timeout = HEAD_TIMEOUT
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            transport.write(TOO_MANY)
+            transport.close()
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_timer is not None and not self.transport.is_closing():
+            # Still no complete head after parsing this: count it towards the head's size.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.transport.write(HEAD_TOO_LARGE)
+                self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_head_timer()  # a keep-alive connection's next request: its head is timed too
+
+    def on_headers_complete(self) -> None:
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's own is plain text; every error this service answers is JSON.
+        self.transport.write(_canned(400, "Bad Request", msg))
+        self.transport.close()
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_bytes = 0
+            self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``; raises OSError naming why it cannot be."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def run(app: ASGIApp, sock: socket.socket, settings: Settings) -> None:
+    limits = {
+        "max_connections": connection_cap(settings.max_connections),
+        "head_timeout": settings.head_timeout,
+    }
+    protocol = type("Protocol", (GuardedProtocol,), limits)
+    config = uvicorn.Config(
+        app,
+        http=protocol,
+        loop="uvloop",
+        log_config=None,  # logs.configure already routes uvicorn's loggers
+        log_level=settings.log_level,
+        access_log=False,  # RequestGuard writes one structured line per request instead
+        server_header=False,
+        timeout_keep_alive=max(1, min(KEEP_ALIVE_TIMEOUT, round(settings.head_timeout))),
+        timeout_graceful_shutdown=5,
+    )
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown so that the previous handler
+    # runs. The default handler would kill us with the signal (exit 143); a stop on request is
+    # a clean exit, so install a no-op handler for uvicorn to hand back to.
+    stop_requested: list[int] = []
+
+    def remember(signum: int, _frame: FrameType | None) -> None:
+        stop_requested.append(signum)
+
+    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
