@@ -24,8 +24,8 @@ from containers import LOOPBACK
 from packaging.version import Version
 
 from harness import ROOT
-from harness.core.docker import Docker
 from harness.core.archive import read_archive
+from harness.core.docker import Docker
 from harness.core.records import INTEGRATION_SUITE, ImageRecord
 from harness.release.registry import Credentials, RegistryClient
 

@@ -38,12 +38,12 @@ from pushing import (
     docker,
     expected_tags,
     fabricated_project,
-    remove_derived_images,
     free_port,
     local_refs,
     plan_refs,
     push,
     release,
+    remove_derived_images,
 )
 from testcontainers.core.network import Network
 
