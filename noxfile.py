@@ -186,6 +186,20 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session(python=TOOL_PYTHON, default=False)
+def repro(session: nox.Session) -> None:
+    """Rebuild the recorded commit from nothing and compare: image ID, config, every layer."""
+    install_groups(session, "release", "push", project=False)
+    session.run("python", "-m", "harness.rebuild", "repro")
+
+
+@nox.session(python=TOOL_PYTHON, default=False)
+def verify(session: nox.Session) -> None:
+    """`-- REF`: rebuild the commit a registry image names; is the image exactly that source?"""
+    install_groups(session, "release", "push", project=False)
+    session.run("python", "-m", "harness.rebuild", "verify", *session.posargs)
+
+
+@nox.session(python=TOOL_PYTHON, default=False)
 def push(session: nox.Session) -> None:
     """Gated release of the verified image: checks and plan; pushes only with --confirm."""
     install_groups(session, "push", project=False)

@@ -46,7 +46,7 @@ def test_build_command_is_offline_and_passes_metadata(tmp_path: Path) -> None:
     assert command[:4] == ["docker", "build", "--network", "none"]
     assert command[-1] == str(tmp_path)
     assert option_values(command, "--build-arg") == [
-        "BASE_IMAGE=example/base:1",
+        f"BASE_IMAGE=example/base:1@sha256:{'b' * 64}",  # pinned: what the tag names later
         f"BASE_DIGEST=sha256:{'b' * 64}",
         "VERSION=1.2.3",
         f"REVISION={COMMIT}",
@@ -64,6 +64,9 @@ def option_values(command: list[str], option: str) -> list[str]:
 def test_reproducible_build_command_exports_an_archive(tmp_path: Path) -> None:
     command = plan().build_command(tmp_path, ["x:1", "x:2"], archive=tmp_path / "i.tar")
     assert command[:4] == ["docker", "buildx", "build", "--network"]
+    assert "--no-cache" not in command
+    assert "--no-cache" in plan().build_command(tmp_path, ["x:1"], no_cache=True)
+    assert "BASE_IMAGE=python:3.11-slim-bookworm" in option_values(command, "--build-arg")
     assert {"--provenance=false", "--sbom=false", "--pull=false"} <= set(command)
     assert option_values(command, "--output") == [
         f"type=docker,name=x:1,dest={tmp_path / 'i.tar'},rewrite-timestamp=true"

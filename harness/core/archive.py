@@ -32,6 +32,7 @@ class ImageArchive:
     config: dict[str, Any]
     diff_ids: list[str]
     layer_members: list[str]  # archive member of each layer, in diff-ID order
+    manifest_digest: str  # the image ID under the containerd store; "" in a legacy archive
 
     @property
     def labels(self) -> dict[str, str]:
@@ -64,6 +65,7 @@ def read_archive(path: Path) -> ImageArchive:
             entry = manifest[0]
             raw_config = _read_member(archive, entry["Config"], path)
             members = [str(m) for m in entry["Layers"]]
+            manifest_digest = _manifest_digest(archive, path)
     except (OSError, tarfile.TarError) as exc:
         raise HarnessError(f"cannot read the image archive {path}: {exc}") from None
     except (KeyError, IndexError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
@@ -81,7 +83,21 @@ def read_archive(path: Path) -> ImageArchive:
         config=config,
         diff_ids=diff_ids,
         layer_members=members,
+        manifest_digest=manifest_digest,
     )
+
+
+def _manifest_digest(archive: tarfile.TarFile, path: Path) -> str:
+    """The digest of the OCI layout's first manifest, checked against its bytes."""
+    try:
+        index = json.loads(_read_member(archive, "index.json", path))
+    except HarnessError:
+        return ""  # a legacy `docker save` archive has no index
+    digest = str(index["manifests"][0]["digest"])
+    blob = _read_member(archive, f"blobs/sha256/{digest.removeprefix('sha256:')}", path)
+    if f"sha256:{hashlib.sha256(blob).hexdigest()}" != digest:
+        raise HarnessError(f"{path}: the manifest does not match its digest {digest}")
+    return digest
 
 
 @contextmanager

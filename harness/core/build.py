@@ -153,9 +153,14 @@ class BuildPlan:
         """The tags `nox -s image` applies: the version and the commit."""
         return [f"{IMAGE_NAME}:{self.version}", f"{IMAGE_NAME}:sha-{self.commit[:7]}"]
 
+    @property
+    def pinned_base(self) -> str:
+        """The base image by digest once resolved: a build never takes what a tag names later."""
+        return f"{self.base_image}@{self.base_digest}" if self.base_digest else self.base_image
+
     def build_args(self) -> dict[str, str]:
         return {
-            "BASE_IMAGE": self.base_image,
+            "BASE_IMAGE": self.pinned_base,
             "BASE_DIGEST": self.base_digest,
             "VERSION": self.version,
             "REVISION": self.revision,
@@ -165,7 +170,12 @@ class BuildPlan:
         }
 
     def build_command(
-        self, context: Path, tags: Sequence[str], *, archive: Path | None = None
+        self,
+        context: Path,
+        tags: Sequence[str],
+        *,
+        archive: Path | None = None,
+        no_cache: bool = False,
     ) -> list[str]:
         """``docker build`` tagging ``tags``; with ``archive``, a reproducible BuildKit build.
 
@@ -173,6 +183,8 @@ class BuildPlan:
         loading the image: the archive is what is compared, and ``docker load`` reads it.
         """
         command = list(OFFLINE_BUILD if archive is None else REPRODUCIBLE_BUILD)
+        if no_cache:
+            command.append("--no-cache")
         for key, value in self.build_args().items():
             command += ["--build-arg", f"{key}={value}"]
         if archive is None:

@@ -1,0 +1,94 @@
+"""A clean rebuild: a fresh clone at one commit, its wheel and wheelhouse, no build cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import ROOT, HarnessError
+from harness.core import archive, build, git, imaging, locks, process
+from harness.core.docker import Docker
+
+BUILD_TIMEOUT = 1800.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """What an image says it was built from: enough to build it again."""
+
+    commit: str
+    version: str
+    base_image: str
+    base_digest: str
+
+
+def check_builder(docker: Docker, recorded: str | None) -> tuple[build.Builder, str]:
+    """The local builder, refused when it cannot reproduce; a note when it is not the recorded."""
+    builder = build.Builder.detect(docker)
+    if not builder.reproducible:
+        raise HarnessError(
+            f"this machine cannot rebuild reproducibly: {builder.why_not_reproducible}"
+        )
+    note = ""
+    if recorded and recorded != builder.description:
+        note = (
+            f"the image was built with {recorded}, this rebuild uses {builder.description}: "
+            "a builder of another version writes other history strings"
+        )
+    return builder, note
+
+
+def check_base(docker: Docker, source: Source) -> None:
+    """The base image must be here under the digest the image was built on."""
+    ref = f"{source.base_image}@{source.base_digest}"
+    if docker.image_id(ref) is None and imaging.resolve_base(docker, source.base_image) != (
+        source.base_digest
+    ):
+        raise HarnessError(
+            f"the base image {ref} is not in the local engine; pull it "
+            f"(`docker pull {ref}`) and run again"
+        )
+
+
+def rebuild(
+    repository: Path,
+    source: Source,
+    workdir: Path,
+    *,
+    runner: process.Runner = process.run,
+    log: Callable[[str], None] = print,
+) -> archive.ImageArchive:
+    """Clone ``repository`` at the commit, build its wheel and wheelhouse, then the image."""
+    checkout = workdir / "source"
+    try:
+        runner(["git", "clone", "--quiet", "--no-checkout", str(repository), str(checkout)])
+        runner(["git", "-C", str(checkout), "checkout", "--quiet", "--detach", source.commit])
+    except process.CommandError:
+        raise HarnessError(
+            f"commit {source.commit[:12]} is not in {repository}; `git fetch` it and run again"
+        ) from None
+    epoch = git.commit_epoch(checkout)
+    dist = checkout / "dist"
+    log(f"rebuild: wheel and wheelhouse of {source.commit[:12]} in a fresh clone")
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+    wheel = build.wheel_build_command(dist, python=sys.executable)
+    runner(wheel, cwd=checkout, env=env, timeout=BUILD_TIMEOUT, merge=True)
+    lock = checkout / locks.RUNTIME.path.relative_to(ROOT)
+    wheelhouse = build.wheelhouse_command(lock, dist / "wheelhouse")
+    runner([sys.executable, *wheelhouse[1:]], cwd=checkout, timeout=BUILD_TIMEOUT, merge=True)
+    plan = build.BuildPlan(
+        version=source.version,
+        commit=source.commit,
+        dirty=False,
+        epoch=epoch,
+        base_image=source.base_image,
+        base_digest=source.base_digest,
+    )
+    target = workdir / "rebuild.tar"
+    command = plan.build_command(checkout, plan.tags[:1], archive=target, no_cache=True)
+    log("rebuild: the image, with no build cache")
+    runner(command, timeout=BUILD_TIMEOUT, merge=True)
+    return archive.read_archive(target)

@@ -1,0 +1,93 @@
+"""Comparing a rebuild with an image: identity first, then where and in which files they differ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.core import archive
+
+MAX_FILES = 25  # file lines shown per differing layer
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What makes an image that image: its manifest (the image ID), config and layers."""
+
+    image_id: str  # "" where unknown (a legacy archive)
+    config_digest: str
+    diff_ids: list[str]
+    config: dict[str, Any] | None = None
+
+
+def identity_of(image: archive.ImageArchive) -> Identity:
+    return Identity(image.manifest_digest, image.config_digest, image.diff_ids, image.config)
+
+
+def differences(
+    expected: Identity,
+    rebuilt: archive.ImageArchive,
+    original: archive.ImageArchive | None = None,
+) -> list[str]:
+    """Empty when the rebuild is the image; else lines a developer can act on."""
+    lines: list[str] = []
+    if expected.image_id and rebuilt.manifest_digest != expected.image_id:
+        lines.append(f"image ID {rebuilt.manifest_digest} != {expected.image_id}")
+    if rebuilt.config_digest != expected.config_digest:
+        lines.append(f"config {rebuilt.config_digest} != {expected.config_digest}")
+        if expected.config is not None:
+            lines += [
+                f"  config {line}" for line in config_changes(expected.config, rebuilt.config)
+            ]
+    count = max(len(expected.diff_ids), len(rebuilt.diff_ids))
+    for index in range(count):
+        want = expected.diff_ids[index] if index < len(expected.diff_ids) else "(none)"
+        got = rebuilt.diff_ids[index] if index < len(rebuilt.diff_ids) else "(none)"
+        if want == got:
+            continue
+        lines.append(f"layer {index + 1} of {count}: {got} != {want}")
+        lines += [f"  {line}" for line in layer_changes(original, want, rebuilt, got)]
+    return lines
+
+
+def layer_changes(
+    original: archive.ImageArchive | None,
+    want: str,
+    rebuilt: archive.ImageArchive,
+    got: str,
+) -> list[str]:
+    if original is None or want not in original.diff_ids or got not in rebuilt.diff_ids:
+        return ["(the files cannot be compared: no local copy of the original layer)"]
+    with archive.open_layer(original, want) as stream:
+        before = archive.layer_entries(stream)
+    with archive.open_layer(rebuilt, got) as stream:
+        after = archive.layer_entries(stream)
+    changed = archive.differing_files(before, after)
+    shown = changed[:MAX_FILES]
+    if len(changed) > MAX_FILES:
+        shown.append(f"... and {len(changed) - MAX_FILES} more files")
+    return shown
+
+
+def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The config's fields (rootfs aside) that differ, as dotted paths."""
+    old, new = _flatten(before), _flatten(after)
+    return [
+        f"{key}: {str(new.get(key, '(none)'))[:80]} != {str(old.get(key, '(none)'))[:80]}"
+        for key in sorted(old.keys() | new.keys())
+        if not key.startswith("rootfs.") and old.get(key) != new.get(key)
+    ]
+
+
+def _flatten(value: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        flat: dict[str, object] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    if isinstance(value, list):
+        flat = {}
+        for index, item in enumerate(value):
+            flat.update(_flatten(item, f"{prefix}{index}."))
+        return flat
+    return {prefix.removesuffix("."): value}
