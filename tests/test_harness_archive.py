@@ -49,11 +49,11 @@ def test_differing_files_names_each_file_and_what_differs(tmp_path: Path) -> Non
     with archive.open_layer(new, new.diff_ids[0]) as stream:
         new_entries = archive.layer_entries(stream)
     lines = archive.differing_files(old_entries, new_entries)
-    assert lines[0] == "a: mtime 0 != 7"
-    assert lines[1].startswith("b: size 3 != 4, mtime 0 != 7, content ")
+    assert lines[0] == "a: mtime 0 -> 7"
+    assert lines[1].startswith("b: size 3 -> 4, mtime 0 -> 7, content ")
     assert lines[2:] == [
         "gone: only in the record",
-        "link: mtime 0 != 7, content a != b",
+        "link: mtime 0 -> 7, content a -> b",
         "new: only in the rebuild",
     ]
     assert archive.differing_files(old_entries, old_entries) == []

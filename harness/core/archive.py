@@ -161,7 +161,7 @@ def layer_entries(stream: IO[bytes]) -> dict[str, Entry]:
 
 
 def differing_files(before: dict[str, Entry], after: dict[str, Entry]) -> list[str]:
-    """One line per path that is missing from one side or differs, sorted by path."""
+    """One line per path that is missing from one side or differs (``before -> after``)."""
     lines = []
     for name in sorted(before.keys() | after.keys()):
         old, new = before.get(name), after.get(name)
@@ -171,7 +171,7 @@ def differing_files(before: dict[str, Entry], after: dict[str, Entry]) -> list[s
             lines.append(f"{name}: only in the {'rebuild' if old is None else 'record'}")
         else:
             fields = [
-                f"{field} {getattr(old, field)!s:.19} != {getattr(new, field)!s:.19}"
+                f"{field} {getattr(old, field)!s:.19} -> {getattr(new, field)!s:.19}"
                 for field in ("kind", "mode", "owner", "size", "mtime", "content")
                 if getattr(old, field) != getattr(new, field)
             ]

@@ -80,7 +80,7 @@ def _rebuild_and_compare(root: Path, claim: Claim, docker: Docker, runner: proce
             f"config {rebuilt.config_digest}, {len(rebuilt.diff_ids)} identical layers"
         )
         return 0
-    print(f"NOT reproducible: {commit} rebuilt differs in {len(problems)} ways:")
+    print(f"NOT reproducible: {commit} rebuilt differs in {len(problems)} ways (image -> rebuild):")
     for line in problems:
         print(f"  {line}")
     if note:

@@ -32,9 +32,9 @@ def differences(
     """Empty when the rebuild is the image; else lines a developer can act on."""
     lines: list[str] = []
     if expected.image_id and rebuilt.manifest_digest != expected.image_id:
-        lines.append(f"image ID {rebuilt.manifest_digest} != {expected.image_id}")
+        lines.append(f"image ID: {expected.image_id} -> {rebuilt.manifest_digest}")
     if rebuilt.config_digest != expected.config_digest:
-        lines.append(f"config {rebuilt.config_digest} != {expected.config_digest}")
+        lines.append(f"config: {expected.config_digest} -> {rebuilt.config_digest}")
         if expected.config is not None:
             lines += [
                 f"  config {line}" for line in config_changes(expected.config, rebuilt.config)
@@ -45,7 +45,7 @@ def differences(
         got = rebuilt.diff_ids[index] if index < len(rebuilt.diff_ids) else "(none)"
         if want == got:
             continue
-        lines.append(f"layer {index + 1} of {count}: {got} != {want}")
+        lines.append(f"layer {index + 1} of {count}: {want} -> {got}")
         lines += [f"  {line}" for line in layer_changes(original, want, rebuilt, got)]
     return lines
 
@@ -73,7 +73,7 @@ def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """The config's fields (rootfs aside) that differ, as dotted paths."""
     old, new = _flatten(before), _flatten(after)
     return [
-        f"{key}: {str(new.get(key, '(none)'))[:80]} != {str(old.get(key, '(none)'))[:80]}"
+        f"{key}: {str(old.get(key, '(none)'))[:80]} -> {str(new.get(key, '(none)'))[:80]}"
         for key in sorted(old.keys() | new.keys())
         if not key.startswith("rootfs.") and old.get(key) != new.get(key)
     ]

@@ -1,0 +1,196 @@
+"""repro and verify: the rebuild's steps (against a stand-in runner) and the comparison."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from harness import HarnessError
+from harness.core import archive, records
+from harness.core.docker import Docker
+from harness.rebuild import __main__ as rebuild_main
+from harness.rebuild import compare, remote
+from harness.rebuild.clean import Source, check_base, check_builder
+from tests.archives import layer_tar, save_archive
+from tests.fakedocker import FakeDocker
+from tests.gitrepo import git
+
+BASE_LAYER = layer_tar({"etc/os-release": b"bookworm"})
+APP_LAYER = layer_tar({"opt/venv/app.py": b"print(1)", "opt/venv/bin/deathstar": b"#!"})
+DRIFTED = layer_tar(
+    {"opt/venv/app.py": b"print(1)", "opt/venv/bin/deathstar": b"#!", "built-at": b"Sun"}
+)
+LABELS = {"org.opencontainers.image.version": "0.1.0"}
+
+
+def digest(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def image(path: Path, *layers: bytes, labels: Mapping[str, str] = LABELS) -> archive.ImageArchive:
+    config = {"config": {"Labels": dict(labels)}}
+    save_archive(path, {digest(layer): layer for layer in layers}, config=config, oci=True)
+    return archive.read_archive(path)
+
+
+def test_an_identical_rebuild_has_no_differences(tmp_path: Path) -> None:
+    original = image(tmp_path / "a.tar", BASE_LAYER, APP_LAYER)
+    rebuilt = image(tmp_path / "b.tar", BASE_LAYER, APP_LAYER)
+    assert compare.differences(compare.identity_of(original), rebuilt, original) == []
+
+
+def test_a_drifted_layer_is_named_with_its_files(tmp_path: Path) -> None:
+    original = image(tmp_path / "a.tar", BASE_LAYER, APP_LAYER)
+    rebuilt = image(tmp_path / "b.tar", BASE_LAYER, DRIFTED)
+    lines = compare.differences(compare.identity_of(original), rebuilt, original)
+    assert lines[0].startswith("config: sha256:")
+    assert lines[1] == f"layer 2 of 2: {digest(APP_LAYER)} -> {digest(DRIFTED)}"
+    assert lines[2] == "  built-at: only in the rebuild"
+    assert not any("etc/os-release" in line for line in lines)
+
+
+def test_config_fields_that_differ_are_named(tmp_path: Path) -> None:
+    original = image(tmp_path / "a.tar", BASE_LAYER, labels={"created": "2026-01-01"})
+    rebuilt = image(tmp_path / "b.tar", BASE_LAYER, labels={"created": "2026-11-29"})
+    lines = compare.differences(compare.identity_of(original), rebuilt, original)
+    assert "  config config.Labels.created: 2026-01-01 -> 2026-11-29" in lines
+    assert not any(line.startswith("layer") for line in lines)
+
+
+def test_without_the_original_layer_the_files_are_not_guessed(tmp_path: Path) -> None:
+    original = image(tmp_path / "a.tar", BASE_LAYER, APP_LAYER)
+    rebuilt = image(tmp_path / "b.tar", BASE_LAYER, DRIFTED, APP_LAYER)
+    expected = compare.Identity("", original.config_digest, original.diff_ids)
+    lines = compare.differences(expected, rebuilt)
+    assert "layer 3 of 3: (none) -> " + digest(APP_LAYER) in lines
+    assert "  (the files cannot be compared: no local copy of the original layer)" in lines
+    assert not any(line.startswith("image ID") for line in lines)  # unknown: not compared
+
+
+def builder_engine(*, store: bool = True, base: str = "sha256:" + "b" * 64) -> FakeDocker:
+    status = '[["driver-type","io.containerd.snapshotter.v1"]]' if store else "[]"
+    return FakeDocker(
+        rules=[
+            (["version", "--format", "{{.Server.Version}}"], "26.1.5", 0),
+            (["buildx", "version"], "github.com/docker/buildx v0.13.1 x", 0),
+            (["info", "--format", "{{json .DriverStatus}}"], status, 0),
+            (["image", "inspect", "--format", "{{.Id}}", f"base:1@{base}"], base, 0),
+        ]
+    )
+
+
+def test_the_builder_must_reproduce_and_a_different_one_is_noted() -> None:
+    with pytest.raises(HarnessError, match=r"cannot rebuild reproducibly: .*classic image store"):
+        check_builder(Docker(builder_engine(store=False)), None)
+    _, note = check_builder(Docker(builder_engine()), "docker 25.0.0, buildx 0.12, x")
+    assert "built with docker 25.0.0" in note
+    _, same = check_builder(
+        Docker(builder_engine()), "docker 26.1.5, buildx v0.13.1, containerd image store"
+    )
+    assert same == ""
+
+
+def test_the_base_must_be_here_by_its_digest() -> None:
+    source = Source("c" * 40, "0.1.0", "base:1", "sha256:" + "b" * 64)
+    check_base(Docker(builder_engine()), source)
+    other = Source("c" * 40, "0.1.0", "base:1", "sha256:" + "e" * 64)
+    with pytest.raises(HarnessError, match=r"docker pull base:1@sha256:e+"):
+        check_base(Docker(builder_engine()), other)
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["deathstar:1", "ghcr.io/x", "ghcr.io/x:1 ; rm", "myregistry/x:1", "127.0.0.1:5000/X:1"],
+)
+def test_a_bad_reference_is_one_line(ref: str) -> None:
+    with pytest.raises(HarnessError) as refused:
+        remote.parse_reference(ref)
+    assert "\n" not in str(refused.value)
+
+
+def test_references_by_tag_and_by_digest() -> None:
+    assert remote.parse_reference("127.0.0.1:5000/team/deathstar:1.2.3") == (
+        "127.0.0.1:5000", "team/deathstar", "1.2.3",
+    )  # fmt: skip
+    pinned = "ghcr.io/tea-n-tech/deathstar@sha256:" + "a" * 64
+    assert remote.parse_reference(pinned)[2] == "sha256:" + "a" * 64
+
+
+class StandIn(FakeDocker):
+    """git for real; python -m build, pip download and the BuildKit build write archives."""
+
+    def __init__(self, layers: Sequence[bytes], labels: Mapping[str, str]) -> None:
+        super().__init__(rules=builder_engine().rules)
+        self.layers, self.labels = layers, labels
+
+    def answer(self, args: list[str], *, cwd: Path | None, env: Mapping[str, str] | None) -> str:
+        if args[0] == "git" and args[1] == "-C":
+            return git(Path(args[2]), *args[3:]) + "\n"
+        if args[0] == "git":
+            return git(cwd or Path.cwd(), *args[1:]) + "\n"
+        if args[1:3] == ["-m", "build"] or args[1:4] == ["-m", "pip", "download"]:
+            return ""
+        if args[:3] == ["docker", "buildx", "build"]:
+            assert "--no-cache" in args
+            dest = next(a for a in args if a.startswith("type=docker")).split("dest=")[1]
+            image(Path(dest.split(",")[0]), *self.layers, labels=self.labels)
+            return ""
+        return super().answer(args, cwd=cwd, env=env)
+
+
+def recorded_project(
+    tmp_path: Path, original: archive.ImageArchive, *, dirty: bool = False
+) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    (root / "README").write_text("x")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "x")
+    head = git(root, "rev-parse", "HEAD")
+    record = records.ImageRecord(
+        image_id=original.manifest_digest, tags=["deathstar:0.1.0"], version="0.1.0",
+        commit=head, revision=f"{head}-dirty" if dirty else head, base_image="base:1",
+        size=2, base_size=1, config_digest=original.config_digest, diff_ids=original.diff_ids,
+        base_digest="sha256:" + "b" * 64,
+        builder="docker 26.1.5, buildx v0.13.1, containerd image store", reproducible=True,
+    )  # fmt: skip
+    records.save_image_record(record, records.image_record_path(root))
+    original.path.rename(records.image_archive_path(root))
+    return root
+
+
+def run_main(root: Path, fake: FakeDocker, *args: str) -> tuple[int, str, list[str]]:
+    printed: list[str] = []
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = rebuild_main.main(list(args), {}, root=root, runner=fake, out=printed.append)
+    return code, out.getvalue(), printed
+
+
+def test_repro_passes_for_the_same_image_and_names_the_file_otherwise(tmp_path: Path) -> None:
+    original = image(tmp_path / "a.tar", BASE_LAYER, APP_LAYER)
+    root = recorded_project(tmp_path, original)
+    code, out, errors = run_main(root, StandIn([BASE_LAYER, APP_LAYER], LABELS), "repro")
+    assert (code, errors) == (0, [])
+    assert "reproducible: " in out.splitlines()[-1]
+    code, out, _ = run_main(root, StandIn([BASE_LAYER, DRIFTED], LABELS), "repro")
+    assert code == 1
+    assert "NOT reproducible" in out
+    assert "  built-at: only in the rebuild" in out
+
+
+def test_repro_refuses_a_dirty_or_unreproducible_record(tmp_path: Path) -> None:
+    original = image(tmp_path / "a.tar", BASE_LAYER)
+    root = recorded_project(tmp_path, original, dirty=True)
+    code, _, errors = run_main(root, StandIn([BASE_LAYER], LABELS), "repro")
+    assert code == 1
+    assert errors == [
+        "repro: the recorded image was built from a tree with uncommitted changes; commit, "
+        "run `nox -s image`, then `nox -s repro`"
+    ]
