@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Unpack
 from urllib.parse import urlsplit
 
 from harness.core import process
@@ -38,17 +39,9 @@ class FakeDocker:
     rules: list[tuple[list[str], str, int]] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
 
-    def __call__(
-        self,
-        args: Sequence[str],
-        *,
-        cwd: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: str | None = None,
-        timeout: float = process.DEFAULT_TIMEOUT,
-        merge: bool = False,
-    ) -> str:
-        argv = list(args)
+    def __call__(self, args: Sequence[str], **options: Unpack[process.RunOptions]) -> str:
+        argv, env, cwd = list(args), options.get("env"), options.get("cwd")
+        stdin = options.get("stdin")
         self.calls.append(Call(argv, stdin, None if env is None else dict(env), cwd))
         if argv[0] == "docker":
             for prefix, out, code in self.rules:

@@ -7,7 +7,7 @@ import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypedDict, Unpack
 
 from harness import HarnessError
 
@@ -23,44 +23,39 @@ class CommandError(HarnessError):
         self.returncode = returncode
 
 
+class RunOptions(TypedDict, total=False):
+    """How :func:`run` runs a command; stand-ins and wrappers take the same options."""
+
+    cwd: Path | None
+    env: Mapping[str, str] | None  # None: inherit this process's environment
+    stdin: str | None  # None: the child reads nothing (never the terminal)
+    timeout: float
+    merge: bool  # stderr into stdout
+
+
 class Runner(Protocol):
     """What :func:`run` is; tests inject a stand-in with this signature."""
 
-    def __call__(
-        self,
-        args: Sequence[str],
-        *,
-        cwd: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        merge: bool = False,
-    ) -> str: ...
+    def __call__(self, args: Sequence[str], **options: Unpack[RunOptions]) -> str: ...
 
 
-def run(
-    args: Sequence[str],
-    *,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    stdin: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    merge: bool = False,
-) -> str:
+def run(args: Sequence[str], **options: Unpack[RunOptions]) -> str:
     """Run ``args``; return its stdout (with stderr when ``merge``), or fail with one line.
 
     Secrets go through ``stdin``, never through ``args``: an argument list is visible to every
     user of the machine and lands in error messages.
     """
+    env, stdin = options.get("env"), options.get("stdin")
+    timeout = options.get("timeout", DEFAULT_TIMEOUT)
     try:
         result = subprocess.run(
             list(args),
-            cwd=cwd,
+            cwd=options.get("cwd"),
             env=None if env is None else dict(env),
             input=stdin,
             stdin=None if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+            stderr=subprocess.STDOUT if options.get("merge", False) else subprocess.PIPE,
             text=True,
             timeout=timeout,
             check=False,

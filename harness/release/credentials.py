@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, Unpack
 
 from harness import HarnessError
 from harness.core import process
@@ -32,18 +32,12 @@ def scrubbed(runner: process.Runner) -> process.Runner:
     ``docker login`` gets the password on stdin, and nothing else ever gets it.
     """
 
-    def run(
-        args: Sequence[str],
-        *,
-        cwd: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: str | None = None,
-        timeout: float = process.DEFAULT_TIMEOUT,
-        merge: bool = False,
-    ) -> str:
+    def run(args: Sequence[str], **options: Unpack[process.RunOptions]) -> str:
+        env = options.get("env")
         child = dict(os.environ if env is None else env)
         child.pop(PASSWORD_VARIABLE, None)
-        return runner(args, cwd=cwd, env=child, stdin=stdin, timeout=timeout, merge=merge)
+        options["env"] = child
+        return runner(args, **options)
 
     return run
 
