@@ -130,6 +130,9 @@ class FakeRegistry:
     """A registry's v2 API on a loopback address, with basic or bearer auth (token at /token).
 
     ``canned`` answers a path (without query) before any auth check: a test's hostile answer.
+    ``blobs`` are served at ``/v2/<repository>/blobs/<digest>``; with ``blob_redirect`` set, an
+    authorized blob request is answered 307 to ``<blob_redirect><digest>?signature=fake``
+    instead, as registries send blobs to their storage.
     ``drip`` sends each answer's headers a byte at a time, that many seconds apart. Every
     request is recorded as (method, path, headers).
     """
@@ -145,11 +148,18 @@ class FakeRegistry:
     drip: float = 0.0
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     address: str = ""
+    blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (repo, digest) -> body
+    blob_redirect: str | None = None
 
     def put(self, repository: str, tag: str, body: bytes) -> str:
         """Store a manifest under its tag and its digest; return the digest."""
         self.manifests[(repository, tag)] = body
         self.manifests[(repository, sha256(body))] = body
+        return sha256(body)
+
+    def put_blob(self, repository: str, body: bytes) -> str:
+        """Store a blob under its digest; return the digest."""
+        self.blobs[(repository, sha256(body))] = body
         return sha256(body)
 
     def tags(self, repository: str) -> list[str]:
@@ -227,7 +237,16 @@ class FakeRegistry:
             if not tags:
                 return 404, {}, b'{"errors": [{"code": "NAME_UNKNOWN"}]}'
             return 200, {}, json.dumps({"name": repository, "tags": tags}).encode()
+        if repository.endswith("/blobs"):
+            return self.blob(repository.removesuffix("/blobs"), rest)
         body = self.manifests.get((repository.removesuffix("/manifests"), rest))
         if body is None:
             return 404, {}, b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}'
         return 200, {"Docker-Content-Digest": sha256(body)}, body
+
+    def blob(self, repository: str, digest: str) -> Canned:
+        if (repository, digest) not in self.blobs:
+            return 404, {}, b'{"errors": [{"code": "BLOB_UNKNOWN"}]}'
+        if self.blob_redirect is not None:
+            return 307, {"Location": f"{self.blob_redirect}{digest}?signature=fake"}, b""
+        return 200, {"Docker-Content-Digest": digest}, self.blobs[(repository, digest)]
