@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from harness import HarnessError
 from harness.rebuild.clean import Source
+from harness.rebuild.compare import Identity
 from harness.release.registry import Credentials, RegistryClient, check_registry
 
 REVISION = "org.opencontainers.image.revision"
@@ -23,12 +23,10 @@ _REFERENCE = re.compile(
 
 @dataclass(frozen=True)
 class Served:
-    """A registry image: its digests, config, and the source its labels name."""
+    """A registry image: what it is, and the source its labels name."""
 
-    manifest_digest: str
-    config_digest: str
-    config: dict[str, Any]
-    diff_ids: list[str]
+    manifest_digest: str  # what the reference names (an index, or the image's manifest)
+    identity: Identity
     source: Source
 
 
@@ -53,7 +51,7 @@ def credentials_from(env: Mapping[str, str]) -> Credentials | None:
 def read(ref: str, env: Mapping[str, str]) -> Served:
     registry, repository, reference = parse_reference(ref)
     client = RegistryClient(registry, credentials_from(env))
-    image = client.image(repository, reference)  # type: ignore[attr-defined]
+    image = client.image(repository, reference)
     config = image.config
     labels = (config.get("config") or {}).get("Labels") or {}
     revision, version = str(labels.get(REVISION, "")), str(labels.get(VERSION, ""))
@@ -67,10 +65,8 @@ def read(ref: str, env: Mapping[str, str]) -> Served:
     if not base_image or not re.fullmatch(r"sha256:[0-9a-f]{64}", base_digest):
         raise HarnessError(f"{ref} does not name its base image by digest; it cannot be rebuilt")
     diff_ids = [str(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
+    # A registry may re-encode the manifest: the config and the layers are the image.
+    identity = Identity("", image.config_digest, diff_ids, config)
     return Served(
-        manifest_digest=image.manifest_digest,
-        config_digest=image.config_digest,
-        config=config,
-        diff_ids=diff_ids,
-        source=Source(revision, version, base_image, base_digest),
+        image.manifest_digest, identity, Source(revision, version, base_image, base_digest)
     )
