@@ -16,6 +16,7 @@ from harness.core.docker import Docker
 from harness.rebuild import __main__ as rebuild_main
 from harness.rebuild import compare, remote
 from harness.rebuild.clean import Source, check_base, check_builder
+from harness.release.registry import RegistryClient, RemoteImage
 from tests.archives import layer_tar, save_archive
 from tests.fakedocker import FakeDocker
 from tests.gitrepo import git
@@ -194,3 +195,52 @@ def test_repro_refuses_a_dirty_or_unreproducible_record(tmp_path: Path) -> None:
         "repro: the recorded image was built from a tree with uncommitted changes; commit, "
         "run `nox -s image`, then `nox -s repro`"
     ]
+
+
+def served_image(labels: Mapping[str, str]) -> RemoteImage:
+    config = {"config": {"Labels": dict(labels)}, "rootfs": {"diff_ids": ["sha256:l1"]}}
+    return RemoteImage("sha256:index", "sha256:image", "sha256:config", config)
+
+
+GOOD_LABELS = {
+    "org.opencontainers.image.revision": "c" * 40,
+    "org.opencontainers.image.version": "0.1.0",
+    "org.opencontainers.image.base.name": "python:3.11-slim-bookworm@sha256:" + "b" * 64,
+    "org.opencontainers.image.base.digest": "sha256:" + "b" * 64,
+}
+
+
+def test_verify_reads_the_source_from_the_registry_images_labels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[tuple[str, str]] = []
+
+    def image(self: RegistryClient, repository: str, reference: str) -> RemoteImage:
+        asked.append((repository, reference))
+        return served_image(GOOD_LABELS)
+
+    monkeypatch.setattr(RegistryClient, "image", image)
+    served = remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {})
+    assert asked == [("team/deathstar", "0.1.0")]
+    assert served.source == Source(
+        "c" * 40, "0.1.0", "python:3.11-slim-bookworm", "sha256:" + "b" * 64
+    )
+    assert served.identity == compare.Identity(
+        "", "sha256:config", ["sha256:l1"], served_image(GOOD_LABELS).config
+    )
+
+
+@pytest.mark.parametrize(
+    ("drop", "message"),
+    [
+        ("org.opencontainers.image.revision", "names no commit"),
+        ("org.opencontainers.image.base.digest", "does not name its base image by digest"),
+    ],
+)
+def test_verify_refuses_an_image_that_does_not_say_its_source(
+    monkeypatch: pytest.MonkeyPatch, drop: str, message: str
+) -> None:
+    labels = {k: v for k, v in GOOD_LABELS.items() if k != drop}
+    monkeypatch.setattr(RegistryClient, "image", lambda self, r, ref: served_image(labels))
+    with pytest.raises(HarnessError, match=message):
+        remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {})
