@@ -252,14 +252,14 @@ class Launcher:
         return output
 
 
+@dataclass
 class Lab:
     """One test's containers and volumes; its fixture removes all of them, pass or fail."""
 
-    def __init__(self, launcher: Launcher, owner: str, client: Any, stack: ExitStack) -> None:
-        self.launcher = launcher
-        self.owner = owner
-        self.client = client
-        self.stack = stack
+    launcher: Launcher
+    owner: str
+    client: Any
+    stack: ExitStack
 
     def volume(self) -> str:
         """A named volume of this run, removed after the test (after its containers)."""

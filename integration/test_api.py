@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 from containers import Service
 
 from harness.core.records import ImageRecord
+from tests.api_checks import assert_deleted, assert_json_error
 
 LIMIT = 64 * 1024
 LABEL = "org.opencontainers.image."
@@ -31,15 +31,6 @@ def create(service: Service, name: str, system: str = "Alderaan", **extra: Any) 
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def assert_json_error(response: requests.Response, status: int) -> Any:
-    assert response.status_code == status, f"{response.status_code}: {response.text}"
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    body = response.json()
-    assert isinstance(body, dict), body
-    assert "detail" in body, body
-    return body["detail"]
 
 
 def test_liveness_and_readiness(service: Service) -> None:
@@ -98,12 +89,7 @@ def test_targets_flow(service: Service) -> None:
     assert "shielded" in refused
     assert service.get(f"/v1/targets/{shielded['id']}").json()["status"] == "active"
 
-    deleted = service.delete(f"/v1/targets/{target['id']}")
-    assert deleted.status_code == 204
-    assert deleted.content == b""
-    assert_json_error(service.get(f"/v1/targets/{target['id']}"), 404)
-    assert_json_error(service.delete(f"/v1/targets/{target['id']}"), 404)
-    assert_json_error(service.post(f"/v1/targets/{target['id']}/fire"), 404)
+    assert_deleted(service, target["id"])
 
 
 def test_list_pages_through_every_target_once(service: Service) -> None:

@@ -24,6 +24,7 @@ from deathstar.deps import get_store
 from deathstar.guard import MAX_BODY_BYTES, RequestGuard
 from deathstar.logs import ACCESS_LOGGER, JsonFormatter
 from deathstar.storage import TargetStore
+from tests.api_checks import assert_deleted
 from tests.conftest import CREATED, REVISION, assert_json_error, strict_json
 
 JSON = {"content-type": "application/json"}
@@ -256,12 +257,7 @@ def test_get_unknown_is_404(client: TestClient) -> None:
 def test_delete_then_404(client: TestClient) -> None:
     target = create(client, "Dantooine")
     other = create(client, "Kessel")
-    response = client.delete(f"/v1/targets/{target['id']}")
-    assert response.status_code == 204
-    assert response.content == b""
-    assert_json_error(client.get(f"/v1/targets/{target['id']}"), 404)
-    assert_json_error(client.delete(f"/v1/targets/{target['id']}"), 404)
-    assert_json_error(client.post(f"/v1/targets/{target['id']}/fire"), 404)
+    assert_deleted(client, target["id"])
     assert client.get(f"/v1/targets/{other['id']}").status_code == 200
     assert client.get("/v1/targets").json()["total"] == 1
 

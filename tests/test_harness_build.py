@@ -50,9 +50,9 @@ def test_build_command_is_offline_and_passes_metadata(tmp_path: Path) -> None:
         f"BASE_DIGEST=sha256:{'b' * 64}",
         "VERSION=1.2.3",
         f"REVISION={COMMIT}",
+        f"SOURCE={build.SOURCE_URL}",
         "CREATED=2026-01-02T03:04:05Z",  # the commit's time, as a label
         "SOURCE_DATE_EPOCH=1",  # the files' time: a constant, so layers depend on content
-        f"SOURCE={build.SOURCE_URL}",
     ]
     assert option_values(command, "--tag") == ["x:1", "x:2"]
 

@@ -51,42 +51,47 @@ def files_under(path: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def host(tmp_path: Path) -> Path:
-    """A stand-in for the host: docs, man pages and a dpkg configuration to keep."""
-    root = tmp_path / "host"
-    for rel, text in {
-        "usr/share/doc/bash/README": "host doc",
-        "usr/share/doc/bash/copyright": "host copyright",
-        "usr/share/man/man1/bash.1": "host man page",
-        "usr/bin/python3": "host python",
-        "etc/dpkg/dpkg.cfg.d/host": "host setting",
-        "etc/resolv.conf": "nameserver 192.0.2.1",
-        "var/log/host.log": "host log",
-    }.items():
+# path, then content: a stand-in host's files to keep, and a fresh rootfs's files.
+HOST_FILES = """
+usr/share/doc/bash/README       host doc
+usr/share/doc/bash/copyright    host copyright
+usr/share/man/man1/bash.1       host man page
+usr/bin/python3                 host python
+etc/dpkg/dpkg.cfg.d/host        host setting
+etc/resolv.conf                 nameserver 192.0.2.1
+var/log/host.log                host log
+"""
+ROOTFS_FILES = """
+usr/share/doc/python3/README                    doc
+usr/share/doc/python3/copyright                 copyright
+usr/share/man/man1/python3.1                    man
+usr/share/locale/de/LC_MESSAGES/x.mo            mo
+usr/bin/python3                                 python
+etc/dpkg/dpkg.cfg.d/excludes
+etc/resolv.conf                                 nameserver 192.0.2.53
+etc/hostname                                    buildhost
+var/log/dpkg.log                                log
+var/lib/apt/lists/deb.debian.org_Packages       lists
+var/cache/apt/pkgcache.bin                      cache
+"""
+
+
+def write_tree(root: Path, table: str) -> Path:
+    for line in filter(None, table.splitlines()):
+        rel, _, text = line.partition(" ")
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
+        (root / rel).write_text(text.strip())
     return root
 
 
+@pytest.fixture
+def host(tmp_path: Path) -> Path:
+    """A stand-in for the host: docs, man pages and a dpkg configuration to keep."""
+    return write_tree(tmp_path / "host", HOST_FILES)
+
+
 def make_rootfs(work: Path) -> Path:
-    rootfs = work / "rootfs"
-    for rel, text in {
-        "usr/share/doc/python3/README": "doc",
-        "usr/share/doc/python3/copyright": "copyright",
-        "usr/share/man/man1/python3.1": "man",
-        "usr/share/locale/de/LC_MESSAGES/x.mo": "mo",
-        "usr/bin/python3": "python",
-        "etc/dpkg/dpkg.cfg.d/excludes": "",
-        "etc/resolv.conf": "nameserver 192.0.2.53",
-        "etc/hostname": "buildhost",
-        "var/log/dpkg.log": "log",
-        "var/lib/apt/lists/deb.debian.org_Packages": "lists",
-        "var/cache/apt/pkgcache.bin": "cache",
-    }.items():
-        (rootfs / rel).parent.mkdir(parents=True, exist_ok=True)
-        (rootfs / rel).write_text(text)
-    return rootfs
+    return write_tree(work / "rootfs", ROOTFS_FILES)
 
 
 @pytest.fixture

@@ -159,15 +159,11 @@ class BuildPlan:
         return f"{self.base_image}@{self.base_digest}" if self.base_digest else self.base_image
 
     def build_args(self) -> dict[str, str]:
-        return {
-            "BASE_IMAGE": self.pinned_base,
-            "BASE_DIGEST": self.base_digest,
-            "VERSION": self.version,
-            "REVISION": self.revision,
-            "CREATED": self.created,
-            "SOURCE_DATE_EPOCH": str(IMAGE_EPOCH),
-            "SOURCE": SOURCE_URL,
-        }
+        base = {"BASE_IMAGE": self.pinned_base, "BASE_DIGEST": self.base_digest}
+        labels = {"VERSION": self.version, "REVISION": self.revision, "SOURCE": SOURCE_URL}
+        # CREATED is the commit's time, a label; the files' time is the constant epoch.
+        times = {"CREATED": self.created, "SOURCE_DATE_EPOCH": str(IMAGE_EPOCH)}
+        return base | labels | times
 
     def build_command(
         self,
