@@ -67,7 +67,8 @@ class DebPackage:
         qualifiers = f"arch={quote(self.arch, safe='')}"
         if distro:
             qualifiers += f"&distro={quote(distro, safe='')}"
-        return f"pkg:deb/debian/{quote(self.name, safe='')}@{quote(self.version, safe='')}?{qualifiers}"
+        name, version = quote(self.name, safe=""), quote(self.version, safe="")
+        return f"pkg:deb/debian/{name}@{version}?{qualifiers}"
 
 
 def parse_dpkg_status(text: str) -> list[DebPackage]:
@@ -81,28 +82,29 @@ def parse_dpkg_status(text: str) -> list[DebPackage]:
                 fields[key] = value.strip()
         if fields.get("Status", "").split()[-1:] == ["installed"] and "Package" in fields:
             packages.append(
-                DebPackage(fields["Package"], fields.get("Version", ""), fields.get("Architecture", ""))
+                DebPackage(
+                    fields["Package"], fields.get("Version", ""), fields.get("Architecture", "")
+                )
             )
     return sorted(packages)
 
 
 def distro_of(os_release: str) -> str:
     """``debian-12`` from an os-release file; empty when it names no ID and VERSION_ID."""
-    fields = dict(
-        (key, value.strip().strip('"'))
-        for key, _, value in (line.partition("=") for line in os_release.splitlines())
-    )
+    pairs = (line.partition("=") for line in os_release.splitlines())
+    fields = {key: value.strip().strip('"') for key, _, value in pairs}
     ident, version = fields.get("ID", ""), fields.get("VERSION_ID", "")
     return f"{ident}-{version}" if ident and version else ""
 
 
 def final_files(image: archive.ImageArchive, wanted: Callable[[str], bool]) -> dict[str, bytes]:
-    """The ``wanted`` regular files of the image's filesystem: layers in order, whiteouts applied."""
+    """The ``wanted`` regular files of the image's filesystem: layers in order, whiteouts too."""
     files: dict[str, bytes] = {}
     for diff_id in image.diff_ids:
-        with archive.open_layer(image, diff_id) as stream, tarfile.open(
-            fileobj=stream, mode="r|*"
-        ) as layer:
+        with (
+            archive.open_layer(image, diff_id) as stream,
+            tarfile.open(fileobj=stream, mode="r|*") as layer,
+        ):
             for member in layer:
                 path = PurePosixPath(member.name.removeprefix("./"))
                 if path.name == ".wh..wh..opq":
@@ -145,7 +147,9 @@ def read_contents(image: archive.ImageArchive) -> ImageContents:
     )
 
 
-def check_environment(locked: dict[str, str], project: tuple[str, str], image: dict[str, str]) -> None:
+def check_environment(
+    locked: dict[str, str], project: tuple[str, str], image: dict[str, str]
+) -> None:
     """The image's /opt/venv must hold exactly the lock and the project, or the SBOM would lie."""
     expected = {**locked, normalized(project[0]): project[1]}
     if expected != image:
@@ -155,7 +159,8 @@ def check_environment(locked: dict[str, str], project: tuple[str, str], image: d
             if expected.get(name) != image.get(name)
         )
         raise HarnessError(
-            f"the image's /opt/venv is not the runtime lock plus the project: {'; '.join(differing)}"
+            "the image's /opt/venv is not the runtime lock plus the project: "
+            + "; ".join(differing)
         )
 
 
@@ -167,7 +172,7 @@ def compose(
     python_bom: dict[str, Any], contents: ImageContents, record: ImageRecord, wheel: Path
 ) -> dict[str, Any]:
     """cyclonedx-py's SBOM of the lock, with the image, the project and the Debian packages."""
-    bom = json.loads(json.dumps(python_bom))  # a copy
+    bom: dict[str, Any] = json.loads(json.dumps(python_bom))  # a copy
     locked = {
         normalized(str(c["name"])): str(c["version"])
         for c in bom.get("components", [])
@@ -235,7 +240,9 @@ def write_image_sbom(
 def project_wheel(dist: Path, version: str) -> Path:
     wheels = sorted(dist.glob(f"deathstar-{version}-*.whl"))
     if len(wheels) != 1:
-        raise HarnessError(f"{dist} holds {len(wheels)} deathstar {version} wheels, not one; run `nox -s build`")
+        raise HarnessError(
+            f"{dist} holds {len(wheels)} deathstar {version} wheels, not one; run `nox -s build`"
+        )
     return wheels[0]
 
 
@@ -250,4 +257,6 @@ def sbom_config_digest(path: Path) -> str:
     except FileNotFoundError:
         raise HarnessError(f"no SBOM at {path}; run `nox -s image`") from None
     except (OSError, json.JSONDecodeError, KeyError, TypeError, StopIteration):
-        raise HarnessError(f"{path} is not an SBOM that `nox -s image` wrote; run it again") from None
+        raise HarnessError(
+            f"{path} is not an SBOM that `nox -s image` wrote; run it again"
+        ) from None
