@@ -270,7 +270,11 @@ def assert_pushed(
     assert result.stdout.splitlines()[-1].startswith(
         f"pushed {len(expected)} tags, all resolve to {digest}, "
     )
-    assert set(live_registry.tags(repository)) == expected
+    # cosign stores a signature and attestations under sha256-<hex>.sig and .att tags.
+    signed = {f"{digest.replace(':', '-')}.{kind}" for kind in ("sig", "att")}
+    tags = set(live_registry.tags(repository))
+    assert tags - signed == expected
+    assert tags & signed in (set(), signed), "a signature without attestations, or the reverse"
     assert live_registry.digests(repository, expected) == dict.fromkeys(sorted(expected), digest)
     assert local_refs(f"{live_registry.address}/") == [], "push left registry tags behind"
     return digest
@@ -285,8 +289,9 @@ def push(
 ) -> tuple[Result, str]:
     """A confirmed release that must succeed: its result and the digest every tag resolves to.
 
-    Unsigned unless ``flags`` say otherwise (test_push's signing test gives it a key)."""
-    flags = flags or ("--unsigned",)
+    Unsigned unless ``credentials`` hold a signing key (COSIGN_KEY)."""
+    if "COSIGN_KEY" not in credentials:
+        flags = ("--unsigned", *flags)
     result = release(
         project, live_registry.address, repository, "--confirm", *flags, credentials=credentials
     )

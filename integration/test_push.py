@@ -214,6 +214,7 @@ def test_signed_push_verifies_with_the_public_key_until_the_tag_moves(
     for secret in (COSIGN_PASSWORD, keys.private_pem.splitlines()[1]):
         assert secret not in result.stdout + result.stderr, "a signing secret leaked"
     assert result.stdout.splitlines()[-1].endswith(", signed and attested (verified)")
+    assert f"{digest.replace(':', '-')}.sig" in live_registry.tags(repository)
     assert "the key in COSIGN_KEY (no transparency log)" in result.stdout
     latest = f"{live_registry.prefix(repository)}:latest"
     with tempfile.TemporaryDirectory(prefix="deathstar-verify-") as config:
