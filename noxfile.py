@@ -24,6 +24,7 @@ import nox
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import HarnessError
+from harness.core import audit as audits
 from harness.core import build as builds
 from harness.core import git, imaging, locks, provision, records, sbom, sources
 from harness.core.docker import Docker
@@ -191,6 +192,14 @@ def integration(session: nox.Session) -> None:
         suite = git.tree_hash(ROOT, records.INTEGRATION_SUITE)
         records.record_verification(record, git.head_commit(ROOT), VERIFIED_RECORD, suite)
     session.log(f"verified {record.image_id} at {record.commit}")
+
+
+@nox.session(python=TOOL_PYTHON, default=False)
+def audit(session: nox.Session) -> None:
+    """Release gate: pip-audit of the runtime lock, --strict; fails when the data is unreachable."""
+    install_groups(session, "audit", project=False)
+    with refusals(session):
+        session.log(audits.audit(locks.RUNTIME.path, str(session.bin)))
 
 
 @nox.session(python=TOOL_PYTHON, default=False)
