@@ -121,11 +121,13 @@ class Signer:
     def cosign(self, *args: str, env: Mapping[str, str]) -> str:
         try:
             return self.runner(["cosign", *args], env=env, timeout=COSIGN_TIMEOUT)
-        except HarnessError as exc:
+        except process.CommandError:
+            raise
+        except HarnessError as exc:  # not installed, or a timeout
             raise HarnessError(
                 str(exc).replace(
-                    "cosign is not installed",
-                    "cosign is not installed (`bash .ci/provision` installs it)",
+                    "cosign is not installed; install it",
+                    "cosign is not installed; `bash .ci/provision` installs it (Debian 13's)",
                 )
             ) from None
 
