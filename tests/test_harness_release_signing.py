@@ -1,6 +1,9 @@
 """The push's signing, end to end through ``main`` against the stand-in engine, registry and
 cosign; and the release's vulnerability audit against a stand-in pip-audit."""
 
+# The release tests' fixtures are imported by name, and the tests' parameters name them again.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import json
@@ -13,16 +16,18 @@ from harness import HarnessError
 from harness.core import audit, process, records
 from harness.core.sbom import sbom_path
 from tests.fakedocker import FakeDocker, FakeEngine, FakeRegistry
-from tests.test_harness_release import (  # the release tests' fixtures and helpers
+from tests.test_harness_release import (  # the release tests' fixtures and helpers  # noqa: F401 (fixtures)
     ENV,
     IMAGE_ID,
     PUSHED,
     REPOSITORY,
+    engine,
+    project,
     pushes,
     refused,
+    registry,
     run,
 )
-from tests.test_harness_release import engine, project, registry  # noqa: F401 (fixtures)
 from tests.test_harness_sign import PASSWORD, PEM, FakeCosign
 
 KEYED = {**ENV, "COSIGN_KEY": PEM, "COSIGN_PASSWORD": PASSWORD}

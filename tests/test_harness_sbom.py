@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def record(**fields: Any) -> ImageRecord:
     return ImageRecord(**{**base.__dict__, **fields})
 
 
-def image(tmp_path: Path, *top: dict[str, bytes | str]) -> Path:
+def image(tmp_path: Path, *top: Mapping[str, bytes | str]) -> Path:
     """A base layer with dpkg, an os-release link, a venv layer; then ``top`` layers."""
     layers = {
         "sha256:01": layer_tar(
