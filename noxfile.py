@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +24,9 @@ import nox
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import HarnessError
+from harness.core import audit as audits
 from harness.core import build as builds
-from harness.core import git, imaging, locks, provision, records, sources
+from harness.core import git, imaging, locks, provision, records, sbom, sources
 from harness.core.docker import Docker
 
 nox.needs_version = ">=2025.5.1"
@@ -139,9 +141,9 @@ def build(session: nox.Session) -> None:
     session.run(*builds.wheelhouse_command(locks.RUNTIME.path, DIST / "wheelhouse"))
 
 
-@nox.session(python=False, requires=["build"])
+@nox.session(python=TOOL_PYTHON, requires=["build"])
 def image(session: nox.Session) -> None:
-    """Build the image from dist/ with no network; tag it <version> and sha-<commit>."""
+    """Build the image from dist/ with no network; tag it <version> and sha-<commit>; SBOM."""
     docker = Docker()
     with refusals(session):
         session.log(f"Docker engine {docker.require_engine()}")
@@ -164,6 +166,13 @@ def image(session: nox.Session) -> None:
         )
     records.save_image_record(record, IMAGE_RECORD)
     session.log(record.summary())
+    install_groups(session, "sbom", project=False)  # cyclonedx-py, in this session's venv
+    with refusals(session), tempfile.TemporaryDirectory(prefix="deathstar-sbom-") as scratch:
+        python_bom = Path(scratch) / "python.cdx.json"
+        epoch = {"SOURCE_DATE_EPOCH": str(plan.epoch)}  # the SBOM's timestamp: the commit's
+        session.run(*sbom.python_sbom_command(locks.RUNTIME.path, python_bom), env=epoch)
+        written = sbom.write_image_sbom(record, ROOT, python_bom, docker, Path(scratch))
+    session.log(f"wrote {written.relative_to(ROOT)}")
 
 
 @nox.session(python=TOOL_PYTHON, requires=["image"])
@@ -197,6 +206,14 @@ def verify(session: nox.Session) -> None:
     """`-- REF`: rebuild the commit a registry image names; is the image exactly that source?"""
     install_groups(session, "release", "push", project=False)
     session.run("python", "-m", "harness.rebuild", "verify", *session.posargs)
+
+
+@nox.session(python=TOOL_PYTHON, default=False)
+def audit(session: nox.Session) -> None:
+    """Release gate: pip-audit of the runtime lock, --strict; fails when the data is unreachable."""
+    install_groups(session, "audit", project=False)
+    with refusals(session):
+        session.log(audits.audit(locks.RUNTIME.path, str(session.bin)))
 
 
 @nox.session(python=TOOL_PYTHON, default=False)

@@ -42,7 +42,9 @@ SECRETS = (
 GOOD_CREDENTIALS = {"REGISTRY_USERNAME": USERNAME, "REGISTRY_PASSWORD": PASSWORD}
 RELEASE_TIMEOUT = 600  # seconds for one `python -m harness.release`, pushes included
 DOCKER_TIMEOUT = 120
-DIGEST = re.compile(r"^pushed (\d+) tags, all resolve to (sha256:[0-9a-f]{64})$")
+DIGEST = re.compile(
+    r"^pushed (\d+) tags, all resolve to (sha256:[0-9a-f]{64}), (unsigned|signed.*)$"
+)
 # Variables of the caller that would change what the release module does.
 SCRUBBED_ENV = (
     *GOOD_CREDENTIALS, "DOCKER_CONFIG", "DEATHSTAR_REGISTRY", "DEATHSTAR_REPOSITORY",
@@ -265,16 +267,34 @@ def assert_pushed(
     assert result.stderr == ""
     expected = expected_tags(project.version, project.head)
     digest = result.digest
-    assert result.stdout.splitlines()[-1] == f"pushed {len(expected)} tags, all resolve to {digest}"
-    assert set(live_registry.tags(repository)) == expected
+    assert result.stdout.splitlines()[-1].startswith(
+        f"pushed {len(expected)} tags, all resolve to {digest}, "
+    )
+    # cosign stores a signature and attestations under sha256-<hex>.sig and .att tags.
+    signed = {f"{digest.replace(':', '-')}.{kind}" for kind in ("sig", "att")}
+    tags = set(live_registry.tags(repository))
+    assert tags - signed == expected
+    assert tags & signed in (set(), signed), "a signature without attestations, or the reverse"
     assert live_registry.digests(repository, expected) == dict.fromkeys(sorted(expected), digest)
     assert local_refs(f"{live_registry.address}/") == [], "push left registry tags behind"
     return digest
 
 
-def push(project: Project, live_registry: LiveRegistry, repository: str) -> tuple[Result, str]:
-    """A confirmed release that must succeed: its result and the digest every tag resolves to."""
-    result = release(project, live_registry.address, repository, "--confirm")
+def push(
+    project: Project,
+    live_registry: LiveRegistry,
+    repository: str,
+    *flags: str,
+    credentials: Mapping[str, str] = GOOD_CREDENTIALS,
+) -> tuple[Result, str]:
+    """A confirmed release that must succeed: its result and the digest every tag resolves to.
+
+    Unsigned unless ``credentials`` hold a signing key (COSIGN_KEY)."""
+    if "COSIGN_KEY" not in credentials:
+        flags = ("--unsigned", *flags)
+    result = release(
+        project, live_registry.address, repository, "--confirm", *flags, credentials=credentials
+    )
     return result, assert_pushed(result, live_registry, repository, project)
 
 
@@ -354,6 +374,7 @@ REFUSALS = [
     Refusal("built-elsewhere", ("not from HEAD",), built_elsewhere),
     Refusal("built-dirty", ("with uncommitted changes", "not from HEAD"), built_dirty),
     Refusal("no-credentials", ("no credentials for {registry}",), credentials={}),
+    Refusal("no-signing-key", ("no signing key", "COSIGN_KEY", "--unsigned")),
     Refusal(
         "half-credentials",
         ("REGISTRY_USERNAME and REGISTRY_PASSWORD",),

@@ -28,6 +28,8 @@ import pytest
 from containers import LABELS, LOOPBACK, ContainerLedger, Lab, owner_of, published_on_loopback
 from packaging.version import Version
 from pushing import (
+    DERIVED_REPOSITORY,
+    GOOD_CREDENTIALS,
     PASSWORD,
     REFUSALS,
     USERNAME,
@@ -45,6 +47,7 @@ from pushing import (
     release,
     remove_derived_images,
 )
+from signing import COSIGN_PASSWORD, VERIFICATIONS, fabricated_sbom, key_pair, verify
 from testcontainers.core.network import Network
 
 from harness.core.records import ImageRecord
@@ -168,6 +171,7 @@ def test_password_from_stdin(project: Project, live_registry: LiveRegistry) -> N
         repository,
         "--confirm",
         "--password-stdin",
+        "--unsigned",
         credentials={"REGISTRY_USERNAME": USERNAME},
         stdin=PASSWORD + "\n",
     )
@@ -194,3 +198,49 @@ def test_refusal(refusal: Refusal, project: Project, live_registry: LiveRegistry
         assert keyword.format(registry=registry, version=project.version) in lines[0]
     assert live_registry.tags(repository) == [], "a refusal pushed something"
     assert local_refs(f"{registry}/") == [], "a refusal left a local tag"
+
+
+# --- signing: cosign with a throwaway key, verified with nothing but the public key --------------
+
+
+def test_signed_push_verifies_with_the_public_key_until_the_tag_moves(
+    project: Project, live_registry: LiveRegistry, tmp_path: Path
+) -> None:
+    keys = key_pair(tmp_path / "keys")
+    fabricated_sbom(project)
+    repository = "test/signed"
+    credentials = {**GOOD_CREDENTIALS, **keys.env}
+    result, digest = push(project, live_registry, repository, credentials=credentials)
+    for secret in (COSIGN_PASSWORD, keys.private_pem.splitlines()[1]):
+        assert secret not in result.stdout + result.stderr, "a signing secret leaked"
+    assert result.stdout.splitlines()[-1].endswith(", signed and attested (verified)")
+    assert f"{digest.replace(':', '-')}.sig" in live_registry.tags(repository)
+    assert "the key in COSIGN_KEY (no transparency log)" in result.stdout
+    latest = f"{live_registry.prefix(repository)}:latest"
+    with tempfile.TemporaryDirectory(prefix="deathstar-verify-") as config:
+        docker("login", live_registry.address, "--username", USERNAME, "--password-stdin",
+               env={**os.environ, "DOCKER_CONFIG": config}, stdin=PASSWORD)  # fmt: skip
+        for image in (f"{live_registry.prefix(repository)}@{digest}", latest):
+            for args in VERIFICATIONS:
+                done = verify(keys.public, image, Path(config), *args)
+                assert done.returncode == 0, f"{' '.join(args)} {image}: {done.stderr}"
+        # Point `latest` at another image: its signature does not follow the tag.
+        other = project_base(project)
+        assert other != project.record["image_id"]
+        env = {**os.environ, "DOCKER_CONFIG": config}
+        docker("tag", other, latest)
+        try:
+            docker("push", latest, env=env)
+        finally:
+            subprocess.run(["docker", "image", "rm", latest], capture_output=True, check=False)
+        for args in VERIFICATIONS:
+            done = verify(keys.public, latest, Path(config), *args)
+            assert done.returncode != 0, f"{' '.join(args)} passed for a retargeted tag"
+            assert "no signatures found" in done.stderr or "no matching" in done.stderr, done.stderr
+
+
+def project_base(project: Project) -> str:
+    """The image the project's relabelled image was derived from (another config)."""
+    return docker(
+        "image", "inspect", "--format", "{{.Id}}", f"{DERIVED_REPOSITORY}:base-{project.head[:12]}"
+    )

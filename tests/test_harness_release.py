@@ -415,7 +415,7 @@ def test_the_password_reaches_only_docker_login_and_only_on_stdin(
     """PoC: REGISTRY_PASSWORD was in the environment of every docker child."""
     monkeypatch.setenv("REGISTRY_USERNAME", "deploy")
     monkeypatch.setenv("REGISTRY_PASSWORD", PASSWORD)
-    code, out, err = run(project, registry, engine, os.environ, "--confirm")
+    code, out, err = run(project, registry, engine, os.environ, "--confirm", "--unsigned")
     assert (code, err) == (0, ""), err
     assert "REGISTRY_PASSWORD" not in os.environ  # read once, then gone
     assert PASSWORD not in out
@@ -434,7 +434,7 @@ def test_a_failed_login_does_not_show_the_password(
     project: Path, registry: FakeRegistry, engine: FakeEngine
 ) -> None:
     engine.rules = [(["login"], "Error response from daemon: unauthorized", 1)]
-    err = refused(project, registry, engine, ENV, "--confirm")
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned")
     assert "docker login 127.0.0.1" in err
     assert err.endswith("unauthorized; nothing was pushed")
     assert pushes(engine) == []
@@ -478,9 +478,9 @@ def test_registry_failure_is_refused(
 
 
 def test_confirmed_push(project: Path, registry: FakeRegistry, engine: FakeEngine) -> None:
-    code, out, err = run(project, registry, engine, ENV, "--confirm")
+    code, out, err = run(project, registry, engine, ENV, "--confirm", "--unsigned")
     assert (code, err) == (0, "")
-    assert out.endswith(f"pushed 4 tags, all resolve to {PUSHED}\n")
+    assert out.endswith(f"pushed 4 tags, all resolve to {PUSHED}, unsigned\n")
     login = next(c for c in engine.calls if c.args[1] == "login")
     assert login.args[1:] == ["login", registry.address, "--username", "deploy", "--password-stdin"]
     head = git(project, "rev-parse", "HEAD")
@@ -513,7 +513,7 @@ def test_a_ref_retargeted_before_its_push_is_not_pushed(
             engine.refs[argv[2]] = EVIL
 
     engine.after = retarget
-    err = refused(project, registry, engine, ENV, "--confirm")
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned")
     assert err == (
         f"push refused: {registry.address}/{REPOSITORY}:0.3.1 names {EVIL} now, not the verified "
         f"image {IMAGE_ID}; something retargeted it, so it was not pushed; nothing was pushed"
@@ -534,7 +534,7 @@ def test_a_ref_retargeted_after_its_check_fails_the_read_back(
             engine.refs[argv[-1]] = EVIL
 
     engine.after = retarget
-    code, out, err = run(project, registry, engine, ENV, "--confirm")
+    code, out, err = run(project, registry, engine, ENV, "--confirm", "--unsigned")
     assert code == 1
     assert "all resolve to" not in out
     assert err == (
@@ -547,7 +547,7 @@ def test_a_manifest_that_is_not_json_fails_the_read_back(
     project: Path, registry: FakeRegistry, engine: FakeEngine
 ) -> None:
     registry.canned[f"/v2/{REPOSITORY}/manifests/latest"] = (200, {}, b"<html>")
-    err = refused(project, registry, engine, ENV, "--confirm", prefix="failed")
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
     assert err == (
         f"push failed: registry {registry.address}'s manifest latest is not a JSON object; "
         "the push is not confirmed"
@@ -558,7 +558,7 @@ def test_a_tag_missing_after_the_push_fails_the_read_back(
     project: Path, registry: FakeRegistry, engine: FakeEngine
 ) -> None:
     engine.pushed = None  # docker says it pushed; the registry has nothing
-    err = refused(project, registry, engine, ENV, "--confirm", prefix="failed")
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
     assert err.startswith("push failed: the registry has no 0.3.1, sha-")
 
 
@@ -571,7 +571,7 @@ def test_tags_naming_different_manifests_fail_the_read_back(
         registry.put(REPOSITORY, tag, body + b" " * (tag == "latest"))  # same config, other bytes
 
     engine.pushed = pushed
-    err = refused(project, registry, engine, ENV, "--confirm", prefix="failed")
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
     assert "push failed: the tags name 2 different manifests: " in err
 
 
@@ -579,7 +579,7 @@ def test_failed_push_removes_local_tags_and_reports(
     project: Path, registry: FakeRegistry, engine: FakeEngine
 ) -> None:
     engine.rules = [(["push"], "denied: requested access to the resource is denied", 1)]
-    err = refused(project, registry, engine, ENV, "--confirm")
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned")
     assert f"docker push {registry.address}/tea-n-tech/deathstar:0.3.1 failed: denied" in err
     tagged = [c[2] for c in engine.docker_calls() if c[0] == "tag"]
     removed = [c[2] for c in engine.docker_calls() if c[:2] == ["image", "rm"]]
@@ -600,7 +600,7 @@ def test_partial_push_says_what_the_registry_holds(
         (["push"], "connection reset by peer", 1),
         (["image", "rm"], "conflict: unable to remove", 1),  # cleanup trouble stays a warning
     ]
-    code, _, err = run(project, registry, engine, ENV, "--confirm")
+    code, _, err = run(project, registry, engine, ENV, "--confirm", "--unsigned")
     lines = err.splitlines()
     assert code == 1
     assert lines[-1].startswith(

@@ -43,8 +43,12 @@ class Plan:
         return RegistryClient(self.registry, self.credentials, auth_hosts=self.auth_hosts)
 
     @property
+    def repository_ref(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+    @property
     def refs(self) -> list[str]:
-        return [f"{self.registry}/{self.repository}:{tag}" for tag in self.tags]
+        return [f"{self.repository_ref}:{tag}" for tag in self.tags]
 
     def describe(self) -> str:
         lines = [

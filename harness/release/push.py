@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 
 from harness import HarnessError
 from harness.core.docker import Docker
@@ -40,20 +40,41 @@ def docker_login(plan: Plan, docker: Docker) -> Iterator[dict[str, str]]:
         yield env
 
 
-def push(plan: Plan, docker: Docker) -> None:
+def publish(
+    plan: Plan, docker: Docker, sign: Callable[[str, Mapping[str, str]], None] | None = None
+) -> str:
+    """Log in, push, read back; then, while the login lasts, ``sign(digest, docker_env)``."""
+    with ExitStack() as stack:
+        try:
+            env = stack.enter_context(docker_login(plan, docker))
+        except HarnessError as exc:
+            raise HarnessError(f"{exc}; nothing was pushed") from None
+        push(plan, docker, env)
+        digest = read_back(plan)
+        if sign is not None:
+            try:
+                sign(digest, env)
+            except HarnessError as exc:
+                raise PushError(
+                    f"{exc}; the registry holds the tags at {digest}, their signature or "
+                    "attestations are missing or wrong: fix the cause and push again"
+                ) from None
+    return digest
+
+
+def push(plan: Plan, docker: Docker, env: Mapping[str, str]) -> None:
     """Push every tag, each only while it names the verified image; remove the local tags."""
     created: list[str] = []
     pushed: list[str] = []
     try:
-        with docker_login(plan, docker) as env:
-            for ref in plan.refs:
-                docker("tag", plan.image_id, ref, env=env)
-                created.append(ref)
-            for ref in plan.refs:
-                check_target(ref, plan.image_id, docker)
-                print(f"pushing {ref}", flush=True)
-                docker("push", ref, env=env, timeout=PUSH_TIMEOUT)
-                pushed.append(ref.rsplit(":", 1)[1])
+        for ref in plan.refs:
+            docker("tag", plan.image_id, ref, env=env)
+            created.append(ref)
+        for ref in plan.refs:
+            check_target(ref, plan.image_id, docker)
+            print(f"pushing {ref}", flush=True)
+            docker("push", ref, env=env, timeout=PUSH_TIMEOUT)
+            pushed.append(ref.rsplit(":", 1)[1])
     except HarnessError as exc:
         if not pushed:
             raise HarnessError(f"{exc}; nothing was pushed") from None
