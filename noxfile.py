@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -147,31 +146,21 @@ def image(session: nox.Session) -> None:
     docker = Docker()
     with refusals(session):
         session.log(f"Docker engine {docker.require_engine()}")
-        builder = builds.Builder.detect(docker)
-        base = builds.base_image(os.environ)
         version = PYPROJECT["project"]["version"]
-        plan = builds.BuildPlan.for_checkout(
-            ROOT, version, os.environ, imaging.resolve_base(docker, base)
-        )
+        plan, builder = imaging.plan_for(ROOT, version, os.environ, docker)
     if not builder.reproducible:
         session.warn(f"this image will not be reproducible: {builder.why_not_reproducible}")
     with refusals(session):
         record = imaging.build_image(
-            plan,
-            builder,
-            docker,
-            lambda command: session.run(*command, external=True),
-            context=ROOT,
-            archive_path=records.image_archive_path(ROOT),
-        )
+            plan, builder, docker, lambda command: session.run(*command, external=True),
+            context=ROOT, archive_path=records.image_archive_path(ROOT),
+        )  # fmt: skip
     records.save_image_record(record, IMAGE_RECORD)
     session.log(record.summary())
     install_groups(session, "sbom", project=False)  # cyclonedx-py, in this session's venv
-    with refusals(session), tempfile.TemporaryDirectory(prefix="deathstar-sbom-") as scratch:
-        python_bom = Path(scratch) / "python.cdx.json"
-        epoch = {"SOURCE_DATE_EPOCH": str(plan.epoch)}  # the SBOM's timestamp: the commit's
-        session.run(*sbom.python_sbom_command(locks.RUNTIME.path, python_bom), env=epoch)
-        written = sbom.write_image_sbom(record, ROOT, python_bom, docker, Path(scratch))
+    with refusals(session):
+        run = lambda command, env: session.run(*command, env=env)  # noqa: E731
+        written = sbom.write(record, ROOT, docker, run, plan.epoch)
     session.log(f"wrote {written.relative_to(ROOT)}")
 
 

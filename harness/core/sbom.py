@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from harness import HarnessError
-from harness.core import archive
+from harness.core import archive, locks
 from harness.core.docker import Docker
 from harness.core.records import DIST, ImageRecord, image_archive_path
 
@@ -212,6 +213,23 @@ def compose(
         key=lambda p: (p["name"], p["value"]),
     )
     return bom
+
+
+def write(
+    record: ImageRecord,
+    root: Path,
+    docker: Docker,
+    run: Callable[[list[str], dict[str, str]], object],
+    epoch: int,
+) -> Path:
+    """The image's SBOM in dist/: cyclonedx-py (through ``run``, in a venv that has it) on the
+    runtime lock, composed with the project wheel and the image's Debian packages."""
+    with tempfile.TemporaryDirectory(prefix="deathstar-sbom-") as scratch:
+        python_bom = Path(scratch) / "python.cdx.json"
+        # The SBOM's own timestamp: the commit's, so a rebuild writes the same bytes.
+        command = python_sbom_command(locks.RUNTIME.path, python_bom)
+        run(command, {"SOURCE_DATE_EPOCH": str(epoch)})
+        return write_image_sbom(record, root, python_bom, docker, Path(scratch))
 
 
 def write_image_sbom(
