@@ -117,7 +117,8 @@ def test(session: nox.Session) -> None:
     """Unit tests (service and harness) with branch coverage and a 90 % floor."""
     install_groups(session, "test")
     session.run("coverage", "erase")
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    # Over every core (pytest-xdist); coverage follows the workers (pyproject: patch).
+    session.run("coverage", "run", "-m", "pytest", "-n", "auto", *session.posargs)
     session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report")
 
