@@ -9,7 +9,7 @@ from functools import cache
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
-from pydantic.json_schema import JsonDict
+from pydantic.config import JsonDict
 
 # Control, format (zero-width, bidi overrides), private-use and surrogate code points:
 # invisible or ambiguous in a name, and a way to make look-alike duplicates. Unassigned code
@@ -63,6 +63,7 @@ def text_pattern() -> str:
 
 def _document_pattern(schema: JsonDict) -> None:
     schema["pattern"] = text_pattern()
+
 
 # Stored in NFC, so names that differ only by normalization are one name (a 409).
 # Lone surrogates ("\\ud800") are refused by pydantic's str validation itself (string_unicode).

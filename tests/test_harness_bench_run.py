@@ -74,7 +74,7 @@ class FakeEngine(FakeDocker):
             return ""
         if args[1:4] == ["-m", "pip", "download"]:
             dest = Path(args[args.index("--dest") + 1])
-            dest.mkdir(parents=True)
+            dest.mkdir(parents=True, exist_ok=True)
             (dest / "poetry_core-2.0-py3-none-any.whl").write_bytes(b"tool")
             return ""
         if args[1:3] == ["-m", "nox"]:
@@ -302,8 +302,14 @@ def test_bench_refuses_without_engine_base_image_or_wheelhouse(
     assert "seed-style.Dockerfile is missing" in capsys.readouterr().err
     for wheel in (project / "dist" / "wheelhouse").iterdir():
         wheel.unlink()
-    assert run_bench(project, FakeEngine())[0] == 1
-    assert "run `nox -s build` first" in capsys.readouterr().err
+    engine = FakeEngine()
+    assert run_bench(project, engine)[0] == 1  # the seed-style Dockerfile is still missing
+    assert "dist/wheelhouse is empty: downloading" in capsys.readouterr().out
+    # A fresh clone fills the wheelhouse itself, as `nox -s build` would.
+    download = next(c.args for c in engine.calls if c.args[1:4] == ["-m", "pip", "download"])
+    assert download[-2:] == ["--dest", str(project / "dist" / "wheelhouse")]
+    assert any((project / "dist" / "wheelhouse").glob("*.whl"))
+    assert "--require-hashes" in download
 
 
 def test_cleanup_goes_on_when_a_step_fails(
