@@ -208,8 +208,10 @@ def test_bench_measures_everything_and_cleans_up(
     figures = {f["id"]: f for f in data["figures"]}
     assert list(figures) == [
         "P1a", "P1b", "P1b.raw", "P2", "P3", "P5", "P5.p50", "P5.p99", "P5.err", "P6", "P4",
-        "P4.reuse",
+        "P4.reuse", "P8", "P7",
     ]  # fmt: skip
+    # The stand-in pipeline runs lint only: no unit suite and no integration to time.
+    assert figures["P8"]["error"] == "the reused pipeline ran no test-3.11 session"
     assert len(figures["P1a"]["runs"]) == len(figures["P1a"]["baseline"]["runs"]) == 2
     # one new layer per rebuild for ours, two for the seed: 100 copies of a 10-byte diff-id each
     assert figures["P1b.raw"]["runs"] == [1000, 1000]
