@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import HarnessError
 from harness.core import audit as audits
 from harness.core import build as builds
-from harness.core import git, imaging, locks, provision, records, sbom, sources
+from harness.core import git, imaging, interpreters, locks, provision, records, sbom, sources
 from harness.core.docker import Docker
 
 nox.needs_version = ">=2025.5.1"
@@ -44,6 +44,14 @@ TOOL_PYTHON = PYTHONS[0]  # lint, build and the image use the oldest supported P
 DIST = ROOT / records.DIST
 IMAGE_RECORD = records.image_record_path(ROOT)
 VERIFIED_RECORD = records.verified_record_path(ROOT)
+# Interpreters nox would not find by itself (pyenv's versions, uv's managed Pythons) are linked
+# as pythonX.Y into .nox/pythons, first on PATH: every Python this machine has runs.
+FOUND_PYTHONS = interpreters.find_all(
+    PYTHONS, os.environ, interpreters.uv_finder(interpreters.default_uv())
+)
+os.environ["PATH"] = interpreters.prepend_path(
+    os.environ.get("PATH", ""), interpreters.expose(FOUND_PYTHONS, ROOT / ".nox" / "pythons")
+)
 WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
 
 
@@ -110,7 +118,8 @@ def test(session: nox.Session) -> None:
     """Unit tests (service and harness) with branch coverage and a 90 % floor."""
     install_groups(session, "test")
     session.run("coverage", "erase")
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    # Over every core (pytest-xdist); coverage follows the workers (pyproject: patch).
+    session.run("coverage", "run", "-m", "pytest", "-n", "auto", *session.posargs)
     session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -74,25 +75,42 @@ def fail(message: str) -> int:
     return 1
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``; raises OSError naming why it cannot be."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def serve(settings: Settings) -> int:
     import sqlite3  # noqa: PLC0415 - keeps `deathstar healthcheck` fast to start
 
-    from deathstar import logs, server  # noqa: PLC0415
-    from deathstar.app import create_app  # noqa: PLC0415
     from deathstar.storage import TargetStore  # noqa: PLC0415
 
     # Open what the server needs before it starts, so that a failure is one line, not a
-    # traceback logged from the middle of uvicorn's startup.
+    # traceback logged from the middle of uvicorn's startup; and before the web stack is
+    # imported, so that it is a quick one.
     try:
         TargetStore(settings.database).close()
     except (sqlite3.Error, OSError) as exc:
         return fail(f"cannot open the database {str(settings.database)!r}: {exc}")
     try:
-        sock = server.listen(settings.host, settings.port)
+        sock = listen(settings.host, settings.port)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return fail(f"cannot listen on {settings.host}:{settings.port}: {reason}")
-    logs.configure(settings.log_level)
     with sock:
+        from deathstar import logs, server  # noqa: PLC0415
+        from deathstar.app import create_app  # noqa: PLC0415
+
+        logs.configure(settings.log_level)
         server.run(create_app(settings), sock, settings)
     return 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 import unicodedata
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic.config import JsonDict
 
 # Control, format (zero-width, bidi overrides), private-use and surrogate code points:
 # invisible or ambiguous in a name, and a way to make look-alike duplicates. Unassigned code
@@ -47,16 +49,27 @@ def _refused_ranges() -> str:
     return "".join(ranges)
 
 
-# What the OpenAPI document states: some non-space character and none refused. The service
-# checks the same with _printable, whose error names the character instead of the pattern.
-_REFUSED = _refused_ranges()
-TEXT_PATTERN = f"^[^{_REFUSED}]*[^{_REFUSED}\\s][^{_REFUSED}]*$"
+@cache
+def text_pattern() -> str:
+    """What the OpenAPI document states: some non-space character and none refused.
+
+    The service checks the same with _printable, whose error names the character instead of
+    the pattern. Made on first use, when the schema is: the scan over every code point takes
+    about 0.1 s, which the server's start need not wait for.
+    """
+    refused = _refused_ranges()
+    return f"^[^{refused}]*[^{refused}\\s][^{refused}]*$"
+
+
+def _document_pattern(schema: JsonDict) -> None:
+    schema["pattern"] = text_pattern()
+
 
 # Stored in NFC, so names that differ only by normalization are one name (a 409).
 # Lone surrogates ("\\ud800") are refused by pydantic's str validation itself (string_unicode).
 Text = Annotated[
     str,
-    Field(min_length=1, max_length=100, pattern=r"\S", json_schema_extra={"pattern": TEXT_PATTERN}),
+    Field(min_length=1, max_length=100, pattern=r"\S", json_schema_extra=_document_pattern),
     BeforeValidator(_nfc),  # wraps what stands before it: runs first
     AfterValidator(_printable),
 ]

@@ -118,21 +118,6 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port``; raises OSError naming why it cannot be."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def run(app: ASGIApp, sock: socket.socket, settings: Settings) -> None:
     limits = {
         "max_connections": connection_cap(settings.max_connections),

@@ -50,7 +50,7 @@ SCRUBBED_ENV = (
     *GOOD_CREDENTIALS, "DOCKER_CONFIG", "DEATHSTAR_REGISTRY", "DEATHSTAR_REPOSITORY",
     "DEATHSTAR_REGISTRY_AUTH_HOSTS",
 )  # fmt: skip
-# Images the push tests derive from the recorded one (relabelled); removed after each test.
+# Images the push tests derive from the recorded one (relabelled); removed after the module.
 DERIVED_REPOSITORY = "deathstar-push-test"
 
 
@@ -170,7 +170,25 @@ def remove_derived_images() -> None:
         subprocess.run(["docker", "image", "rm", ref], capture_output=True, check=False)
 
 
-def fabricated_project(tmp_path: Path, record: ImageRecord) -> Project:
+@dataclass(frozen=True)
+class Derived:
+    """The recorded image relabelled for a commit: what every test's clone releases."""
+
+    revision: str
+    image_id: str
+    config_digest: str
+
+
+def derive(record: ImageRecord, workdir: Path) -> Derived:
+    """The recorded image relabelled for this repository's HEAD (a clone's HEAD is the same).
+
+    Made once for the module: a ``docker build`` and a ``docker save`` of the whole image.
+    """
+    head = git("rev-parse", "HEAD", cwd=ROOT)
+    return Derived(head, *relabelled(record.image_id, head, workdir))
+
+
+def fabricated_project(tmp_path: Path, record: ImageRecord, derived: Derived) -> Project:
     """A clean clone of this repository, released at HEAD, with the image "verified" at HEAD."""
     path = tmp_path / "deathstar"
     # --no-tags: the repository's own release tags (a release manager tags before running
@@ -185,7 +203,8 @@ def fabricated_project(tmp_path: Path, record: ImageRecord) -> Project:
     # records claim an image of it, labelled with the clone's HEAD, was built and passed
     # `nox -s integration` at that HEAD, only so that the push mechanics can run; nothing here
     # verifies the image.
-    image_id, config_digest = relabelled(record.image_id, head, tmp_path)
+    assert head == derived.revision, "the clone's HEAD is not the one the image was derived for"
+    image_id, config_digest = derived.image_id, derived.config_digest
     image_record = {
         **asdict(record), "image_id": image_id, "config_digest": config_digest,
         "commit": head, "revision": head,

@@ -33,10 +33,12 @@ from pushing import (
     PASSWORD,
     REFUSALS,
     USERNAME,
+    Derived,
     LiveRegistry,
     Project,
     Refusal,
     assert_pushed,
+    derive,
     docker,
     expected_tags,
     fabricated_project,
@@ -77,12 +79,18 @@ def live_registry(
         yield LiveRegistry(address)
 
 
-@pytest.fixture
-def project(tmp_path: Path, record: ImageRecord) -> Iterator[Project]:
+@pytest.fixture(scope="module")
+def derived(record: ImageRecord, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Derived]:
+    """The recorded image relabelled for HEAD, once for the module; removed after it."""
     try:
-        yield fabricated_project(tmp_path, record)
+        yield derive(record, tmp_path_factory.mktemp("derived"))
     finally:
         remove_derived_images()
+
+
+@pytest.fixture
+def project(tmp_path: Path, record: ImageRecord, derived: Derived) -> Project:
+    return fabricated_project(tmp_path, record, derived)
 
 
 # --- the happy paths ----------------------------------------------------------------------------

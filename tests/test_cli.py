@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import coverage
 import pytest
 import requests
 
@@ -37,29 +36,19 @@ def free_port() -> int:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment without DEATHSTAR_* settings; coverage-aware when this run measures."""
+    """The environment without DEATHSTAR_* settings.
+
+    Coverage measures the children itself when this run measures (pyproject's
+    ``patch = ["subprocess"]`` hands them its configuration through the environment).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEATHSTAR_")}
-    cov = coverage.Coverage.current()
-    if cov is not None:
-        env["COVERAGE_FILE"] = str(Path(str(cov.get_option("run:data_file"))).resolve())
     env.update(extra)
     return env
 
 
 def module_command() -> list[str]:
-    """``python -m deathstar``, run under coverage when this test run measures coverage."""
-    if coverage.Coverage.current() is None:
-        return [sys.executable, "-m", "deathstar"]
-    return [
-        sys.executable,
-        "-m",
-        "coverage",
-        "run",
-        "--parallel-mode",
-        f"--rcfile={ROOT / 'pyproject.toml'}",
-        "-m",
-        "deathstar",
-    ]
+    """``python -m deathstar`` with the interpreter running the tests."""
+    return [sys.executable, "-m", "deathstar"]
 
 
 def script() -> str:
@@ -471,24 +460,40 @@ def read_until_closed(sock: socket.socket) -> bytes:
     return data
 
 
-@pytest.fixture
-def limited_server(
-    tmp_path: Path, http: requests.Session, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Server]:
+# One limited server for the module (for each pytest-xdist worker that runs these tests): the
+# tests below leave it as they found it (each closes its connections, and `limited_server`
+# waits until it answers again), so they share it rather than pay a start each.
+
+
+@pytest.fixture(scope="module")
+def shared_limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp_path = tmp_path_factory.mktemp("limited")
     port = free_port()
     log = tmp_path / "limited.log"
     argv = [*module_command(), "api", "--port", str(port), "--database", str(tmp_path / "l.db")]
     env = child_env(DEATHSTAR_HEAD_TIMEOUT="1", DEATHSTAR_MAX_CONNECTIONS="20")
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, env=env)
-    server = Server(proc, port, log, http)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=STOP_WITHIN)
+    with requests.Session() as http:
+        http.trust_env = False
+        with log.open("wb") as stderr:
+            proc = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, env=env
+            )
+        server = Server(proc, port, log, http)
+        try:
+            server.wait_ready()
+            yield server
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=STOP_WITHIN)
+
+
+@pytest.fixture
+def limited_server(shared_limited_server: Server) -> Iterator[Server]:
+    """The shared server, answering; after the test, once more (its connections released)."""
+    shared_limited_server.wait_ready()
+    yield shared_limited_server
+    shared_limited_server.wait_ready()
 
 
 def test_silent_and_slow_clients_are_closed(limited_server: Server) -> None:

@@ -25,7 +25,7 @@ from deathstar.config import Settings
 from deathstar.deps import get_store
 from deathstar.guard import MAX_JSON_DEPTH, json_too_deep
 from deathstar.logs import RateLimitFilter
-from deathstar.models import TEXT_PATTERN, TargetIn
+from deathstar.models import TargetIn, text_pattern
 from deathstar.storage import TargetStore
 from tests.conftest import assert_json_error
 from tests.test_app import JSON, app_of, create, drive_guard, read_all_then_answer
@@ -343,4 +343,13 @@ def test_documented_pattern_states_what_is_accepted(text: str) -> None:
         accepted = False
     else:
         accepted = True
-    assert accepted == bool(re.search(TEXT_PATTERN, unicodedata.normalize("NFC", text)))
+    assert accepted == bool(re.search(text_pattern(), unicodedata.normalize("NFC", text)))
+
+
+def test_the_openapi_document_states_the_pattern_for_both_texts(client: TestClient) -> None:
+    properties = client.get("/openapi.json").json()["components"]["schemas"]["TargetIn"][
+        "properties"
+    ]
+    for name in ("name", "system"):
+        assert properties[name]["pattern"] == text_pattern()
+        assert properties[name]["maxLength"] == 100

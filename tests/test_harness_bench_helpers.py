@@ -11,6 +11,7 @@ from harness.bench import machine as bench_machine
 from harness.bench import options as bench_options
 from harness.bench import pipeline as bench_pipeline
 from harness.bench import rebuild as bench_rebuild
+from harness.bench.report import Figure
 
 
 def test_built_image_ids_reads_the_classic_builders_output() -> None:
@@ -112,3 +113,19 @@ def test_settings_say_what_ran() -> None:
     settings = bench_options.Options(skip_pipeline=True).settings("wrk")
     assert settings["P4 runs"] == 0
     assert settings["P5"].startswith("wrk, 10 connections, 3 x 10 s")
+
+
+def test_p7_and_p8_come_from_the_reused_pipelines_sessions() -> None:
+    reused = Figure("P4.reuse", "again", "s")
+    reused.details["sessions per run"] = [
+        {"test-3.11": 11.0, "integration": 30.0},
+        {"test-3.11": 13.0, "integration": "failed after 3.0 s"},
+        {"test-3.11": 12.5},
+    ]
+    p8, p7 = bench_pipeline.session_figures(reused, "test-3.11")
+    assert (p8.key, p8.runs, p8.value, p8.error) == ("P8", [11.0, 13.0, 12.5], 12.5, "")
+    assert p8.verdict is False  # 12.5 s is over the 12 s target
+    assert "test-3.11" in p8.title
+    assert (p7.key, p7.runs) == ("P7", [30.0])
+    assert p7.error == "integration: failed after 3.0 s"
+    assert p7.verdict is None

@@ -195,6 +195,8 @@ def test_resolve_load_tool(monkeypatch: pytest.MonkeyPatch) -> None:
     assert bench_load.resolve_tool("python") == "python"
     assert bench_load.resolve_tool("wrk") == "wrk"
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert bench_load.resolve_tool("auto") == "python"
+    assert bench_load.resolve_tool("auto", install=lambda: False) == "python"
+    assert bench_load.resolve_tool("auto", install=lambda: True) == "wrk"
+    assert not bench_load.install_wrk()  # neither apt-get nor wrk is found
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     assert bench_load.resolve_tool("auto") == "wrk"

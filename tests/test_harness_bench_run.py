@@ -74,7 +74,7 @@ class FakeEngine(FakeDocker):
             return ""
         if args[1:4] == ["-m", "pip", "download"]:
             dest = Path(args[args.index("--dest") + 1])
-            dest.mkdir(parents=True)
+            dest.mkdir(parents=True, exist_ok=True)
             (dest / "poetry_core-2.0-py3-none-any.whl").write_bytes(b"tool")
             return ""
         if args[1:3] == ["-m", "nox"]:
@@ -208,8 +208,10 @@ def test_bench_measures_everything_and_cleans_up(
     figures = {f["id"]: f for f in data["figures"]}
     assert list(figures) == [
         "P1a", "P1b", "P1b.raw", "P2", "P3", "P5", "P5.p50", "P5.p99", "P5.err", "P6", "P4",
-        "P4.reuse",
+        "P4.reuse", "P8", "P7",
     ]  # fmt: skip
+    # The stand-in pipeline runs lint only: no unit suite and no integration to time.
+    assert figures["P8"]["error"] == "the reused pipeline ran no test-3.11 session"
     assert len(figures["P1a"]["runs"]) == len(figures["P1a"]["baseline"]["runs"]) == 2
     # one new layer per rebuild for ours, two for the seed: 100 copies of a 10-byte diff-id each
     assert figures["P1b.raw"]["runs"] == [1000, 1000]
@@ -302,8 +304,14 @@ def test_bench_refuses_without_engine_base_image_or_wheelhouse(
     assert "seed-style.Dockerfile is missing" in capsys.readouterr().err
     for wheel in (project / "dist" / "wheelhouse").iterdir():
         wheel.unlink()
-    assert run_bench(project, FakeEngine())[0] == 1
-    assert "run `nox -s build` first" in capsys.readouterr().err
+    engine = FakeEngine()
+    assert run_bench(project, engine)[0] == 1  # the seed-style Dockerfile is still missing
+    assert "dist/wheelhouse is empty: downloading" in capsys.readouterr().out
+    # A fresh clone fills the wheelhouse itself, as `nox -s build` would.
+    download = next(c.args for c in engine.calls if c.args[1:4] == ["-m", "pip", "download"])
+    assert download[-2:] == ["--dest", str(project / "dist" / "wheelhouse")]
+    assert any((project / "dist" / "wheelhouse").glob("*.whl"))
+    assert "--require-hashes" in download
 
 
 def test_cleanup_goes_on_when_a_step_fails(

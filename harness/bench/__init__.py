@@ -6,7 +6,8 @@
 - P3 container start to the first 200 on /healthz through the published port;
 - P4 the default ``nox`` pipeline, in a fresh clone and again with its venvs reused;
 - P5 GET /v1/targets?limit=100 under load: requests/s, p50, p99, errors;
-- P6 a session's environment: ``nox -s test-X --install-only`` with uv vs virtualenv.
+- P6 a session's environment: ``nox -s test-X --install-only`` with uv vs virtualenv;
+- P7 and P8: the ``integration`` and ``test-X`` sessions of the reused P4 pipeline.
 
 Everything runs on a copy of the working tree, committed into a throwaway repository and
 cloned from there; the edits happen in those clones, never in the checkout. Two sides of a

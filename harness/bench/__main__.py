@@ -16,15 +16,15 @@ from harness.bench.options import Options, parse_args
 from harness.bench.pipeline import NoxRuns
 from harness.bench.report import Figure, document, markdown, splice, table
 from harness.bench.workspace import SEED_DOCKERFILE, Workspace
+from harness.core import build, records
 from harness.core import git as gitinfo
-from harness.core import records
 from harness.core.process import Runner
 from harness.core.process import run as run_command
 
 Log = Callable[[str], None]
 
 
-def preflight(engine: Engine, options: Options, root: Path) -> str:
+def preflight(engine: Engine, options: Options, root: Path, runner: Runner = run_command) -> str:
     """The engine's version; refusals for what the bench cannot do without."""
     version = engine.docker.require_engine()
     if not engine.docker.image_id(options.base_image):
@@ -32,8 +32,20 @@ def preflight(engine: Engine, options: Options, root: Path) -> str:
             f"the base image {options.base_image} is missing: pull it, or run "
             "`bash .ci/provision` where no registry is reachable"
         )
-    if not any((root / "dist" / "wheelhouse").glob("*.whl")):
-        raise HarnessError("dist/wheelhouse is empty: run `nox -s build` first")
+    wheelhouse = root / "dist" / "wheelhouse"
+    if not any(wheelhouse.glob("*.whl")):
+        # A fresh clone: fill it as `nox -s build` does (this session has pip).
+        print(f"bench: {wheelhouse} is empty: downloading the locked runtime wheels")
+        command = build.wheelhouse_command(root / "requirements" / "runtime.txt", wheelhouse)
+        try:
+            runner([sys.executable, *command[1:]], timeout=600)
+        except HarnessError as exc:
+            raise HarnessError(
+                f"dist/wheelhouse is empty and the locked wheels could not be downloaded ({exc}): "
+                "run `nox -s build` first"
+            ) from None
+        if not any(wheelhouse.glob("*.whl")):
+            raise HarnessError("dist/wheelhouse is still empty: run `nox -s build` first")
     if not (root / SEED_DOCKERFILE).is_file():
         raise HarnessError(f"{SEED_DOCKERFILE} is missing")
     engine.note_existing_images()
@@ -85,7 +97,7 @@ def main(argv: Sequence[str], *, runner: Runner = run_command, root: Path = ROOT
     started = time.perf_counter()
     try:
         try:
-            version = preflight(engine, options, root)
+            version = preflight(engine, options, root, runner)
             print(f"bench: Docker engine {version}; working in {engine.work}")
             facts = machine(version)
             figures = measure(engine, workspace, options, tool, print)

@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.bench.engine import Engine, short_id
 from harness.bench.options import Options
-from harness.bench.report import Figure
+from harness.bench.report import Figure, Target
 from harness.bench.workspace import Workspace
 from harness.core import records
 from harness.core.process import CommandError, reason
@@ -46,6 +46,31 @@ def describe_times(times: Mapping[str, float | str]) -> str:
         f"{name} {took:g} s" if isinstance(took, float) else f"{name} {took}"
         for name, took in times.items()
     )
+
+
+# Sessions of the reused pipeline that have a figure of their own: key, title, target (s).
+SESSION_FIGURES = (
+    ("P8", "unit suite: `{test}` in the reused pipeline", 12.0),
+    ("P7", "`integration` in the reused pipeline", 20.0),
+)
+
+
+def session_figures(reused: Figure, test_session: str) -> list[Figure]:
+    """P7 and P8 from the reused pipeline's per-session times (nox --report), run by run."""
+    figures = []
+    for key, title, limit in SESSION_FIGURES:
+        name = "integration" if key == "P7" else test_session
+        fig = Figure(key, title.format(test=test_session), "s", target=Target(at_most=limit))
+        for times in reused.details.get("sessions per run", []):
+            took = times.get(name)
+            if isinstance(took, float):
+                fig.runs.append(took)
+            elif took is not None:
+                fig.error = f"{name}: {took}"
+        if not fig.runs and not fig.error:
+            fig.error = f"the reused pipeline ran no {name} session"
+        figures.append(fig)
+    return figures
 
 
 def outer_env(environ: Mapping[str, str], venv: str) -> dict[str, str]:
@@ -112,6 +137,7 @@ class NoxRuns:
     def pipeline(self) -> list[Figure]:
         fresh = Figure("P4", "`nox` (default sessions) in a fresh clone", "s")
         reused = Figure("P4.reuse", "`nox` again, nothing changed, venvs reused", "s")
+        reused.target = Target(at_most=40.0)
         fresh.note = "git clone + nox with no venvs and no dist/; base image and caches present"
         before = {tag: self.engine.docker.image_id(tag) for tag in self.workspace.plan.tags}
         made: list[str] = []
@@ -124,7 +150,7 @@ class NoxRuns:
                         return [fresh, reused]
         finally:
             self._restore_tags(before, made)
-        return [fresh, reused]
+        return [fresh, reused, *session_figures(reused, self.options.test_session)]
 
     def _run(self, fig: Figure, run: int, made: list[str]) -> bool:
         """One `nox` in the pipeline clone (a new clone for a fresh run); False when it failed."""
