@@ -197,7 +197,7 @@ def test_repro_refuses_a_dirty_or_unreproducible_record(tmp_path: Path) -> None:
     ]
 
 
-def served_image(labels: Mapping[str, str]) -> RemoteImage:
+def served_image(labels: Mapping[str, object]) -> RemoteImage:
     config = {"config": {"Labels": dict(labels)}, "rootfs": {"diff_ids": ["sha256:" + "1" * 64]}}
     return RemoteImage("sha256:index", "sha256:image", "sha256:config", config)
 
