@@ -87,7 +87,7 @@ class Settings:
     log_level: str = "info"
     revision: str = UNKNOWN
     created: str = UNKNOWN
-    head_timeout: float = 10.0  # seconds to send a complete request head, or an idle close
+    head_timeout: float = 10.0  # seconds to send a request head (again: its body), or an idle close
     max_connections: int = 1000
 
     @classmethod

@@ -19,15 +19,24 @@ MAX_JSON_DEPTH = 32
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 # A JSON string (escapes included) in one regex step; what is left has only structure to count.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_BRACKET = re.compile(rb"[][{}]")
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKET = re.compile(r"[][{}]")
 
 
 def json_too_deep(body: bytes | bytearray, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether arrays and objects nest deeper than ``limit``: a loop, never recursion."""
+    """Whether arrays and objects nest deeper than ``limit``: a loop, never recursion.
+
+    Scanned as text in the encoding the parser reads it in (``json.loads`` also takes UTF-16
+    and UTF-32): scanned as bytes, a character whose code units hold 0x22 (U+2200 is 00 22 in
+    UTF-16) would pass for a quote and hide the brackets after it.
+    """
+    try:
+        text = bytes(body).decode(json.detect_encoding(body), "surrogatepass")
+    except UnicodeDecodeError:
+        return False  # the parser refuses it too
     depth = 0
-    for match in _BRACKET.finditer(_JSON_STRING.sub(b"", body)):
-        if match.group() in b"[{":
+    for match in _BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if match.group() in "[{":
             depth += 1
             if depth > limit:
                 return True

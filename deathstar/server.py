@@ -1,9 +1,9 @@
 """The HTTP server: uvicorn on httptools, with the limits uvicorn has no setting for.
 
 uvicorn closes idle keep-alive connections (``timeout_keep_alive``) but not one that never
-completes a request head, and its ``limit_concurrency`` answers in plain text only once a
-request arrives. ``GuardedProtocol`` adds a head timeout, a head size cap and a connection
-cap that answers the excess with a JSON 503 at once and closes it.
+completes a request head or body, and its ``limit_concurrency`` answers in plain text only once
+a request arrives. ``GuardedProtocol`` adds a head timeout, a body timeout, a head size cap and
+a connection cap that answers the excess with a JSON 503 at once and closes it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from uvicorn.server import ServerState
 
 from deathstar.config import Settings
 
-HEAD_TIMEOUT = 10.0  # seconds a connection may take to send a complete request head
+HEAD_TIMEOUT = 10.0  # seconds to send a complete request head; as many again for its body
 KEEP_ALIVE_TIMEOUT = 5  # at most, seconds an idle keep-alive connection stays open
 MAX_HEAD_BYTES = 64 * 1024
 MAX_CONNECTIONS = 1000
@@ -67,6 +67,9 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
+        # From a complete head to the end of its body: a body that trickles holds a connection
+        # (and a slot under the cap) as long as a head that trickles would.
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -78,6 +81,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._disarm_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -95,7 +99,13 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm_head_timer()
+        self._disarm_body_timer()
+        self._body_timer = self.loop.call_later(self.head_timeout, self._timed_out)
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm_body_timer()
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn's own is plain text; every error this service answers is JSON.
@@ -105,15 +115,21 @@ class GuardedProtocol(HttpToolsProtocol):
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:
             self._head_bytes = 0
-            self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+            self._head_timer = self.loop.call_later(self.head_timeout, self._timed_out)
 
     def _disarm_head_timer(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
 
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _timed_out(self) -> None:
+        self._disarm_head_timer()
+        self._disarm_body_timer()
         if not self.transport.is_closing():
             self.transport.close()
 

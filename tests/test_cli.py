@@ -580,3 +580,37 @@ def test_unparsable_request_is_a_json_400(limited_server: Server) -> None:
     assert head.startswith(b"HTTP/1.1 400")
     assert b"content-type: application/json" in head.lower()
     assert "detail" in strict_json(body)
+
+
+@pytest.mark.parametrize("gap", [None, 0.3])
+def test_a_body_that_stalls_or_trickles_is_closed(
+    limited_server: Server, gap: float | None
+) -> None:
+    # The head is complete at once; the body never is: stalled, or a byte every `gap` seconds.
+    with connect(limited_server) as sock:
+        sock.sendall(
+            b"POST /v1/targets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        started = time.monotonic()
+        sock.settimeout(gap or READY_WITHIN)
+        closed = False
+        while not closed and time.monotonic() - started < READY_WITHIN:
+            try:
+                closed = sock.recv(65536) == b""
+            except TimeoutError:
+                closed = not trickle(sock)
+            except ConnectionResetError:
+                closed = True
+        waited = time.monotonic() - started
+    assert closed, "the server kept a connection whose body never completed"
+    assert waited < 5  # DEATHSTAR_HEAD_TIMEOUT=1 after the head
+
+
+def trickle(sock: socket.socket) -> bool:
+    """One more byte of the body; False when the server has closed the connection."""
+    try:
+        sock.sendall(b" ")
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True

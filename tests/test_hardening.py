@@ -91,6 +91,21 @@ def test_nesting_within_the_cap_is_a_plain_422(client: TestClient, depth: int) -
     assert assert_json_error(response, 422)[0]["type"] == "extra_forbidden"
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-8-sig"])
+def test_a_deep_body_in_another_encoding_the_parser_reads_is_400(
+    client: TestClient, encoding: str
+) -> None:
+    # json.loads takes UTF-16 and UTF-32 too; U+2200 is 00 22 in UTF-16: a byte-wise scan took
+    # it for a quote, and the deep array after it for the inside of a string.
+    text = '{"name": "\u2200", "x": ' + nested(MAX_JSON_DEPTH + 1) + ', "system": "\u2200"}'
+    body = text.encode(encoding)
+    assert json_too_deep(body)
+    response = client.post("/v1/targets", content=body, headers=JSON)
+    assert str(MAX_JSON_DEPTH) in assert_json_error(response, 400)
+    within = '{"name": "\u2200\u22ff", "system": "' + "[" * 90 + '"}'
+    assert not json_too_deep(within.encode(encoding))
+
+
 def test_brackets_inside_strings_do_not_count(client: TestClient) -> None:
     name = "[" * 90 + '\\"{'
     body = json.dumps({"name": name, "system": "]" * 90})

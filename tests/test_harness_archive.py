@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,3 +78,47 @@ def test_unreadable_archives_are_one_line(tmp_path: Path) -> None:
     saved = archive.read_archive(image(tmp_path / "ok.tar", layer_tar({"a": b"1"})))
     with pytest.raises(HarnessError, match="has no layer sha256:nope"):
         saved.member_of("sha256:nope")
+
+
+class Bounded(io.RawIOBase):
+    """``size`` bytes of spaces (valid JSON whitespace), made as they are read."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self.left)
+        buffer[:count] = b" " * count
+        self.left -= count
+        return count
+
+
+@pytest.mark.parametrize("member", ["manifest.json", "c.json", "index.json"])
+def test_an_oversized_json_member_is_refused(tmp_path: Path, member: str) -> None:
+    # A hostile archive: a JSON member over any real one is not read into memory whole.
+    big = archive.JSON_LIMIT + 1024
+    path = tmp_path / "big.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in [
+            ("c.json", b'{"rootfs": {"diff_ids": []}}'),
+            ("manifest.json", json.dumps([{"Config": "c.json", "Layers": []}]).encode()),
+            ("index.json", b'{"manifests": []}'),
+        ]:
+            if name != member:
+                add_member(tar, name, data)
+        info = tarfile.TarInfo(member)
+        info.size = big
+        tar.addfile(info, io.BufferedReader(Bounded(big)))
+    with pytest.raises(HarnessError, match=f"{member} is over {archive.JSON_LIMIT} bytes"):
+        archive.read_archive(path)
+
+
+def test_a_deeply_nested_manifest_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "deep.tar"
+    with tarfile.open(path, "w") as tar:
+        add_member(tar, "manifest.json", b"[" * 100_000)
+    with pytest.raises(HarnessError, match="not an image archive"):
+        archive.read_archive(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import sys
 from collections.abc import Sequence
@@ -313,3 +314,31 @@ def test_plan_for_checkout_reads_git_and_base_override(tmp_path: Path) -> None:
     dirty = build.BuildPlan.for_checkout(tmp_path, "1.0.0", {})
     assert dirty.dirty
     assert dirty.base_image == build.DEFAULT_BASE_IMAGE
+
+
+def test_the_archive_output_is_one_csv_value_whatever_the_path(tmp_path: Path) -> None:
+    # buildx reads --output as CSV: a comma or quote in the path must not add or break fields.
+    odd = tmp_path / 'my,project "x"' / "image.tar"
+    command = plan().build_command(tmp_path, ["x:1"], archive=odd)
+    (output,) = option_values(command, "--output")
+    fields = next(csv.reader([output]))
+    assert fields == ["type=docker", "name=x:1", f"dest={odd}", "rewrite-timestamp=true"]
+    plain = plan().build_command(tmp_path, ["x:1"], archive=tmp_path / "i.tar")
+    assert option_values(plain, "--output") == [
+        f"type=docker,name=x:1,dest={tmp_path / 'i.tar'},rewrite-timestamp=true"
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["--format={{.Id}}", "py thon:1", "x:1,push=true", "a\nb", "x@sha256:" + "b" * 64]
+)
+def test_a_base_image_or_tag_that_is_not_an_image_name_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(HarnessError, match="not an image name"):
+        build.base_image({build.BASE_IMAGE_VARIABLE: name})
+    with pytest.raises(HarnessError, match="not an image name"):
+        plan(base_image=name).build_command(tmp_path, ["x:1"])
+    with pytest.raises(HarnessError, match="not an image name"):
+        plan().build_command(tmp_path, [name], archive=tmp_path / "i.tar")
+    assert build.base_image({build.BASE_IMAGE_VARIABLE: "127.0.0.1:5000/py/base:3.11"})

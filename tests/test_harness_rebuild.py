@@ -197,8 +197,8 @@ def test_repro_refuses_a_dirty_or_unreproducible_record(tmp_path: Path) -> None:
     ]
 
 
-def served_image(labels: Mapping[str, str]) -> RemoteImage:
-    config = {"config": {"Labels": dict(labels)}, "rootfs": {"diff_ids": ["sha256:l1"]}}
+def served_image(labels: Mapping[str, object]) -> RemoteImage:
+    config = {"config": {"Labels": dict(labels)}, "rootfs": {"diff_ids": ["sha256:" + "1" * 64]}}
     return RemoteImage("sha256:index", "sha256:image", "sha256:config", config)
 
 
@@ -226,7 +226,7 @@ def test_verify_reads_the_source_from_the_registry_images_labels(
         "c" * 40, "0.1.0", "python:3.11-slim-bookworm", "sha256:" + "b" * 64
     )
     assert served.identity == compare.Identity(
-        "", "sha256:config", ["sha256:l1"], served_image(GOOD_LABELS).config
+        "", "sha256:config", ["sha256:" + "1" * 64], served_image(GOOD_LABELS).config
     )
 
 
@@ -244,3 +244,66 @@ def test_verify_refuses_an_image_that_does_not_say_its_source(
     monkeypatch.setattr(RegistryClient, "image", lambda self, r, ref: served_image(labels))
     with pytest.raises(HarnessError, match=message):
         remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {})
+
+
+HOSTILE_LABELS = [
+    # The version becomes buildx's --output name=...: a comma would add exporter fields.
+    ({"org.opencontainers.image.version": "1,type=image,push=true,name=evil.example/x"}, "version"),
+    ({"org.opencontainers.image.version": '1"'}, "version"),
+    ({"org.opencontainers.image.version": ""}, "version"),
+    # The base name reaches docker's argv (an option) and the terminal (escapes, newlines).
+    ({"org.opencontainers.image.base.name": "--format=x"}, "not a docker image name"),
+    ({"org.opencontainers.image.base.name": "py thon:1\n\x1b[2J"}, "not a docker image name"),
+    ({"org.opencontainers.image.base.name": "python:3.11@sha256:" + "e" * 64}, "by digest"),
+    ({"org.opencontainers.image.base.digest": "sha256:" + "B" * 64}, "by digest"),
+    ({"org.opencontainers.image.revision": ["c" * 40]}, "names no commit"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), HOSTILE_LABELS)
+def test_verify_refuses_labels_that_would_inject_or_mislead(
+    monkeypatch: pytest.MonkeyPatch, change: Mapping[str, object], message: str
+) -> None:
+    labels = {**GOOD_LABELS, **change}
+    monkeypatch.setattr(RegistryClient, "image", lambda self, r, ref: served_image(labels))
+    with pytest.raises(HarnessError, match=message) as refused:
+        remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {})
+    assert "\n" not in str(refused.value)
+    assert "\x1b" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"config": ["Labels"]},
+        {"config": {"Labels": "x"}},
+        {"config": {"Labels": GOOD_LABELS}, "rootfs": []},
+        {"config": {"Labels": GOOD_LABELS}, "rootfs": {"diff_ids": "sha256:x"}},
+        {"config": {"Labels": GOOD_LABELS}, "rootfs": {"diff_ids": ["\x1b]52;c;eA==\x07"]}},
+        {"config": {"Labels": GOOD_LABELS}, "rootfs": {"diff_ids": ["sha256:" + "a" * 64] * 1001}},
+    ],
+)
+def test_verify_refuses_a_malformed_config_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, config: dict[str, object]
+) -> None:
+    served = RemoteImage("sha256:index", "sha256:image", "sha256:config", config)
+    monkeypatch.setattr(RegistryClient, "image", lambda self, r, ref: served)
+    with pytest.raises(HarnessError, match="config") as refused:
+        remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {})
+    assert "\x1b" not in str(refused.value)
+
+
+def test_config_changes_are_escaped_bounded_and_survive_deep_nesting() -> None:
+    deep: object = "leaf"
+    for _ in range(5000):
+        deep = [deep]
+    served = {
+        "config": {"Labels": {"x\x1b[2J\nreproducible: yes": "\x1b]0;owned\x07" + "v" * 10_000}},
+        "deep": deep,
+        **{f"k{n}": n for n in range(100)},
+    }
+    lines = compare.config_changes(served, {"config": {"Labels": {}}})
+    assert all("\x1b" not in line and "\n" not in line and len(line) < 300 for line in lines)
+    assert len(lines) == compare.MAX_CONFIG_LINES + 1
+    assert lines[-1] == f"... and {102 - compare.MAX_CONFIG_LINES} more fields"
+    assert any(line.startswith("config.Labels.x\\u001b[2J\\nreproducible") for line in lines)

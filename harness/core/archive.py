@@ -21,6 +21,9 @@ from typing import IO, Any
 from harness import HarnessError
 
 CHUNK = 1 << 20
+# Bytes of one JSON member (manifest.json, index.json, the config, a manifest) read into memory:
+# real ones are a few KiB; a registry's limits for the same documents are 4 MiB.
+JSON_LIMIT = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,10 @@ def _read_member(archive: tarfile.TarFile, name: str, path: Path) -> bytes:
     if handle is None:
         raise HarnessError(f"{path} has no file {name}; is it an image archive?")
     with handle:
-        return handle.read()
+        data = handle.read(JSON_LIMIT + 1)
+    if len(data) > JSON_LIMIT:
+        raise HarnessError(f"{path}: {name} is over {JSON_LIMIT} bytes; not an image archive")
+    return data
 
 
 def read_archive(path: Path) -> ImageArchive:
@@ -68,12 +74,14 @@ def read_archive(path: Path) -> ImageArchive:
             manifest_digest = _manifest_digest(archive, path)
     except (OSError, tarfile.TarError) as exc:
         raise HarnessError(f"cannot read the image archive {path}: {exc}") from None
-    except (KeyError, IndexError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+    except (
+        KeyError, IndexError, TypeError, json.JSONDecodeError, UnicodeDecodeError, RecursionError
+    ):  # fmt: skip
         raise HarnessError(f"{path} is not an image archive (no usable manifest.json)") from None
     try:
         config = json.loads(raw_config)
         diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
-    except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+    except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise HarnessError(f"{path}: the image config is not readable") from None
     if len(diff_ids) != len(members):
         raise HarnessError(f"{path}: {len(members)} layer files for {len(diff_ids)} diff IDs")
@@ -90,9 +98,10 @@ def read_archive(path: Path) -> ImageArchive:
 def _manifest_digest(archive: tarfile.TarFile, path: Path) -> str:
     """The digest of the OCI layout's first manifest, checked against its bytes."""
     try:
-        index = json.loads(_read_member(archive, "index.json", path))
-    except HarnessError:
+        archive.getmember("index.json")
+    except KeyError:
         return ""  # a legacy `docker save` archive has no index
+    index = json.loads(_read_member(archive, "index.json", path))
     digest = str(index["manifests"][0]["digest"])
     blob = _read_member(archive, f"blobs/sha256/{digest.removeprefix('sha256:')}", path)
     if f"sha256:{hashlib.sha256(blob).hexdigest()}" != digest:

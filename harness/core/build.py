@@ -37,11 +37,39 @@ REPRODUCIBLE_BUILD = (
 IMAGE_EPOCH = 1
 MIN_ENGINE = (25, 0)
 MIN_BUILDX = (0, 13)
+# An image name as docker reads it (distribution/reference), ASCII only: [host[:port]/]path[:tag].
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[a-fA-F0-9:.]+\])(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_IMAGE_NAME = re.compile(
+    rf"(?P<name>(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*)(?::{_TAG})?", re.ASCII
+)
+
+
+def is_image_name(name: str) -> bool:
+    """``[host[:port]/]path[:tag]`` and nothing else: no digest, option, space or quote."""
+    match = _IMAGE_NAME.fullmatch(name) if len(name) <= 255 + 129 else None
+    return match is not None and len(match["name"]) <= 255
 
 
 def base_image(environ: Mapping[str, str]) -> str:
-    """The base image: DEATHSTAR_BASE_IMAGE, else the default."""
-    return environ.get(BASE_IMAGE_VARIABLE) or DEFAULT_BASE_IMAGE
+    """The base image: DEATHSTAR_BASE_IMAGE, else the default; a name docker reads, untagged
+    by digest (the build pins it by the digest it resolves)."""
+    name = environ.get(BASE_IMAGE_VARIABLE) or DEFAULT_BASE_IMAGE
+    if not is_image_name(name):
+        raise HarnessError(
+            f"{BASE_IMAGE_VARIABLE}={name!r} is not an image name [host[:port]/]path[:tag] "
+            "(without @sha256:...: the build resolves and pins the digest itself)"
+        )
+    return name
+
+
+def csv_field(field: str) -> str:
+    """One field of a buildx CSV option (``--output``): quoted when it holds , " or a newline."""
+    if any(c in field for c in ',"\r\n') or field != field.strip():
+        return '"' + field.replace('"', '""') + '"'
+    return field
 
 
 def wheel_build_command(outdir: Path, python: str = "python") -> list[str]:
@@ -178,6 +206,8 @@ class BuildPlan:
         The reproducible build writes an image archive (named after the first tag) instead of
         loading the image: the archive is what is compared, and ``docker load`` reads it.
         """
+        if not is_image_name(self.base_image):
+            raise HarnessError(f"the base image {self.base_image!r} is not an image name")
         command = list(OFFLINE_BUILD if archive is None else REPRODUCIBLE_BUILD)
         if no_cache:
             command.append("--no-cache")
@@ -187,6 +217,8 @@ class BuildPlan:
             for tag in tags:
                 command += ["--tag", tag]
         else:
-            output = f"type=docker,name={tags[0]},dest={archive},rewrite-timestamp=true"
-            command += ["--output", output]
+            if not is_image_name(tags[0]):
+                raise HarnessError(f"{tags[0]!r} is not an image name to tag the archive with")
+            fields = ["type=docker", f"name={tags[0]}", f"dest={archive}", "rewrite-timestamp=true"]
+            command += ["--output", ",".join(csv_field(f) for f in fields)]
         return [*command, str(context)]

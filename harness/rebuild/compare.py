@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core import archive
+from harness.release.registry import shown
 
 MAX_FILES = 25  # file lines shown per differing layer
+MAX_CONFIG_LINES = 25  # config field lines shown
 
 
 @dataclass(frozen=True)
@@ -70,24 +72,36 @@ def layer_changes(
 
 
 def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """The config's fields (rootfs aside) that differ, as dotted paths."""
+    """The config's fields (rootfs aside) that differ, as dotted paths.
+
+    A registry's config is untrusted: keys and values are shown escaped, on one line and
+    short, and at most :data:`MAX_CONFIG_LINES` of them.
+    """
     old, new = _flatten(before), _flatten(after)
-    return [
-        f"{key}: {str(old.get(key, '(none)'))[:80]} -> {str(new.get(key, '(none)'))[:80]}"
+    changed = [
+        key
         for key in sorted(old.keys() | new.keys())
         if not key.startswith("rootfs.") and old.get(key) != new.get(key)
     ]
+    lines = [
+        f"{shown(key, 120)}: {shown(old.get(key, '(none)'))} -> {shown(new.get(key, '(none)'))}"
+        for key in changed[:MAX_CONFIG_LINES]
+    ]
+    if len(changed) > MAX_CONFIG_LINES:
+        lines.append(f"... and {len(changed) - MAX_CONFIG_LINES} more fields")
+    return lines
 
 
-def _flatten(value: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(value, dict):
-        flat: dict[str, object] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}{key}."))
-        return flat
-    if isinstance(value, list):
-        flat = {}
-        for index, item in enumerate(value):
-            flat.update(_flatten(item, f"{prefix}{index}."))
-        return flat
-    return {prefix.removesuffix("."): value}
+def _flatten(value: object) -> dict[str, object]:
+    """Leaves by dotted path; a loop, not recursion: a config may nest as deep as JSON lets it."""
+    flat: dict[str, object] = {}
+    pending: list[tuple[str, object]] = [("", value)]
+    while pending:
+        prefix, item = pending.pop()
+        if isinstance(item, dict):
+            pending += [(f"{prefix}{key}.", child) for key, child in item.items()]
+        elif isinstance(item, list):
+            pending += [(f"{prefix}{index}.", child) for index, child in enumerate(item)]
+        else:
+            flat[prefix.removesuffix(".")] = item
+    return flat

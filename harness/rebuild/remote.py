@@ -5,11 +5,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from harness import HarnessError
+from harness.core import build
 from harness.rebuild.clean import Source
 from harness.rebuild.compare import Identity
-from harness.release.registry import Credentials, RegistryClient, check_registry
+from harness.release.registry import (
+    DIGEST,
+    TAG,
+    Credentials,
+    RegistryClient,
+    check_registry,
+    shown,
+)
 
 REVISION = "org.opencontainers.image.revision"
 VERSION = "org.opencontainers.image.version"
@@ -48,25 +57,61 @@ def credentials_from(env: Mapping[str, str]) -> Credentials | None:
     return Credentials(username, password) if username and password else None
 
 
+MAX_LAYERS = 1000  # far beyond what an engine stacks (overlayfs: 128); refused beyond
+
+
 def read(ref: str, env: Mapping[str, str]) -> Served:
     registry, repository, reference = parse_reference(ref)
     client = RegistryClient(registry, credentials_from(env))
     image = client.image(repository, reference)
     config = image.config
-    labels = (config.get("config") or {}).get("Labels") or {}
-    revision, version = str(labels.get(REVISION, "")), str(labels.get(VERSION, ""))
+    labels = _mapping(config.get("config"), ref, "config").get("Labels")
+    labels = _mapping(labels, ref, "config.Labels")
+    revision, version = _label(labels, REVISION), _label(labels, VERSION)
     if not re.fullmatch(r"[0-9a-f]{40}", revision):
         raise HarnessError(
-            f"{ref} names no commit (label {REVISION}={revision[:60]!r}); "
+            f"{ref} names no commit (label {REVISION}='{shown(revision, 60)}'); "
             "only images built from a clean commit can be verified"
         )
-    base_name, base_digest = str(labels.get(BASE_NAME, "")), str(labels.get(BASE_DIGEST, ""))
-    base_image = base_name.split("@", 1)[0]
-    if not base_image or not re.fullmatch(r"sha256:[0-9a-f]{64}", base_digest):
+    if not TAG.fullmatch(version):
+        # The version becomes the rebuild's tag, and that a field of buildx's --output.
+        raise HarnessError(
+            f"{ref} names no version a tag can carry (label {VERSION}='{shown(version, 60)}')"
+        )
+    base_name, base_digest = _label(labels, BASE_NAME), _label(labels, BASE_DIGEST)
+    base_image, _, pinned = base_name.partition("@")
+    if not DIGEST.fullmatch(base_digest) or pinned not in ("", base_digest):
         raise HarnessError(f"{ref} does not name its base image by digest; it cannot be rebuilt")
-    diff_ids = [str(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
+    if not build.is_image_name(base_image):
+        # It reaches docker's argv and the terminal: only a docker image name passes.
+        raise HarnessError(
+            f"{ref} names a base image that is not a docker image name "
+            f"(label {BASE_NAME}='{shown(base_name, 60)}')"
+        )
+    rootfs = _mapping(config.get("rootfs"), ref, "rootfs")
+    diff_ids = rootfs.get("diff_ids") or []
+    if (
+        not isinstance(diff_ids, list)
+        or len(diff_ids) > MAX_LAYERS
+        or not all(isinstance(d, str) and DIGEST.fullmatch(d) for d in diff_ids)
+    ):
+        raise HarnessError(f"{ref}'s config has no list of sha256 layer digests (rootfs.diff_ids)")
     # A registry may re-encode the manifest: the config and the layers are the image.
     identity = Identity("", image.config_digest, diff_ids, config)
     return Served(
         image.manifest_digest, identity, Source(revision, version, base_image, base_digest)
     )
+
+
+def _mapping(value: object, ref: str, what: str) -> dict[str, Any]:
+    """A config field that must be an object when present (absent reads as empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise HarnessError(f"{ref}'s config is malformed: {what} is not an object")
+    return value
+
+
+def _label(labels: Mapping[str, Any], key: str) -> str:
+    value = labels.get(key, "")
+    return value if isinstance(value, str) else ""
