@@ -23,8 +23,9 @@ import docker.errors
 import pytest
 from containers import (
     LOG_TAIL,
-    RUN_ID,
-    RUN_LABEL,
+    OURS,
+    WORKER,
+    WORKER_LABEL,
     ContainerLedger,
     Lab,
     Launcher,
@@ -160,10 +161,15 @@ def nothing_left_behind(
     """
     before = {c.id for c in docker_client.containers.list(all=True)}
     yield
-    ours = {"label": f"{RUN_LABEL}={RUN_ID}"}
+    ours = OURS
     of_image = docker_client.containers.list(all=True, filters={"ancestor": record.image_id})
     labelled = docker_client.containers.list(all=True, filters=ours)
-    left = {c.id: c.name for c in [*of_image, *labelled] if c.id not in before}
+    # Another worker's containers carry its own worker label: its check, not ours.
+    left = {
+        c.id: c.name
+        for c in [*of_image, *labelled]
+        if c.id not in before and c.labels.get(WORKER_LABEL, WORKER) == WORKER
+    }
     left.update({i: e.what for i, e in ledger.entries.items() if exists(docker_client, i)})
     volumes = {v.name for v in docker_client.volumes.list(filters=ours)}
     volumes |= {name for name in ledger.volumes if exists(docker_client, name, "volumes")}

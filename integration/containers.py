@@ -13,6 +13,7 @@ snapshot when it is removed, for the report of a failed test and the final lefto
 from __future__ import annotations
 
 import time
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
@@ -33,8 +34,13 @@ HTTP_TIMEOUT = 10  # seconds for any one request to the service
 LOG_TAIL = 300  # lines of a container's log attached to a failed test's report
 # Labels every container, volume and network of this run carries, so the final check finds them.
 RUN_LABEL = "org.deathstar.integration.run"
-RUN_ID = uuid.uuid4().hex[:12]
-LABELS = {RUN_LABEL: RUN_ID}
+# One run, possibly over several pytest-xdist workers: each worker checks and removes only its
+# own, so the worker is a label too.
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:12]
+WORKER_LABEL = "org.deathstar.integration.worker"
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+LABELS = {RUN_LABEL: RUN_ID, WORKER_LABEL: WORKER}
+OURS = {"label": [f"{key}={value}" for key, value in LABELS.items()]}
 HOST_BINDING = "com.docker.network.bridge.host_binding_ipv4"
 
 
@@ -263,7 +269,7 @@ class Lab:
 
     def volume(self) -> str:
         """A named volume of this run, removed after the test (after its containers)."""
-        name = f"deathstar-it-{RUN_ID}-{uuid.uuid4().hex[:8]}"
+        name = f"deathstar-it-{RUN_ID}-{WORKER}-{uuid.uuid4().hex[:8]}"
         volume = self.client.volumes.create(name=name, labels=dict(LABELS))
         self.launcher.ledger.volumes.add(name)
         self.stack.callback(volume.remove, force=True)

@@ -51,7 +51,7 @@ SCRUBBED_ENV = (
     "DEATHSTAR_REGISTRY_AUTH_HOSTS",
 )  # fmt: skip
 # Images the push tests derive from the recorded one (relabelled); removed after the module.
-DERIVED_REPOSITORY = "deathstar-push-test"
+DERIVED_REPOSITORY = f"deathstar-push-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 def docker(*args: str, env: Mapping[str, str] | None = None, stdin: str | None = None) -> str:
