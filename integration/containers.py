@@ -12,8 +12,8 @@ snapshot when it is removed, for the report of a failed test and the final lefto
 
 from __future__ import annotations
 
-import time
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
