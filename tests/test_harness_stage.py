@@ -182,3 +182,14 @@ def test_the_image_python_has_one_owner() -> None:
     assert build.WHEEL_PLATFORM[build.WHEEL_PLATFORM.index("--python-version") + 1] == (
         build.IMAGE_PYTHON
     )
+
+
+def test_the_wheel_to_stage_is_the_one_project_wheel(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="holds 0 deathstar"):
+        build.project_wheel(tmp_path, "0.1.0")
+    wheel = make_wheel(tmp_path)
+    (tmp_path / "deathstar-0.1.0-py3-none-manylinux_2_17_x86_64.whl").write_bytes(b"")
+    with pytest.raises(HarnessError, match="holds 2 deathstar"):
+        build.project_wheel(tmp_path, "0.1.0")
+    (tmp_path / "deathstar-0.1.0-py3-none-manylinux_2_17_x86_64.whl").unlink()
+    assert build.project_wheel(tmp_path, "0.1.0") == wheel
