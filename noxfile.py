@@ -136,7 +136,8 @@ def lock_session(session: nox.Session) -> None:
 
 @nox.session(python=TOOL_PYTHON)
 def build(session: nox.Session) -> None:
-    """Reproducible sdist and wheel (SOURCE_DATE_EPOCH = last commit), twine check, SHA256SUMS."""
+    """Reproducible sdist and wheel (SOURCE_DATE_EPOCH = last commit), twine check, SHA256SUMS;
+    the wheel staged as the image's project layer (dist/staging), the wheelhouse."""
     with refusals(session):
         locks.check()
         epoch = git.commit_epoch(ROOT)
@@ -146,6 +147,9 @@ def build(session: nox.Session) -> None:
     artifacts = sorted(str(p) for p in DIST.glob("deathstar-*"))
     session.run("twine", "check", "--strict", *artifacts)
     session.run("python", "-m", "harness.core.checksums", str(DIST), *artifacts)
+    with refusals(session):
+        wheel = builds.project_wheel(DIST, PYPROJECT["project"]["version"])
+    session.run(*builds.staging_command(wheel.relative_to(ROOT), builds.STAGING))
     session.run(*builds.wheelhouse_command(locks.RUNTIME.path, DIST / "wheelhouse"))
 
 

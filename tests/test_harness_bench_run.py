@@ -22,10 +22,12 @@ from harness.bench import __main__ as bench_main
 from harness.bench import engine as bench_engine
 from harness.core import process
 from harness.core.build import BuildPlan
+from harness.stage import stage
 from tests.archives import save_archive
 from tests.fakedocker import FakeDocker
 from tests.gitrepo import EPOCH, GIT_ENV, git
 from tests.test_harness_bench_load import WRK_OUTPUT, Handler
+from tests.test_harness_stage import make_wheel
 
 BASE = "python:3.11-slim-bookworm"
 
@@ -51,6 +53,7 @@ class FakeEngine(FakeDocker):
     containers: dict[str, ThreadingHTTPServer] = field(default_factory=dict)
     count: int = 0
     heads: list[str] = field(default_factory=list)  # the commits the pipeline ran at
+    staged: list[tuple[str, bool]] = field(default_factory=list)  # build tag, dist/staging?
 
     def __post_init__(self) -> None:
         self.images[BASE] = Image("sha256:31ba6b2d6dfa" + "0" * 52, ["sha256:base"], 100_000_000)
@@ -66,12 +69,8 @@ class FakeEngine(FakeDocker):
             return self.docker(args[1:])
         if args[0] == "wrk":
             return WRK_OUTPUT
-        if args[1:3] == ["-m", "build"]:
-            assert cwd is not None
-            assert env is not None
-            assert "SOURCE_DATE_EPOCH" in env
-            (cwd / "dist" / "deathstar-0.1.0-py3-none-any.whl").write_bytes(b"wheel")
-            return ""
+        if args[1:3] in (["-m", "build"], ["-m", "harness.stage"]):
+            return self.project(args, cwd, env)
         if args[1:4] == ["-m", "pip", "download"]:
             dest = Path(args[args.index("--dest") + 1])
             dest.mkdir(parents=True, exist_ok=True)
@@ -80,6 +79,17 @@ class FakeEngine(FakeDocker):
         if args[1:3] == ["-m", "nox"]:
             return self.nox(args[3:], cwd)
         raise AssertionError(f"unexpected command {args}")
+
+    def project(self, args: list[str], cwd: Path | None, env: Mapping[str, str] | None) -> str:
+        """The wheel (a real one) and its staging (for real, confined to the clone's dist/)."""
+        assert cwd is not None
+        if args[2] == "build":
+            assert env is not None
+            assert "SOURCE_DATE_EPOCH" in env
+            make_wheel(cwd / "dist")
+        else:
+            stage(cwd / args[3], cwd / args[4], within=cwd / "dist")
+        return ""
 
     def nox(self, args: list[str], cwd: Path | None) -> str:
         assert cwd is not None
@@ -129,6 +139,7 @@ class FakeEngine(FakeDocker):
             return answers[args[3]] + "\n"
         if command == "build":
             tag = args[args.index("--tag") + 1]
+            self.staged.append((tag, (Path(args[-1]) / "dist" / "staging").is_dir()))
             image = self.add_image([tag], extra=2 if "seed" in tag else 1)
             short = image.id[7:19]
             return f" ---> 31ba6b2d6dfa\n ---> {short}\nSuccessfully built {short}\n"
@@ -265,6 +276,27 @@ def test_bench_measures_everything_and_cleans_up(
     printed = capsys.readouterr().out
     assert "| P5.p99 |" in printed
     assert "wrote" in printed
+
+
+def test_ours_stages_the_wheel_before_each_docker_build(project: Path) -> None:
+    engine = FakeEngine()
+    code, _ = run_bench(project, engine, "--runs", "1", "--skip-pipeline")
+    assert code == 0
+    # ours: wheel, then its staging into dist/staging (as `nox -s build`), then docker build
+    steps = [
+        c.args[2] if c.args[1] == "-m" else "docker build"
+        for c in engine.calls
+        if (c.args[1] == "-m" and c.cwd is not None and c.cwd.name == "ours")
+        or (c.args[:2] == ["docker", "build"] and Path(c.args[-1]).name == "ours")
+    ]
+    assert steps == ["build", "harness.stage", "docker build"] * 2
+    staging = next(c.args for c in engine.calls if c.args[1:3] == ["-m", "harness.stage"])
+    assert staging[3:] == ["dist/deathstar-0.1.0-py3-none-any.whl", "dist/staging"]
+    # ours built from a context with the staged project; the seed's never staged anything
+    assert engine.staged == [
+        ("deathstar-bench-ours:0", True), ("deathstar-bench-seed:0", False),
+        ("deathstar-bench-ours:1", True), ("deathstar-bench-seed:1", False),
+    ]  # fmt: skip
 
 
 def test_bench_keeps_going_when_steps_fail(project: Path) -> None:

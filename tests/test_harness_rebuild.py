@@ -17,9 +17,11 @@ from harness.rebuild import __main__ as rebuild_main
 from harness.rebuild import compare, remote
 from harness.rebuild.clean import Source, check_base, check_builder
 from harness.release.registry import RegistryClient, RemoteImage
+from harness.stage import stage
 from tests.archives import layer_tar, save_archive
 from tests.fakedocker import FakeDocker
 from tests.gitrepo import git
+from tests.test_harness_stage import make_wheel
 
 BASE_LAYER = layer_tar({"etc/os-release": b"bookworm"})
 APP_LAYER = layer_tar({"opt/venv/app.py": b"print(1)", "opt/venv/bin/deathstar": b"#!"})
@@ -128,6 +130,7 @@ class StandIn(FakeDocker):
     def __init__(self, layers: Sequence[bytes], labels: Mapping[str, str]) -> None:
         super().__init__(rules=builder_engine().rules)
         self.layers, self.labels = layers, labels
+        self.staged = False  # whether the image's build context held the staged project
 
     def answer(self, args: list[str], *, cwd: Path | None, env: Mapping[str, str] | None) -> str:
         if args[0] == "git" and args[1] == "-C":
@@ -135,9 +138,17 @@ class StandIn(FakeDocker):
         if args[0] == "git":
             return git(cwd or Path.cwd(), *args[1:]) + "\n"
         if args[1:3] == ["-m", "build"] or args[1:4] == ["-m", "pip", "download"]:
+            if "--outdir" in args:
+                make_wheel(Path(args[args.index("--outdir") + 1]))
+            return ""
+        if args[1:3] == ["-m", "harness.stage"]:  # for real, in the clone's dist/
+            assert cwd is not None
+            assert (cwd / "harness" / "stage.py").is_file()  # the fresh clone's own module
+            stage(cwd / args[3], cwd / args[4], within=cwd / "dist")
             return ""
         if args[:3] == ["docker", "buildx", "build"]:
             assert "--no-cache" in args
+            self.staged = (Path(args[-1]) / "dist/staging/opt/venv/bin/deathstar").is_file()
             dest = next(a for a in args if a.startswith("type=docker")).split("dest=")[1]
             image(Path(dest.split(",")[0]), *self.layers, labels=self.labels)
             return ""
@@ -145,12 +156,15 @@ class StandIn(FakeDocker):
 
 
 def recorded_project(
-    tmp_path: Path, original: archive.ImageArchive, *, dirty: bool = False
+    tmp_path: Path, original: archive.ImageArchive, *, dirty: bool = False, stages: bool = False
 ) -> Path:
     root = tmp_path / "repo"
     root.mkdir()
     git(root, "init", "-q")
     (root / "README").write_text("x")
+    if stages:  # a commit whose build session stages the wheel on the host
+        (root / "harness").mkdir()
+        (root / "harness" / "stage.py").write_text("")
     git(root, "add", ".")
     git(root, "commit", "-qm", "x")
     head = git(root, "rev-parse", "HEAD")
@@ -184,6 +198,25 @@ def test_repro_passes_for_the_same_image_and_names_the_file_otherwise(tmp_path: 
     assert code == 1
     assert "NOT reproducible" in out
     assert "  built-at: only in the rebuild" in out
+
+
+def test_repro_stages_the_wheel_of_a_commit_that_does(tmp_path: Path) -> None:
+    original = image(tmp_path / "a.tar", BASE_LAYER, APP_LAYER)
+    root = recorded_project(tmp_path, original, stages=True)
+    fake = StandIn([BASE_LAYER, APP_LAYER], LABELS)
+    code, _, errors = run_main(root, fake, "repro")
+    assert (code, errors) == (0, [])
+    staging = [c for c in fake.calls if c.args[1:3] == ["-m", "harness.stage"]]
+    wheel = "dist/deathstar-0.1.0-py3-none-any.whl"
+    assert [c.args[3:] for c in staging] == [[wheel, "dist/staging"]]
+    assert fake.staged
+    # A commit from before the host staging installs its wheel in the Dockerfile: no staging.
+    (tmp_path / "old").mkdir()
+    plain = recorded_project(tmp_path / "old", image(tmp_path / "b.tar", BASE_LAYER, APP_LAYER))
+    fake = StandIn([BASE_LAYER, APP_LAYER], LABELS)
+    assert run_main(plain, fake, "repro")[0] == 0
+    assert not [c for c in fake.calls if c.args[1:3] == ["-m", "harness.stage"]]
+    assert not fake.staged
 
 
 def test_repro_refuses_a_dirty_or_unreproducible_record(tmp_path: Path) -> None:

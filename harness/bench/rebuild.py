@@ -89,5 +89,8 @@ def rebuilds(
         f"seed-style measured minus its {wheelhouse / 1e6:.1f} MB wheelhouse layer, which "
         "only the offline build needs (the tutorial installs from the network)"
     )
-    p1a.note = "ours: python -m build (sdist and wheel, as `nox -s build`) + docker build"
+    p1a.note = (
+        "ours: python -m build (sdist and wheel, as `nox -s build`) + python -m harness.stage "
+        "(the project layer, on the host) + docker build"
+    )
     return [p1a, p1b_gz, p1b, p2]

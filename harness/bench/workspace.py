@@ -110,15 +110,21 @@ class Workspace:
         (seed / ".dockerignore").unlink(missing_ok=True)
         build_env = {**os.environ, "SOURCE_DATE_EPOCH": str(self.epoch)}
 
+        version = self.pyproject["project"]["version"]
+
         def build_ours(tag: str) -> str:
             # What `nox -s build image` does for a change: python -m build as the build session
-            # runs it (backend from the dev lock, no isolation), then docker build.
+            # runs it (backend from the dev lock, no isolation), the wheel staged as the project
+            # layer (python -m harness.stage), then docker build.
             self.run(
                 [sys.executable, *build.wheel_build_command(Path("dist"))[1:]],
                 cwd=ours,
                 env=build_env,
                 timeout=BUILD_TIMEOUT,
             )
+            wheel = build.project_wheel(ours / "dist", version).relative_to(ours)
+            stage = build.staging_command(wheel, build.STAGING, python=sys.executable)
+            self.run(stage, cwd=ours, timeout=BUILD_TIMEOUT)
             command = plan.build_command(ours, [tag])
             return self.engine.track(self.run(command, timeout=BUILD_TIMEOUT, merge=True))
 

@@ -11,16 +11,23 @@ from pathlib import Path
 from harness import HarnessError
 from harness.core import git
 from harness.core.docker import Docker
+from harness.core.records import DIST
 
 IMAGE_NAME = "deathstar"
 # The Dockerfile's BASE_IMAGE default and .ci/provision's say the same; a unit test checks.
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
 BASE_IMAGE_VARIABLE = "DEATHSTAR_BASE_IMAGE"
+# The image's Python: the wheelhouse's platform and the venv's site-packages both follow it.
+IMAGE_PYTHON = "3.11"
 # The image's platform: CPython 3.11 on glibc x86_64 (bookworm has glibc 2.36).
 WHEEL_PLATFORM = (
     *("--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64"),
-    *("--implementation", "cp", "--python-version", "3.11"),
+    *("--implementation", "cp", "--python-version", IMAGE_PYTHON),
 )
+# The image's virtualenv (the Dockerfile's /opt/venv), and where the build session lays the
+# project wheel out at its image paths: the Dockerfile copies that tree as the project layer.
+IMAGE_VENV = "/opt/venv"
+STAGING = DIST / "staging"
 SOURCE_URL = "https://github.com/tea-n-tech/deathstar"
 # Every image build: no network (the wheelhouse has everything), and never ask a registry for
 # the base image (it is an input we resolved, not whatever a registry serves today).
@@ -79,6 +86,20 @@ def wheel_build_command(outdir: Path, python: str = "python") -> list[str]:
     and no build env to create); the caller sets SOURCE_DATE_EPOCH.
     """
     return [python, "-m", "build", "--no-isolation", "--outdir", str(outdir)]
+
+
+def staging_command(wheel: Path, dest: Path, python: str = "python") -> list[str]:
+    """``python -m harness.stage``: the wheel laid out at its image paths under ``dest``."""
+    return [python, "-m", "harness.stage", str(wheel), str(dest)]
+
+
+def project_wheel(dist: Path, version: str) -> Path:
+    wheels = sorted(dist.glob(f"deathstar-{version}-*.whl"))
+    if len(wheels) != 1:
+        raise HarnessError(
+            f"{dist} holds {len(wheels)} deathstar {version} wheels, not one; run `nox -s build`"
+        )
+    return wheels[0]
 
 
 def wheelhouse_command(lock: Path, dest: Path) -> list[str]:

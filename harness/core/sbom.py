@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from harness import HarnessError
-from harness.core import archive, locks
+from harness.core import archive, build, locks
 from harness.core.docker import Docker
 from harness.core.records import DIST, ImageRecord, image_archive_path
 
@@ -249,19 +249,10 @@ def write_image_sbom(
         image_archive = scratch / "image.tar"
         docker("save", "--output", str(image_archive), record.image_id, timeout=SAVE_TIMEOUT)
     contents = read_contents(archive.read_archive(image_archive))
-    bom = compose(lock_bom, contents, record, project_wheel(root / DIST, record.version))
+    bom = compose(lock_bom, contents, record, build.project_wheel(root / DIST, record.version))
     output = sbom_path(root)
     output.write_text(json.dumps(bom, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return output
-
-
-def project_wheel(dist: Path, version: str) -> Path:
-    wheels = sorted(dist.glob(f"deathstar-{version}-*.whl"))
-    if len(wheels) != 1:
-        raise HarnessError(
-            f"{dist} holds {len(wheels)} deathstar {version} wheels, not one; run `nox -s build`"
-        )
-    return wheels[0]
 
 
 def sbom_config_digest(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""A clean rebuild: a fresh clone at one commit, its wheel and wheelhouse, no build cache."""
+"""A clean rebuild: a fresh clone at one commit, its wheel (staged) and wheelhouse, no cache."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from harness.core import archive, build, git, locks, process
 from harness.core.docker import Docker
 
 BUILD_TIMEOUT = 1800.0
+STAGE_MODULE = Path("harness/stage.py")
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ def rebuild(
     runner: process.Runner = process.run,
     log: Callable[[str], None] = print,
 ) -> archive.ImageArchive:
-    """Clone ``repository`` at the commit, build its wheel and wheelhouse, then the image."""
+    """Clone ``repository`` at the commit, build and stage its wheel, its wheelhouse, then the
+    image."""
     checkout = workdir / "source"
     try:
         runner(["git", "clone", "--quiet", "--no-checkout", str(repository), str(checkout)])
@@ -70,10 +72,16 @@ def rebuild(
         ) from None
     epoch = git.commit_epoch(checkout)
     dist = checkout / "dist"
-    log(f"rebuild: wheel and wheelhouse of {source.commit[:12]} in a fresh clone")
+    log(f"rebuild: wheel, staging and wheelhouse of {source.commit[:12]} in a fresh clone")
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
     wheel = build.wheel_build_command(dist, python=sys.executable)
     runner(wheel, cwd=checkout, env=env, timeout=BUILD_TIMEOUT, merge=True)
+    if (checkout / STAGE_MODULE).is_file():
+        # The project layer, staged by the commit's own module as its build session does; a
+        # commit from before it installs its wheel in the Dockerfile instead.
+        project_wheel = build.project_wheel(dist, source.version).relative_to(checkout)
+        stage = build.staging_command(project_wheel, build.STAGING, python=sys.executable)
+        runner(stage, cwd=checkout, timeout=BUILD_TIMEOUT, merge=True)
     lock = checkout / locks.RUNTIME.path.relative_to(ROOT)
     wheelhouse = build.wheelhouse_command(lock, dist / "wheelhouse")
     runner([sys.executable, *wheelhouse[1:]], cwd=checkout, timeout=BUILD_TIMEOUT, merge=True)
