@@ -38,10 +38,12 @@ RUN groupadd --system --gid 10001 deathstar \
     && mkdir /data \
     && chown 10001:10001 /data
 COPY --from=deps /opt/venv /opt/venv
-# The project, its own layer: the wheel laid out at its image paths on the host by `nox -s build`
-# (harness/stage.py), so a source change runs no build container. No bytecode: it would double
-# this layer, which every source change ships (bench/RESULTS.md has the figures).
-COPY dist/staging/ /
+# The project, laid out at its image paths on the host by `nox -s build` (harness/stage.py), so a
+# source change runs no build container: first its METADATA (the README; changes rarely), then
+# the code and the rest of its dist-info, the layer every source change ships. No bytecode: it
+# would double that layer (bench/RESULTS.md has the figures).
+COPY dist/staging/metadata/ /
+COPY dist/staging/project/ /
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -96,10 +96,20 @@ def normalize_modes(top: Path) -> list[Path]:
     return sorted(files)
 
 
+# Two trees under the destination, two image layers: the README-sized METADATA apart, since a
+# source change rewrites RECORD but not METADATA, and so ships only the code and RECORD.
+PROJECT, METADATA_TREE = "project", "metadata"
+
+
 def stage(wheel: Path, dest: Path, *, within: Path = DIST) -> list[Path]:
-    """Replace ``dest`` with ``wheel`` installed at its image paths; return the files."""
-    target = confined(dest, within)
-    clear(target)
+    """Replace ``dest`` with ``wheel`` installed at its image paths; return the files.
+
+    ``dest/project`` holds everything but the dist-info's METADATA, which goes to the same
+    path under ``dest/metadata``.
+    """
+    staging = confined(dest, within)
+    clear(staging)
+    target = staging / PROJECT
     target.mkdir(parents=True)
     try:
         with WheelFile.open(wheel) as source:
@@ -114,7 +124,11 @@ def stage(wheel: Path, dest: Path, *, within: Path = DIST) -> list[Path]:
             install(source, destination, METADATA)
     except (InstallerError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise HarnessError(f"{wheel} could not be staged: {exc}") from None
-    return normalize_modes(target)
+    for metadata in target.glob("opt/venv/lib/*/site-packages/*.dist-info/METADATA"):
+        moved = staging / METADATA_TREE / metadata.relative_to(target)
+        moved.parent.mkdir(parents=True)
+        metadata.rename(moved)
+    return normalize_modes(staging)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -78,3 +78,13 @@ def _dir(name: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE
     return info
+
+
+def test_a_compressed_layer_is_measured_as_it_travels(tmp_path: Path) -> None:
+    # The containerd image store saves layers as the gzip blobs it pushes: the pushed size is
+    # the blob's own, the tarball's size is what it unpacks to.
+    tarball = b"deathstar " * 5000
+    blob = gzip.compress(tarball, mtime=0)
+    archive = save_archive(tmp_path / "save.tar", {"sha256:aa": blob}, oci=True)
+    (measured,) = bench_layers.measure_saved(archive, ["sha256:aa"])
+    assert (measured.size, measured.gzip_size) == (len(tarball), len(blob))

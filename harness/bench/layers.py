@@ -6,7 +6,8 @@ rebuild, the layers to upload are those whose diff-id (``docker image inspect --
 save``: its ``manifest.json`` lists the layer tarballs in the order of the config's
 ``rootfs.diff_ids``, in both the legacy layout (``<id>/layer.tar``) and the OCI layout that
 newer engines write (``blobs/sha256/<digest>``). Docker pushes layers gzip-compressed, so the
-gzip size (level 6, Docker's default) is what travels; the tarball size is what is stored.
+gzip size is what travels: the stored blob itself where the engine keeps layers compressed (the
+containerd image store), else the tarball at gzip level 6, Docker's default.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import IO
 from harness.core import archive
 
 GZIP_LEVEL = 6
+GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
 
 
@@ -52,11 +54,23 @@ def stream_sizes(stream: IO[bytes]) -> tuple[int, int]:
     return raw, packed + len(compressor.flush())
 
 
+def gzip_stream_sizes(stream: IO[bytes]) -> tuple[int, int]:
+    """A gzip-compressed layer: its tarball's size, and its own size (what is pushed)."""
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    raw = packed = 0
+    for chunk in iter(lambda: stream.read(CHUNK), b""):
+        packed += len(chunk)
+        raw += len(decompressor.decompress(chunk))
+    return raw + len(decompressor.flush()), packed
+
+
 def measure_saved(path: Path, wanted: Iterable[str]) -> list[LayerBytes]:
     """Sizes of the ``wanted`` layers (diff-ids) in the ``docker save`` archive at ``path``."""
     image = archive.read_archive(path)
     measured = []
     for layer in wanted:
         with archive.open_layer(image, layer) as handle:
-            measured.append(LayerBytes(layer, *stream_sizes(handle)))
+            gzipped = handle.peek(2)[:2] == GZIP_MAGIC  # type: ignore[attr-defined]
+            sizes = gzip_stream_sizes(handle) if gzipped else stream_sizes(handle)
+            measured.append(LayerBytes(layer, *sizes))
     return measured
