@@ -70,7 +70,8 @@ def test_reproducible_build_command_exports_an_archive(tmp_path: Path) -> None:
     assert "BASE_IMAGE=python:3.11-slim-bookworm" in option_values(command, "--build-arg")
     assert {"--provenance=false", "--sbom=false", "--pull=false"} <= set(command)
     assert option_values(command, "--output") == [
-        f"type=docker,name=x:1,dest={tmp_path / 'i.tar'},rewrite-timestamp=true"
+        f"type=docker,name=x:1,dest={tmp_path / 'i.tar'},rewrite-timestamp=true,"
+        "compression=gzip,compression-level=9"
     ]
     assert option_values(command, "--tag") == []
     assert "SOURCE_DATE_EPOCH=1" in option_values(command, "--build-arg")
@@ -322,10 +323,14 @@ def test_the_archive_output_is_one_csv_value_whatever_the_path(tmp_path: Path) -
     command = plan().build_command(tmp_path, ["x:1"], archive=odd)
     (output,) = option_values(command, "--output")
     fields = next(csv.reader([output]))
-    assert fields == ["type=docker", "name=x:1", f"dest={odd}", "rewrite-timestamp=true"]
+    assert fields == [
+        "type=docker", "name=x:1", f"dest={odd}", "rewrite-timestamp=true",
+        "compression=gzip", "compression-level=9",
+    ]  # fmt: skip
     plain = plan().build_command(tmp_path, ["x:1"], archive=tmp_path / "i.tar")
     assert option_values(plain, "--output") == [
-        f"type=docker,name=x:1,dest={tmp_path / 'i.tar'},rewrite-timestamp=true"
+        f"type=docker,name=x:1,dest={tmp_path / 'i.tar'},rewrite-timestamp=true,"
+        "compression=gzip,compression-level=9"
     ]
 
 

@@ -42,6 +42,7 @@ REPRODUCIBLE_BUILD = (
 # bytes depend on its content only and an unchanged layer stays the same across commits. The
 # commit time goes into the org.opencontainers.image.created label instead.
 IMAGE_EPOCH = 1
+GZIP_LEVEL = 9
 MIN_ENGINE = (25, 0)
 MIN_BUILDX = (0, 13)
 # An image name as docker reads it (distribution/reference), ASCII only: [host[:port]/]path[:tag].
@@ -240,6 +241,10 @@ class BuildPlan:
         else:
             if not is_image_name(tags[0]):
                 raise HarnessError(f"{tags[0]!r} is not an image name to tag the archive with")
-            fields = ["type=docker", f"name={tags[0]}", f"dest={archive}", "rewrite-timestamp=true"]
+            fields = [
+                "type=docker", f"name={tags[0]}", f"dest={archive}", "rewrite-timestamp=true",
+                # gzip at its best for the layers we make: each push and pull ships them.
+                "compression=gzip", f"compression-level={GZIP_LEVEL}",
+            ]  # fmt: skip
             command += ["--output", ",".join(csv_field(f) for f in fields)]
         return [*command, str(context)]
