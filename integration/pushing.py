@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from containers import LOOPBACK
+from containers import LOOPBACK, RUN_ID, WORKER
 from packaging.version import Version
 
 from harness import ROOT
@@ -51,7 +51,7 @@ SCRUBBED_ENV = (
     "DEATHSTAR_REGISTRY_AUTH_HOSTS",
 )  # fmt: skip
 # Images the push tests derive from the recorded one (relabelled); removed after the module.
-DERIVED_REPOSITORY = f"deathstar-push-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+DERIVED_REPOSITORY = f"deathstar-push-test-{RUN_ID}-{WORKER}"
 
 
 def docker(*args: str, env: Mapping[str, str] | None = None, stdin: str | None = None) -> str:

@@ -6,10 +6,11 @@ where the operation takes a body, at times arbitrary bytes or a foreign or empty
 instead. Seeded and bounded, so a run is repeatable. The fuzzing fills the service with
 targets, so it gets a container of its own.
 
-The checks are the functions in ``CHECKS``: no 5xx, every 4xx is JSON with a ``detail``, and
-every 2xx is a documented status with a JSON body (204 aside). To tighten the contract, add
-a built-in check there (``status_code_conformance`` for every status, or
-``content_type_conformance``, ``response_schema_conformance``).
+The fuzzing's checks are the functions in ``CHECKS``: no 5xx, every 4xx is JSON with a
+``detail``, and every 2xx is a documented status with a JSON body (204 aside). Then, on the
+cases schemathesis draws as it draws them, ``CONFORMANCE_CHECKS``: every check that
+``st run --checks all`` makes (statuses, content types, headers, schemas, Allow, positive data
+accepted, negative data rejected).
 
 schemathesis' own pytest loader (``schemathesis.pytest.from_fixture``) needs pytest < 9.2 (it
 renames the test item through ``Item._nodeid``), so the tests draw cases with the documented
@@ -158,12 +159,56 @@ def test_no_5xx_and_every_4xx_is_json_with_detail(
     api_operation = api_schema[path][method]
     definition = api_operation.definition.raw
     takes_body = "requestBody" in definition
-    modes = [schemathesis.GenerationMode.POSITIVE]
-    if takes_body or definition.get("parameters"):  # negative cases need an input to break
-        modes.append(schemathesis.GenerationMode.NEGATIVE)
-    for mode in modes:
+    for mode in generation_modes(definition):
         strategy = api_operation.as_strategy(generation_mode=mode)
         fuzz(fuzzed, strategy, f"{method} {path} {mode}", takes_body)
+
+
+def generation_modes(definition: dict[str, Any]) -> list[Any]:
+    """Positive cases, and negative ones where there is an input to break."""
+    modes = [schemathesis.GenerationMode.POSITIVE]
+    if "requestBody" in definition or definition.get("parameters"):
+        modes.append(schemathesis.GenerationMode.NEGATIVE)
+    return modes
+
+
+# Every check `st run --checks all` makes on a case: the contract as the document states it.
+CONFORMANCE_CHECKS: list[schemathesis.CheckFunction] = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_headers_conformance,
+    schemathesis.checks.response_schema_conformance,
+    schemathesis.checks.negative_data_rejection,
+    schemathesis.checks.positive_data_acceptance,
+    schemathesis.checks.missing_required_header,
+    schemathesis.checks.unsupported_method,
+    schemathesis.checks.allow_header_conformance,
+]
+CONFORMANCE_SETTINGS = settings(FUZZ_SETTINGS, max_examples=EXAMPLES_PER_OPERATION // 3)
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=" ".join)
+def test_every_answer_is_what_the_document_says(
+    api_schema: Any, fuzzed: Service, operation: tuple[str, str]
+) -> None:
+    """schemathesis' own checks, all of them, on the cases it draws as it draws them."""
+    method, path = operation
+    api_operation = api_schema[path][method]
+    for mode in generation_modes(api_operation.definition.raw):
+
+        @seed(zlib.crc32(f"{method} {path} {mode} conformance".encode()) ^ SEED)
+        @CONFORMANCE_SETTINGS
+        @given(case=api_operation.as_strategy(generation_mode=mode))
+        def conform(case: schemathesis.Case[Any]) -> None:
+            case.call_and_validate(
+                base_url=fuzzed.base_url,
+                session=fuzzed.http,
+                checks=CONFORMANCE_CHECKS,
+                allow_redirects=False,
+            )
+
+        conform()
 
 
 def test_still_ready_after_the_fuzzing(fuzzed: Service) -> None:
