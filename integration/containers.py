@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -204,7 +204,14 @@ class Launcher:
     network: Network
     ledger: ContainerLedger
 
-    def deathstar(self, image: str, *, volume: str | None, read_only: bool) -> DockerContainer:
+    def deathstar(
+        self,
+        image: str,
+        *,
+        volume: str | None,
+        read_only: bool,
+        env: Mapping[str, str] | None = None,
+    ) -> DockerContainer:
         """The service's container, ready once /readyz answers 200 through the mapped port."""
         ready = HttpWaitStrategy(PORT, "/readyz").with_startup_timeout(STARTUP_TIMEOUT)
         container = (
@@ -216,6 +223,8 @@ class Launcher:
         )
         if volume is not None:
             container.with_volume_mapping(volume, "/data", "rw")
+        for key, value in (env or {}).items():
+            container.with_env(key, value)
         return container
 
     @contextmanager
@@ -227,13 +236,16 @@ class Launcher:
         image_id: str | None = None,
         volume: str | None = None,
         read_only: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> Iterator[Service]:
         """A running service (the recorded image unless ``image`` names it otherwise).
 
         Whatever ``image`` names, the container must run exactly ``image_id``: the recorded
         image ID unless the test derived another image from it.
         """
-        container = self.deathstar(image or self.image_id, volume=volume, read_only=read_only)
+        container = self.deathstar(
+            image or self.image_id, volume=volume, read_only=read_only, env=env
+        )
         expected = image_id or self.image_id
         with self.ledger.running(container, "deathstar container", owner):
             assert container.get_wrapped_container().attrs["Image"] == expected, (
