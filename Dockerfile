@@ -39,9 +39,9 @@ RUN groupadd --system --gid 10001 deathstar \
     && chown 10001:10001 /data
 COPY --from=deps /opt/venv /opt/venv
 # The project, laid out at its image paths on the host by `nox -s build` (harness/stage.py), so a
-# source change runs no build container: first its METADATA (the README; changes rarely), then
-# the code and the rest of its dist-info, the layer every source change ships. No bytecode: it
-# would double that layer (bench/RESULTS.md has the figures).
+# source change runs no build container: first what such a change leaves alone (the dist-info,
+# whose METADATA carries the README, and the entry-point script), then the package and RECORD,
+# the layer every source change ships. No bytecode: it would double that layer.
 COPY dist/staging/metadata/ /
 COPY dist/staging/project/ /
 ENV PATH=/opt/venv/bin:$PATH \

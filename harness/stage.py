@@ -19,7 +19,7 @@ import stat
 import sys
 import zipfile
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from installer import install
 from installer.destinations import SchemeDictionaryDestination
@@ -96,16 +96,24 @@ def normalize_modes(top: Path) -> list[Path]:
     return sorted(files)
 
 
-# Two trees under the destination, two image layers: the README-sized METADATA apart, since a
-# source change rewrites RECORD but not METADATA, and so ships only the code and RECORD.
+# Two trees under the destination, two image layers. A source change rewrites the package's
+# files and RECORD (their hashes), nothing else: the rest (METADATA, which carries the README,
+# the entry-point script, the other dist-info files) goes apart, so that change ships only code.
 PROJECT, METADATA_TREE = "project", "metadata"
+SITE = "site-packages"
+
+
+def changes_with_the_code(path: PurePosixPath) -> bool:
+    """A file of the import package, or the dist-info's RECORD; ``path`` is site-packages'."""
+    top = path.parts[0]
+    return not top.endswith(".dist-info") or path.name == "RECORD"
 
 
 def stage(wheel: Path, dest: Path, *, within: Path = DIST) -> list[Path]:
     """Replace ``dest`` with ``wheel`` installed at its image paths; return the files.
 
-    ``dest/project`` holds everything but the dist-info's METADATA, which goes to the same
-    path under ``dest/metadata``.
+    ``dest/project`` holds the import package and RECORD; the rest of the wheel goes to the same
+    paths under ``dest/metadata``.
     """
     staging = confined(dest, within)
     clear(staging)
@@ -124,10 +132,15 @@ def stage(wheel: Path, dest: Path, *, within: Path = DIST) -> list[Path]:
             install(source, destination, METADATA)
     except (InstallerError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise HarnessError(f"{wheel} could not be staged: {exc}") from None
-    for metadata in target.glob("opt/venv/lib/*/site-packages/*.dist-info/METADATA"):
-        moved = staging / METADATA_TREE / metadata.relative_to(target)
-        moved.parent.mkdir(parents=True)
-        metadata.rename(moved)
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        relative = path.relative_to(target)
+        parts = relative.parts
+        in_site = len(parts) > 5 and parts[:3] == ("opt", "venv", "lib") and parts[4] == SITE
+        if in_site and changes_with_the_code(PurePosixPath(*parts[5:])):
+            continue
+        moved = staging / METADATA_TREE / relative
+        moved.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(moved)
     return normalize_modes(staging)
 
 

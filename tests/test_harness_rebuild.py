@@ -148,7 +148,7 @@ class StandIn(FakeDocker):
             return ""
         if args[:3] == ["docker", "buildx", "build"]:
             assert "--no-cache" in args
-            staged = Path(args[-1]) / "dist/staging/project/opt/venv/bin/deathstar"
+            staged = Path(args[-1]) / "dist/staging/metadata/opt/venv/bin/deathstar"
             self.staged = staged.is_file()
             dest = next(a for a in args if a.startswith("type=docker")).split("dest=")[1]
             image(Path(dest.split(",")[0]), *self.layers, labels=self.labels)

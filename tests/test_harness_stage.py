@@ -73,20 +73,21 @@ def test_the_wheel_lands_at_its_image_paths_without_bytecode(tmp_path: Path) -> 
     files = stage(wheel, dest, within=tmp_path / "dist")
     names = {str(f.relative_to(dest)) for f in files}
     assert names == {
+        # the layer a source change ships: the package and the hashes of its files
         f"project/{SITE}/deathstar/__init__.py",
         f"project/{SITE}/deathstar/cli.py",
         f"project/{SITE}/deathstar/tool.sh",
-        *(f"project/{SITE}/{DIST_INFO}/{n}" for n in ("WHEEL", "entry_points.txt")),
-        *(f"project/{SITE}/{DIST_INFO}/{n}" for n in ("RECORD", "INSTALLER", "REQUESTED")),
-        "project/opt/venv/bin/deathstar",
-        # its own layer: the README it carries does not change with the code
-        f"metadata/{SITE}/{DIST_INFO}/METADATA",
+        f"project/{SITE}/{DIST_INFO}/RECORD",
+        # the rest, which such a change leaves alone (METADATA carries the README)
+        *(f"metadata/{SITE}/{DIST_INFO}/{n}" for n in ("METADATA", "WHEEL", "entry_points.txt")),
+        *(f"metadata/{SITE}/{DIST_INFO}/{n}" for n in ("INSTALLER", "REQUESTED")),
+        "metadata/opt/venv/bin/deathstar",
     }
-    project = dest / "project"
-    script = (project / "opt/venv/bin/deathstar").read_text()
+    project, rest = dest / "project", dest / "metadata"
+    script = (rest / "opt/venv/bin/deathstar").read_text()
     assert script.startswith("#!/opt/venv/bin/python\n")
     assert "from deathstar.cli import main" in script
-    assert (project / SITE / DIST_INFO / "INSTALLER").read_bytes() == b"installer\n"
+    assert (rest / SITE / DIST_INFO / "INSTALLER").read_bytes() == b"installer\n"
     record = (project / SITE / DIST_INFO / "RECORD").read_text()
     assert "../../../bin/deathstar,sha256=" in record
     assert "tmp" not in record  # paths relative to site-packages, nothing of the host's
@@ -102,7 +103,7 @@ def test_modes_do_not_depend_on_the_umask(tmp_path: Path) -> None:
         seen.append(modes(dest))
     assert seen[0] == seen[1] == seen[2]
     assert seen[0]["project/opt"] == 0o755
-    assert seen[0]["project/opt/venv/bin/deathstar"] == 0o755
+    assert seen[0]["metadata/opt/venv/bin/deathstar"] == 0o755
     assert seen[0][f"project/{SITE}/deathstar/tool.sh"] == 0o755
     assert seen[0][f"project/{SITE}/deathstar/cli.py"] == 0o644
     assert seen[0][f"metadata/{SITE}/{DIST_INFO}/METADATA"] == 0o644
@@ -161,7 +162,7 @@ def test_main_from_the_project_root(
     assert capsys.readouterr().out == (
         "staged deathstar-0.1.0-py3-none-any.whl under dist/staging: 10 files\n"
     )
-    assert (tmp_path / "dist/staging/project/opt/venv/bin/deathstar").is_file()
+    assert (tmp_path / "dist/staging/metadata/opt/venv/bin/deathstar").is_file()
     assert main([wheel, "elsewhere"]) == 1
     assert "stage: elsewhere is not inside dist/" in capsys.readouterr().err
     assert main([wheel]) == 2
