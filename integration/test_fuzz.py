@@ -155,21 +155,21 @@ def fuzz(service: Service, strategy: Any, label: str, takes_body: bool) -> None:
 def test_no_5xx_and_every_4xx_is_json_with_detail(
     api_schema: Any, fuzzed: Service, operation: tuple[str, str]
 ) -> None:
+    for label, strategy, takes_body in strategies(api_schema, operation):
+        fuzz(fuzzed, strategy, label, takes_body)
+
+
+def strategies(api_schema: Any, operation: tuple[str, str]) -> Iterator[tuple[str, Any, bool]]:
+    """(label, cases, takes a body?): positive cases, and negative ones where an input can break."""
     method, path = operation
     api_operation = api_schema[path][method]
     definition = api_operation.definition.raw
     takes_body = "requestBody" in definition
-    for mode in generation_modes(definition):
-        strategy = api_operation.as_strategy(generation_mode=mode)
-        fuzz(fuzzed, strategy, f"{method} {path} {mode}", takes_body)
-
-
-def generation_modes(definition: dict[str, Any]) -> list[Any]:
-    """Positive cases, and negative ones where there is an input to break."""
     modes = [schemathesis.GenerationMode.POSITIVE]
-    if "requestBody" in definition or definition.get("parameters"):
+    if takes_body or definition.get("parameters"):
         modes.append(schemathesis.GenerationMode.NEGATIVE)
-    return modes
+    for mode in modes:
+        yield f"{method} {path} {mode}", api_operation.as_strategy(generation_mode=mode), takes_body
 
 
 # Every check `st run --checks all` makes on a case: the contract as the document states it.
@@ -193,13 +193,11 @@ def test_every_answer_is_what_the_document_says(
     api_schema: Any, fuzzed: Service, operation: tuple[str, str]
 ) -> None:
     """schemathesis' own checks, all of them, on the cases it draws as it draws them."""
-    method, path = operation
-    api_operation = api_schema[path][method]
-    for mode in generation_modes(api_operation.definition.raw):
+    for label, strategy, _ in strategies(api_schema, operation):
 
-        @seed(zlib.crc32(f"{method} {path} {mode} conformance".encode()) ^ SEED)
+        @seed(zlib.crc32(f"{label} conformance".encode()) ^ SEED)
         @CONFORMANCE_SETTINGS
-        @given(case=api_operation.as_strategy(generation_mode=mode))
+        @given(case=strategy)
         def conform(case: schemathesis.Case[Any]) -> None:
             case.call_and_validate(
                 base_url=fuzzed.base_url,

@@ -19,6 +19,7 @@ from containers import Lab, Service, wait_until
 HEAD_TIMEOUT = 1  # seconds, set in the container: the default (10 s) would only slow the test
 MAX_CONNECTIONS = 4
 WAIT = 15.0  # seconds a socket waits for the server's answer or close: a bound, not a measure
+POST_JSON = b"POST /v1/targets HTTP/1.1\r\nHost: deathstar\r\nContent-Type: application/json\r\n"
 
 
 def address(service: Service) -> tuple[str, int]:
@@ -67,9 +68,8 @@ def capped(lab: Lab) -> Iterator[Service]:
 
 
 def one_request(service: Service) -> tuple[int, dict[str, object], bytes]:
-    with closing(connect(service)) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: deathstar\r\nConnection: close\r\n\r\n")
-        return status_and_body(read_all(sock))
+    get = b"GET /healthz HTTP/1.1\r\nHost: deathstar\r\nConnection: close\r\n\r\n"
+    return status_and_body(exchange(service, get))
 
 
 @pytest.mark.parametrize(
@@ -78,20 +78,20 @@ def one_request(service: Service) -> tuple[int, dict[str, object], bytes]:
     ids=["idle", "half a head", "a request line only"],
 )
 def test_a_client_that_sends_no_complete_head_is_cut_off(limited: Service, sent: bytes) -> None:
-    with closing(connect(limited)) as sock:
+    assert b"200 OK" not in exchange(
+        limited, sent
+    )  # closed (or answered with an error), never served
+
+
+def exchange(service: Service, sent: bytes) -> bytes:
+    """What the server answers ``sent`` on a connection of its own, until it closes it."""
+    with closing(connect(service)) as sock:
         sock.sendall(sent)
-        answer = read_all(sock)
-    assert b"200 OK" not in answer  # closed (or answered with an error), never served
+        return read_all(sock)
 
 
 def test_a_body_that_never_arrives_is_cut_off(limited: Service) -> None:
-    head = (
-        b"POST /v1/targets HTTP/1.1\r\nHost: deathstar\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100\r\n\r\n{"
-    )
-    with closing(connect(limited)) as sock:
-        sock.sendall(head)
-        read_all(sock)
+    exchange(limited, POST_JSON + b"Content-Length: 100\r\n\r\n{")
 
 
 def test_connections_over_the_cap_get_a_json_503_at_once(capped: Service) -> None:
@@ -108,13 +108,8 @@ def test_connections_over_the_cap_get_a_json_503_at_once(capped: Service) -> Non
 
 
 def test_an_ambiguous_request_is_refused_and_its_connection_closed(service: Service) -> None:
-    request = (
-        b"POST /v1/targets HTTP/1.1\r\nHost: deathstar\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-    )
-    with closing(connect(service)) as sock:
-        sock.sendall(request)
-        status, body, head = status_and_body(read_all(sock))
+    framing = b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    status, body, head = status_and_body(exchange(service, POST_JSON + framing))
     assert status == 400
     assert "detail" in body
     assert b"connection: close" in head
@@ -122,13 +117,8 @@ def test_an_ambiguous_request_is_refused_and_its_connection_closed(service: Serv
 
 def test_an_oversized_chunked_body_gets_413_and_a_closed_connection(service: Service) -> None:
     chunk = b"x" * (64 * 1024 + 1)  # one byte over the cap, in one chunk: no length declared
-    request = (
-        b"POST /v1/targets HTTP/1.1\r\nHost: deathstar\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
-    )
-    with closing(connect(service)) as sock:
-        sock.sendall(request + b"%x\r\n" % len(chunk) + chunk + b"\r\n")
-        status, body, head = status_and_body(read_all(sock))
+    chunked = b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(chunk) + chunk + b"\r\n"
+    status, body, head = status_and_body(exchange(service, POST_JSON + chunked))
     assert status == 413
     assert "detail" in body
     assert b"connection: close" in head

@@ -34,12 +34,10 @@ from pushing import (
     DERIVED_REPOSITORY,
     GOOD_CREDENTIALS,
     PASSWORD,
-    REFUSALS,
     USERNAME,
     Derived,
     LiveRegistry,
     Project,
-    Refusal,
     assert_pushed,
     derive,
     docker,
@@ -52,6 +50,7 @@ from pushing import (
     release,
     remove_derived_images,
 )
+from refusals import REFUSALS, Refusal
 from signing import COSIGN_PASSWORD, VERIFICATIONS, fabricated_sbom, key_pair, verify
 from testcontainers.core.network import Network
 
