@@ -123,7 +123,3 @@ class Settings:
             revision=env.get("DEATHSTAR_REVISION", "") or UNKNOWN,
             created=env.get("DEATHSTAR_CREATED", "") or UNKNOWN,
         )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        return cls.resolve({}, env)

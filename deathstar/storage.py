@@ -112,9 +112,6 @@ class TargetStore(Database):
                 return "the disk holding the database is full"
         return None
 
-    def ping(self) -> bool:
-        return self.problem() is None
-
     def create(self, name: str, system: str, *, shielded: bool) -> Target:
         try:
             with self._connection(write=True) as conn:

@@ -18,7 +18,7 @@ from deathstar.config import (
 
 
 def test_defaults_from_empty_environment() -> None:
-    settings = Settings.from_env({})
+    settings = Settings.resolve({}, {})
     assert settings == Settings()
     assert settings.host == "127.0.0.1"
     assert settings.port == 8080
@@ -29,7 +29,8 @@ def test_defaults_from_empty_environment() -> None:
 
 
 def test_every_variable_overrides() -> None:
-    settings = Settings.from_env(
+    settings = Settings.resolve(
+        {},
         {
             "DEATHSTAR_HOST": "0.0.0.0",  # noqa: S104 - a value, nothing binds here
             "DEATHSTAR_PORT": "9000",
@@ -38,7 +39,7 @@ def test_every_variable_overrides() -> None:
             "DEATHSTAR_REVISION": "abc123",
             "DEATHSTAR_CREATED": "2026-01-02T03:04:05Z",
             "UNRELATED": "ignored",
-        }
+        },
     )
     assert settings == Settings(
         host="0.0.0.0",  # noqa: S104
@@ -54,7 +55,7 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEATHSTAR_PORT", "1234")
     monkeypatch.setenv("DEATHSTAR_LOG_LEVEL", "error")
     monkeypatch.delenv("DEATHSTAR_REVISION", raising=False)
-    settings = Settings.from_env()
+    settings = Settings.resolve({})
     assert settings.port == 1234
     assert settings.log_level == "error"
     assert settings.revision == UNKNOWN
@@ -62,19 +63,19 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("variable", ["DEATHSTAR_REVISION", "DEATHSTAR_CREATED"])
 def test_empty_build_info_is_unknown(variable: str) -> None:
-    settings = Settings.from_env({variable: ""})
+    settings = Settings.resolve({}, {variable: ""})
     assert dataclasses.asdict(settings)[variable.removeprefix("DEATHSTAR_").lower()] == UNKNOWN
 
 
 @pytest.mark.parametrize(("raw", "port"), [("0", 0), ("1", 1), ("65535", 65535), (" 80 ", 80)])
 def test_port_bounds(raw: str, port: int) -> None:
-    assert Settings.from_env({"DEATHSTAR_PORT": raw}).port == port
+    assert Settings.resolve({}, {"DEATHSTAR_PORT": raw}).port == port
 
 
 @pytest.mark.parametrize("raw", ["abc", "", "80.5", "0x50", "70000", "65536", "-1"])
 def test_bad_port_names_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError, match="DEATHSTAR_PORT") as caught:
-        Settings.from_env({"DEATHSTAR_PORT": raw})
+        Settings.resolve({}, {"DEATHSTAR_PORT": raw})
     message = str(caught.value)
     assert raw.strip() in message
     assert "\n" not in message
@@ -82,13 +83,13 @@ def test_bad_port_names_the_variable(raw: str) -> None:
 
 @pytest.mark.parametrize("level", LOG_LEVELS)
 def test_log_levels_case_insensitive(level: str) -> None:
-    assert Settings.from_env({"DEATHSTAR_LOG_LEVEL": f" {level.upper()} "}).log_level == level
+    assert Settings.resolve({}, {"DEATHSTAR_LOG_LEVEL": f" {level.upper()} "}).log_level == level
 
 
 @pytest.mark.parametrize("raw", ["nope", "", "warn", "trace", "10"])
 def test_bad_log_level_names_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError, match="DEATHSTAR_LOG_LEVEL") as caught:
-        Settings.from_env({"DEATHSTAR_LOG_LEVEL": raw})
+        Settings.resolve({}, {"DEATHSTAR_LOG_LEVEL": raw})
     assert "critical, error, warning, info, debug" in str(caught.value)
 
 

@@ -160,17 +160,17 @@ def test_fire_unknown(store: TargetStore) -> None:
         store.fire(1)
 
 
-def test_ping(db: Path) -> None:
+def test_a_closed_store_has_a_problem(db: Path) -> None:
     store = TargetStore(db)
-    assert store.ping() is True
+    assert store.problem() is None
     store.close()
-    assert store.ping() is False
+    assert store.problem() is not None
 
 
-def test_ping_false_when_table_is_gone(store: TargetStore, db: Path) -> None:
+def test_a_store_without_its_table_has_a_problem(store: TargetStore, db: Path) -> None:
     with closing(sqlite3.connect(db)) as other:
         other.execute("DROP TABLE targets")  # simulate a damaged database
-    assert store.ping() is False
+    assert store.problem() is not None
 
 
 def test_data_survives_reopening(db: Path) -> None:

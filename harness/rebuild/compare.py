@@ -22,10 +22,6 @@ class Identity:
     config: dict[str, Any] | None = None
 
 
-def identity_of(image: archive.ImageArchive) -> Identity:
-    return Identity(image.manifest_digest, image.config_digest, image.diff_ids, image.config)
-
-
 def differences(
     expected: Identity,
     rebuilt: archive.ImageArchive,
