@@ -361,6 +361,23 @@ def test_documented_pattern_states_what_is_accepted(text: str) -> None:
     assert accepted == bool(re.search(text_pattern(), unicodedata.normalize("NFC", text)))
 
 
+@pytest.mark.parametrize(
+    ("text", "matches"),
+    [
+        ("Alderaan", True),
+        ("  x  ", True),
+        ("   ", False),
+        ("ok\nno", False),  # a newline is a control character
+        ("a\nb\u202e", False),  # refused characters after a newline are still seen
+        ("tail\U0010fffd", False),  # private use, plane 16: the end of the class
+        ("bom\ufeff", False),  # format (Cf)
+        ("\u00e9t\u00e9", True),
+    ],
+)
+def test_documented_pattern_on_the_edges(text: str, matches: bool) -> None:
+    assert bool(re.search(text_pattern(), text)) == matches
+
+
 def test_the_openapi_document_states_the_pattern_for_both_texts(client: TestClient) -> None:
     properties = client.get("/openapi.json").json()["components"]["schemas"]["TargetIn"][
         "properties"
