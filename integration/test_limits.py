@@ -14,9 +14,9 @@ from contextlib import ExitStack, closing
 from urllib.parse import urlsplit
 
 import pytest
-from containers import Lab, Service, wait_until
+from containers import Lab, Launcher, Service, owner_of, wait_until
 
-HEAD_TIMEOUT = 1  # seconds, set in the container: the default (10 s) would only slow the test
+HEAD_TIMEOUT = 0.5  # seconds, set in the container: the default (10 s) would only slow the test
 MAX_CONNECTIONS = 4
 WAIT = 15.0  # seconds a socket waits for the server's answer or close: a bound, not a measure
 POST_JSON = b"POST /v1/targets HTTP/1.1\r\nHost: deathstar\r\nContent-Type: application/json\r\n"
@@ -52,10 +52,11 @@ def status_and_body(raw: bytes) -> tuple[int, dict[str, object], bytes]:
     return status, json.loads(body), head.lower()
 
 
-@pytest.fixture
-def limited(lab: Lab) -> Iterator[Service]:
-    """A service that gives a silent client one second."""
-    with lab.serving(env={"DEATHSTAR_HEAD_TIMEOUT": str(HEAD_TIMEOUT)}) as service:
+@pytest.fixture(scope="module")
+def limited(launcher: Launcher, request: pytest.FixtureRequest) -> Iterator[Service]:
+    """A service that gives a silent client half a second; shared, as no client changes it."""
+    env = {"DEATHSTAR_HEAD_TIMEOUT": str(HEAD_TIMEOUT)}
+    with launcher.serving(owner_of(request), env=env) as service:
         yield service
 
 
