@@ -9,6 +9,11 @@
 # the project layer is staged on the host, so a source change runs no build container either.
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+# The stage the runtime stage starts from. `nox -s image` passes an image of that stage, built
+# once per dependency set (harness/core/runtime_base.py): an exporter that rewrites timestamps
+# leaves the layers of the image a build starts FROM alone, instead of recompressing the venv
+# on every build. Either way the image is the same; `nox -s repro` builds it in one go.
+ARG RUNTIME_BASE=runtime-base
 
 # --- deps: a virtualenv holding only the locked runtime dependencies --------------------------
 FROM ${BASE_IMAGE} AS deps
@@ -27,8 +32,8 @@ RUN /opt/tools/bin/pip --python /opt/venv/bin/python install \
         --no-index --find-links /src/wheelhouse --require-hashes --only-binary :all: \
         --requirement /src/requirements/runtime.txt
 
-# --- runtime ----------------------------------------------------------------------------------
-FROM ${BASE_IMAGE} AS runtime
+# --- runtime-base: the user and the venv, everything below the project -------------------------
+FROM ${BASE_IMAGE} AS runtime-base
 # useradd writes the day into /etc/shadow: from SOURCE_DATE_EPOCH, not from the build's clock.
 ARG SOURCE_DATE_EPOCH=0
 # A fixed uid/gid so volume ownership is predictable across hosts and rebuilds.
@@ -38,6 +43,9 @@ RUN groupadd --system --gid 10001 deathstar \
     && mkdir /data \
     && chown 10001:10001 /data
 COPY --from=deps /opt/venv /opt/venv
+
+# --- runtime ----------------------------------------------------------------------------------
+FROM ${RUNTIME_BASE} AS runtime
 # The project, laid out at its image paths on the host by `nox -s build` (harness/stage.py), so a
 # source change runs no build container: first what such a change leaves alone (the dist-info,
 # whose METADATA carries the README, and the entry-point script), then the package and RECORD,

@@ -25,7 +25,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import HarnessError
 from harness.core import audit as audits
 from harness.core import build as builds
-from harness.core import git, imaging, interpreters, locks, provision, records, sbom, sources
+from harness.core import (
+    git,
+    imaging,
+    interpreters,
+    locks,
+    provision,
+    records,
+    runtime_base,
+    sbom,
+    sources,
+)
 from harness.core.docker import Docker
 
 nox.needs_version = ">=2025.5.1"
@@ -170,6 +180,8 @@ def image(session: nox.Session) -> None:
         )  # fmt: skip
     records.save_image_record(record, IMAGE_RECORD)
     session.log(record.summary())
+    for problem in runtime_base.prune(docker, record.runtime_base):
+        session.warn(problem)
     install_groups(session, "sbom", project=False)  # cyclonedx-py, in this session's venv
     with refusals(session):
         run = lambda command, env: session.run(*command, env=env)  # noqa: E731

@@ -199,14 +199,24 @@ def test_a_reproducible_build_is_recorded_from_its_archive(tmp_path: Path) -> No
     archive_path = tmp_path / "image.tar"
     archive_path.write_text("stale")
 
+    built: list[Sequence[str]] = []
+
     def build_it(command: Sequence[str]) -> None:
         assert not archive_path.exists()  # never a stale archive taken for this build's
-        save_archive(archive_path, {diff_id: layer}, config={"config": {"Labels": {"a": "b"}}})
+        built.append(command)
+        fields = command[list(command).index("--output") + 1].split(",")
+        dest = Path(next(f for f in fields if f.startswith("dest="))[5:])
+        save_archive(dest, {diff_id: layer}, config={"config": {"Labels": {"a": "b"}}})
 
     record = imaging.build_image(
         plan(base_digest="sha256:base"), CURRENT, Docker(fake), build_it, context=tmp_path,
         archive_path=archive_path,
     )  # fmt: skip
+    # First the runtime base (the engine has none), then the image FROM it.
+    assert built[0][-3:-1] == ["--target", "runtime-base"]
+    assert record.runtime_base.startswith("deathstar-runtime-base:")
+    assert f"RUNTIME_BASE={record.runtime_base}" in built[1]
+    assert not list(tmp_path.glob("runtime-base-*")), "the runtime base's archive was left"
     saved = archive.read_archive(archive_path)
     assert record.config_digest == saved.config_digest != record.image_id
     assert record.diff_ids == [diff_id]

@@ -43,6 +43,9 @@ REPRODUCIBLE_BUILD = (
 # commit time goes into the org.opencontainers.image.created label instead.
 IMAGE_EPOCH = 1
 GZIP_LEVEL = 9
+# The Dockerfile's stage below the project layers (the venv, the user): the image's runtime
+# stage starts FROM it, or FROM the image of it that RUNTIME_BASE names.
+RUNTIME_BASE_TARGET = "runtime-base"
 MIN_ENGINE = (25, 0)
 MIN_BUILDX = (0, 13)
 # An image name as docker reads it (distribution/reference), ASCII only: [host[:port]/]path[:tag].
@@ -208,6 +211,10 @@ class BuildPlan:
         """The base image by digest once resolved: a build never takes what a tag names later."""
         return f"{self.base_image}@{self.base_digest}" if self.base_digest else self.base_image
 
+    def base_args(self) -> dict[str, str]:
+        """What the runtime-base stage may see: the base image and the files' epoch."""
+        return {"BASE_IMAGE": self.pinned_base, "SOURCE_DATE_EPOCH": str(IMAGE_EPOCH)}
+
     def build_args(self) -> dict[str, str]:
         base = {"BASE_IMAGE": self.pinned_base, "BASE_DIGEST": self.base_digest}
         labels = {"VERSION": self.version, "REVISION": self.revision, "SOURCE": SOURCE_URL}
@@ -222,18 +229,42 @@ class BuildPlan:
         *,
         archive: Path | None = None,
         no_cache: bool = False,
+        runtime_base: str | None = None,
     ) -> list[str]:
         """``docker build`` tagging ``tags``; with ``archive``, a reproducible BuildKit build.
 
         The reproducible build writes an image archive (named after the first tag) instead of
         loading the image: the archive is what is compared, and ``docker load`` reads it.
+        ``runtime_base`` names an image of the Dockerfile's runtime-base stage to start from
+        (see harness.core.runtime_base); without it the build makes that stage too.
         """
+        args = self.build_args()
+        if runtime_base is not None:
+            if not is_image_name(runtime_base):
+                raise HarnessError(f"{runtime_base!r} is not an image name for RUNTIME_BASE")
+            args["RUNTIME_BASE"] = runtime_base
+        return self._command(context, tags, args, archive=archive, no_cache=no_cache)
+
+    def runtime_base_command(self, context: Path, tag: str, archive: Path) -> list[str]:
+        """The reproducible build of the runtime-base stage alone, with only its arguments."""
+        command = self._command(context, [tag], self.base_args(), archive=archive)
+        return [*command[:-1], "--target", RUNTIME_BASE_TARGET, command[-1]]
+
+    def _command(
+        self,
+        context: Path,
+        tags: Sequence[str],
+        args: Mapping[str, str],
+        *,
+        archive: Path | None,
+        no_cache: bool = False,
+    ) -> list[str]:
         if not is_image_name(self.base_image):
             raise HarnessError(f"the base image {self.base_image!r} is not an image name")
         command = list(OFFLINE_BUILD if archive is None else REPRODUCIBLE_BUILD)
         if no_cache:
             command.append("--no-cache")
-        for key, value in self.build_args().items():
+        for key, value in args.items():
             command += ["--build-arg", f"{key}={value}"]
         if archive is None:
             for tag in tags:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import HarnessError
-from harness.core import archive
+from harness.core import archive, runtime_base
 from harness.core.build import Builder, BuildPlan, base_image
 from harness.core.docker import Docker
 from harness.core.records import ImageRecord
@@ -51,12 +51,18 @@ def build_image(
 ) -> ImageRecord:
     """Build with ``run`` (which shows the build's output), tag, and record the image.
 
-    A reproducible build goes through an archive, then ``docker load``; the archive stays for
+    A reproducible build starts FROM the runtime base of its inputs (made first if the engine
+    lacks it) and goes through an archive, then ``docker load``; the archive stays for
     ``repro`` to compare with. Elsewhere the engine's own builder tags the image directly.
     """
     archive_path.unlink(missing_ok=True)
+    base = ""
     if builder.reproducible:
-        run(plan.build_command(context, plan.tags, archive=archive_path))
+        base_archive = archive_path.with_name(f"runtime-base-{archive_path.name}")
+        base, _ = runtime_base.ensure(
+            plan, builder, docker, run, context=context, archive_path=base_archive
+        )
+        run(plan.build_command(context, plan.tags, archive=archive_path, runtime_base=base))
         docker("load", "--input", str(archive_path), timeout=DOCKER_LOAD_TIMEOUT)
         for tag in plan.tags[1:]:
             docker("tag", plan.tags[0], tag)
@@ -84,4 +90,5 @@ def build_image(
         base_digest=plan.base_digest,
         builder=builder.description,
         reproducible=builder.reproducible,
+        runtime_base=base,
     )

@@ -55,6 +55,7 @@ class ImageRecord:
     base_digest: str  # what base_image named when the image was built
     builder: str  # engine and BuildKit versions: inputs of the build like the lock
     reproducible: bool  # built so that a rebuild of the commit gives the same image
+    runtime_base: str = ""  # the image of the runtime-base stage it was built FROM, if any
 
     def summary(self) -> str:
         mb = 1_000_000

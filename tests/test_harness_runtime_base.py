@@ -1,0 +1,159 @@
+"""The runtime base: its key follows every input of its stage and nothing else; built once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from harness import HarnessError
+from harness.core import build, runtime_base
+from harness.core.docker import Docker
+from tests.fakedocker import FakeDocker
+
+CURRENT = build.Builder("26.1.5", "v0.13.1", containerd_store=True)
+
+
+def plan(**overrides: object) -> build.BuildPlan:
+    fields: dict[str, object] = {
+        "version": "1.2.3",
+        "commit": "0123456789abcdef0123456789abcdef01234567",
+        "dirty": False,
+        "epoch": 1767323045,
+        "base_image": "python:3.11-slim-bookworm",
+        "base_digest": "sha256:" + "b" * 64,
+    }
+    fields.update(overrides)
+    return build.BuildPlan(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    (tmp_path / "Dockerfile").write_text("FROM x AS runtime-base\n")
+    (tmp_path / ".dockerignore").write_text("*\n")
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "runtime.txt").write_text("fastapi==1 --hash=sha256:00\n")
+    wheelhouse = tmp_path / "dist" / "wheelhouse"
+    wheelhouse.mkdir(parents=True)
+    (wheelhouse / "fastapi-1-py3-none-any.whl").write_bytes(b"wheel")
+    (tmp_path / "dist" / "staging").mkdir()
+    (tmp_path / "dist" / "staging" / "app.py").write_text("print(1)\n")
+    return tmp_path
+
+
+def edit(path: Path) -> Callable[[Path], object]:
+    return lambda root: (root / path).write_bytes((root / path).read_bytes() + b"#")
+
+
+def link_instead(path: Path) -> None:
+    """The file replaced by a link to a file outside the context (same name, no content)."""
+    path.unlink()
+    path.symlink_to("/etc/hostname")
+
+
+CHANGES: dict[str, Callable[[Path], object]] = {
+    "Dockerfile": edit(Path("Dockerfile")),
+    "dockerignore": edit(Path(".dockerignore")),
+    "lock": edit(Path("requirements/runtime.txt")),
+    "wheel content": edit(Path("dist/wheelhouse/fastapi-1-py3-none-any.whl")),
+    "wheel added": lambda root: (root / "dist/wheelhouse/extra-1-py3-none-any.whl").write_bytes(
+        b""
+    ),
+    "wheel mode": lambda root: (root / "dist/wheelhouse/fastapi-1-py3-none-any.whl").chmod(0o600),
+    "wheel made a link": lambda root: link_instead(
+        root / "dist/wheelhouse/fastapi-1-py3-none-any.whl"
+    ),
+    "lock removed": lambda root: (root / "requirements/runtime.txt").unlink(),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_the_key_follows_every_file_the_stage_can_see(
+    context: Path, change: Callable[[Path], object]
+) -> None:
+    before = runtime_base.key(context, plan(), CURRENT)
+    assert runtime_base.key(context, plan(), CURRENT) == before  # a digest, not a timestamp
+    change(context)
+    assert runtime_base.key(context, plan(), CURRENT) != before
+
+
+def test_the_key_follows_the_base_and_the_builder_but_not_the_commit(context: Path) -> None:
+    before = runtime_base.key(context, plan(), CURRENT)
+    assert runtime_base.key(context, plan(base_digest="sha256:" + "c" * 64), CURRENT) != before
+    newer = build.Builder("27.0.1", "v0.15.1", containerd_store=True)
+    assert runtime_base.key(context, plan(), newer) != before
+    # What only the runtime stage sees: the commit, its labels, the staged project.
+    later = plan(commit="f" * 40, dirty=True, epoch=1, version="9.9.9")
+    (context / "dist" / "staging" / "app.py").write_text("print(2)\n")
+    os.utime(context / "Dockerfile", (0, 0))
+    assert runtime_base.key(context, later, CURRENT) == before
+
+
+def test_the_stage_is_built_with_its_own_arguments_only(context: Path) -> None:
+    command = plan().runtime_base_command(context, "deathstar-runtime-base:k", context / "b.tar")
+    args = [command[i + 1] for i, arg in enumerate(command) if arg == "--build-arg"]
+    assert args == [
+        f"BASE_IMAGE=python:3.11-slim-bookworm@sha256:{'b' * 64}",
+        "SOURCE_DATE_EPOCH=1",
+    ]
+    assert command[-3:] == ["--target", "runtime-base", str(context)]
+    assert "rewrite-timestamp=true" in command[command.index("--output") + 1]
+
+
+def test_built_once_then_taken_from_the_engine(context: Path) -> None:
+    tag = f"deathstar-runtime-base:{runtime_base.key(context, plan(), CURRENT)}"
+    archive = context / "base.tar"
+    built: list[Sequence[str]] = []
+
+    def run(command: Sequence[str]) -> None:
+        built.append(command)
+        archive.write_bytes(b"tar")
+
+    fake = FakeDocker(rules=[(["load"], "Loaded image", 0)])
+    made = runtime_base.ensure(
+        plan(), CURRENT, Docker(fake), run, context=context, archive_path=archive
+    )
+    assert made == (tag, True)
+    assert len(built) == 1
+    assert ["load", "--input", str(archive)] in fake.docker_calls()
+    assert not archive.exists(), "the archive is loaded, then removed"
+
+    there = FakeDocker(rules=[(["image", "inspect", "--format", "{{.Id}}", tag], "sha256:rb", 0)])
+    kept = runtime_base.ensure(
+        plan(), CURRENT, Docker(there), run, context=context, archive_path=archive
+    )
+    assert kept == (tag, False)
+    assert len(built) == 1, "built again although the engine has it"
+
+
+def test_a_failed_build_leaves_no_archive(context: Path) -> None:
+    archive = context / "base.tar"
+
+    def run(command: Sequence[str]) -> None:
+        archive.write_bytes(b"half")
+        raise HarnessError("docker buildx build failed: no space left on device")
+
+    with pytest.raises(HarnessError, match="no space left"):
+        runtime_base.ensure(
+            plan(), CURRENT, Docker(FakeDocker()), run, context=context, archive_path=archive
+        )
+    assert not archive.exists()
+
+
+def test_prune_removes_earlier_bases_and_reports_what_it_could_not() -> None:
+    listed = "aaa\nbbb\nccc\n<none>\n"
+    fake = FakeDocker(
+        rules=[
+            (["image", "ls"], listed, 0),
+            (["image", "rm", "deathstar-runtime-base:ccc"], "Error: image is in use", 1),
+            (["image", "rm"], "Untagged", 0),
+        ]
+    )
+    problems = runtime_base.prune(Docker(fake), "deathstar-runtime-base:bbb")
+    removed = [c[2] for c in fake.docker_calls() if c[:2] == ["image", "rm"]]
+    assert removed == ["deathstar-runtime-base:aaa", "deathstar-runtime-base:ccc"]
+    assert len(problems) == 1
+    assert "deathstar-runtime-base:ccc" in problems[0]
+    assert "in use" in problems[0]
