@@ -135,6 +135,7 @@ class FakeEngine(FakeDocker):
                 "{{.Id}}": image.id,
                 "{{.Size}}": str(image.size),
                 "{{json .RootFS.Layers}}": json.dumps(image.layers),
+                "{{json .RepoDigests}}": "[]",  # a base built here, not pulled
             }
             return answers[args[3]] + "\n"
         if command == "build":
@@ -255,8 +256,9 @@ def test_bench_measures_everything_and_cleans_up(
     # the plan `nox -s image` makes in a clean clone of the snapshot, with the bench's tag
     assert len(set(engine.heads)) == 1
     plan = BuildPlan(
-        version="0.1.0", commit=engine.heads[0], dirty=False, epoch=EPOCH, base_image=BASE
-    )
+        version="0.1.0", commit=engine.heads[0], dirty=False, epoch=EPOCH, base_image=BASE,
+        base_digest=engine.images[BASE].id,  # pinned, as `nox -s image` pins it
+    )  # fmt: skip
     for n, command in enumerate(ours):
         assert ["docker", *command] == plan.build_command(
             Path(command[-1]), [f"deathstar-bench-ours:{n}"]

@@ -11,13 +11,13 @@ import os
 import shutil
 import sys
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.bench.engine import BUILD_TIMEOUT, Engine
-from harness.core import build
+from harness.core import build, imaging, records
 from harness.core import git as gitinfo
 from harness.core.process import Runner
 
@@ -111,6 +111,11 @@ class Workspace:
         build_env = {**os.environ, "SOURCE_DATE_EPOCH": str(self.epoch)}
 
         version = self.pyproject["project"]["version"]
+        builder = build.Builder.detect(self.engine.docker)
+        plan = replace(plan, base_digest=imaging.resolve_base(self.engine.docker, plan.base_image))
+
+        def build_run(command: Sequence[str]) -> None:
+            self.engine.track(self.run(list(command), timeout=BUILD_TIMEOUT, merge=True))
 
         def build_ours(tag: str) -> str:
             # What `nox -s build image` does for a change: python -m build as the build session
@@ -125,8 +130,15 @@ class Workspace:
             wheel = build.project_wheel(ours / "dist", version).relative_to(ours)
             stage = build.staging_command(wheel, build.STAGING, python=sys.executable)
             self.run(stage, cwd=ours, timeout=BUILD_TIMEOUT)
-            command = plan.build_command(ours, [tag])
-            return self.engine.track(self.run(command, timeout=BUILD_TIMEOUT, merge=True))
+            # Then the image as `nox -s image` builds it: reproducible where the engine can.
+            record = imaging.build_image(
+                plan, builder, self.engine.docker, build_run, context=ours,
+                archive_path=records.image_archive_path(ours), tags=[tag],
+            )  # fmt: skip
+            base_id = record.runtime_base and self.engine.docker.image_id(record.runtime_base)
+            if base_id:  # removed at the end unless it was there before the run
+                self.engine.remember([base_id])
+            return record.image_id
 
         def build_seed(tag: str) -> str:
             command = [

@@ -48,6 +48,7 @@ def build_image(
     *,
     context: Path,
     archive_path: Path,
+    tags: Sequence[str] | None = None,
 ) -> ImageRecord:
     """Build with ``run`` (which shows the build's output), tag, and record the image.
 
@@ -55,6 +56,7 @@ def build_image(
     lacks it) and goes through an archive, then ``docker load``; the archive stays for
     ``repro`` to compare with. Elsewhere the engine's own builder tags the image directly.
     """
+    tags = list(tags or plan.tags)
     archive_path.unlink(missing_ok=True)
     base = ""
     if builder.reproducible:
@@ -62,23 +64,23 @@ def build_image(
         base, _ = runtime_base.ensure(
             plan, builder, docker, run, context=context, archive_path=base_archive
         )
-        run(plan.build_command(context, plan.tags, archive=archive_path, runtime_base=base))
+        run(plan.build_command(context, tags, archive=archive_path, runtime_base=base))
         docker("load", "--input", str(archive_path), timeout=DOCKER_LOAD_TIMEOUT)
-        for tag in plan.tags[1:]:
-            docker("tag", plan.tags[0], tag)
+        for tag in tags[1:]:
+            docker("tag", tags[0], tag)
         built = archive.read_archive(archive_path)
         config_digest, diff_ids = built.config_digest, built.diff_ids
     else:
-        run(plan.build_command(context, plan.tags))
+        run(plan.build_command(context, tags))
         # Docker's classic store names an image by its config digest.
-        config_digest = docker("image", "inspect", "--format", "{{.Id}}", plan.tags[0])
+        config_digest = docker("image", "inspect", "--format", "{{.Id}}", tags[0])
         diff_ids = json.loads(
-            docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", plan.tags[0])
+            docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", tags[0])
         )
-    image_id = docker("image", "inspect", "--format", "{{.Id}}", plan.tags[0])
+    image_id = docker("image", "inspect", "--format", "{{.Id}}", tags[0])
     return ImageRecord(
         image_id=image_id,
-        tags=plan.tags,
+        tags=tags,
         version=plan.version,
         commit=plan.commit,
         revision=plan.revision,
