@@ -59,6 +59,16 @@ def test_target_limits_and_baseline() -> None:
     assert more.verdict(1400, 1000) is False
 
 
+def test_target_ratio_to_the_baseline_of_the_same_run() -> None:
+    share = Target(at_most=4.0, ratio_at_most=0.6)
+    assert share.verdict(1.2, 2.0) is True
+    assert share.verdict(1.3, 2.0) is False  # under 4 s, but 0.65x
+    assert share.verdict(5.0, 10.0) is False  # 0.5x, but over 4 s
+    assert share.verdict(1.0, None) is False  # a ratio needs its baseline: no pass without it
+    assert share.verdict(1.0, 0.0) is False
+    assert share.describe("s", "seed-style") == "≤ 4.00 s, ≤ 0.6x seed-style"
+
+
 def test_target_descriptions() -> None:
     assert Target(at_most=4.0, beat_baseline=True).describe("s", "seed-style") == (
         "≤ 4.00 s, ≤ seed-style"

@@ -54,6 +54,7 @@ class FakeEngine(FakeDocker):
     count: int = 0
     heads: list[str] = field(default_factory=list)  # the commits the pipeline ran at
     staged: list[tuple[str, bool]] = field(default_factory=list)  # build tag, dist/staging?
+    sources: list[str] = field(default_factory=list)  # the edited file, as each pipeline saw it
 
     def __post_init__(self) -> None:
         self.images[BASE] = Image("sha256:31ba6b2d6dfa" + "0" * 52, ["sha256:base"], 100_000_000)
@@ -95,6 +96,7 @@ class FakeEngine(FakeDocker):
         assert cwd is not None
         if "--install-only" in args:
             return "nox > Session test-3.11 was successful.\n"
+        self.sources.append((cwd / "deathstar" / "app.py").read_text())
         # The tags `nox -s image` gives in this clone: the version and the clone's commit.
         commit = process.run(["git", "rev-parse", "HEAD"], cwd=cwd, env=GIT_ENV).strip()
         self.heads.append(commit)
@@ -220,8 +222,12 @@ def test_bench_measures_everything_and_cleans_up(
     figures = {f["id"]: f for f in data["figures"]}
     assert list(figures) == [
         "P1a", "P1b", "P1b.raw", "P2", "P3", "P5", "P5.p50", "P5.p99", "P5.err", "P6", "P4",
-        "P4.reuse", "P8", "P7",
+        "P4.reuse", "P4.edit", "P8", "P7",
     ]  # fmt: skip
+    # nox ran in a fresh clone, again in it, then again after the edit (not committed)
+    assert engine.sources[:2] == ["app = None\n"] * 2
+    assert engine.sources[2] == "app = None\n# bench pipeline edit 1\n"
+    assert len(set(engine.heads)) == 1
     # The stand-in pipeline runs lint only: no unit suite and no integration to time.
     assert figures["P8"]["error"] == "the reused pipeline ran no test-3.11 session"
     assert len(figures["P1a"]["runs"]) == len(figures["P1a"]["baseline"]["runs"]) == 2
@@ -307,11 +313,12 @@ def test_bench_keeps_going_when_steps_fail(project: Path) -> None:
     code, data = run_bench(project, engine)
     assert code == 0
     figures = {f["id"]: f for f in data["figures"]}
-    assert list(figures) == ["P1", "P6", "P4", "P4.reuse"]  # no images: no P3 and no P5
+    assert list(figures) == ["P1", "P6", "P4", "P4.reuse", "P4.edit"]  # no P3 or P5: no images
     assert "failed" in figures["P1"]["error"]
     assert "virtualenv backend failed: ERROR:" in figures["P6"]["note"]
     assert "failed" in figures["P4"]["error"]
-    assert figures["P4.reuse"]["error"].startswith("not run")
+    assert figures["P4.reuse"]["error"] == "not run: the pipeline failed in P4"
+    assert figures["P4.edit"]["error"] == "not run: the pipeline failed in P4"
 
 
 def test_bench_reports_a_failing_uv_backend(project: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.bench.engine import Engine, short_id
 from harness.bench.options import Options
+from harness.bench.rebuild import EDITED, append_line
 from harness.bench.report import Figure, Target
 from harness.bench.workspace import Workspace
 from harness.core import records
@@ -138,19 +139,23 @@ class NoxRuns:
         fresh = Figure("P4", "`nox` (default sessions) in a fresh clone", "s")
         reused = Figure("P4.reuse", "`nox` again, nothing changed, venvs reused", "s")
         reused.target = Target(at_most=40.0)
+        edited = Figure("P4.edit", "`nox` again after a one-line source change", "s")
+        edited.target = Target(at_most=50.0)
+        edited.note = f"a comment line appended to {EDITED}, not committed"
         fresh.note = "git clone + nox with no venvs and no dist/; base image and caches present"
         before = {tag: self.engine.docker.image_id(tag) for tag in self.workspace.plan.tags}
         made: list[str] = []
+        order = (fresh, reused, edited)
         try:
             for run in range(1, self.options.pipeline_runs + 1):
-                for fig in (fresh, reused):
+                for step, fig in enumerate(order):
                     if not self._run(fig, run, made):
-                        if fig is fresh:
-                            reused.error = "not run: the pipeline failed in the fresh clone"
-                        return [fresh, reused]
+                        for later in order[step + 1 :]:
+                            later.error = f"not run: the pipeline failed in {fig.key}"
+                        return list(order)
         finally:
             self._restore_tags(before, made)
-        return [fresh, reused, *session_figures(reused, self.options.test_session)]
+        return [*order, *session_figures(reused, self.options.test_session)]
 
     def _run(self, fig: Figure, run: int, made: list[str]) -> bool:
         """One `nox` in the pipeline clone (a new clone for a fresh run); False when it failed."""
@@ -158,6 +163,8 @@ class NoxRuns:
         work = self.workspace.work
         clone = self.workspace.clone("pipeline") if fig.key == "P4" else work / "pipeline"
         report = work / f"nox-report-{fig.key}-{run}.json"
+        if fig.key == "P4.edit":
+            append_line(clone / EDITED, f"# bench pipeline edit {run}")
         try:
             self.engine.track(
                 self.nox(clone, "--no-error-on-missing-interpreters", "--report", str(report))

@@ -50,6 +50,7 @@ class Target:
     at_most: float | None = None
     at_least: float | None = None
     beat_baseline: bool = False
+    ratio_at_most: float | None = None  # ours / the baseline's, in the same run
 
     def verdict(self, value: float | None, baseline: float | None) -> bool | None:
         if value is None:
@@ -59,6 +60,9 @@ class Target:
             ok = ok and value <= self.at_most
         if self.at_least is not None:
             ok = ok and value >= self.at_least
+        if self.ratio_at_most is not None:
+            ok = ok and baseline is not None and baseline > 0
+            ok = ok and baseline is not None and value <= self.ratio_at_most * baseline
         if self.beat_baseline and baseline is not None:
             lower_is_better = self.at_least is None
             ok = ok and (value <= baseline if lower_is_better else value >= baseline)
@@ -72,6 +76,8 @@ class Target:
             parts.append(f"≥ {format_value(self.at_least, unit)}")
         if self.beat_baseline and baseline_name:
             parts.append(f"{'≥' if self.at_least is not None else '≤'} {baseline_name}")
+        if self.ratio_at_most is not None:
+            parts.append(f"≤ {self.ratio_at_most:g}x {baseline_name or 'the baseline'}")
         return ", ".join(parts)
 
 
