@@ -224,10 +224,7 @@ def test_bench_measures_everything_and_cleans_up(
         "P1a", "P1b", "P1b.raw", "P2", "P3", "P5", "P5.p50", "P5.p99", "P5.err", "P6", "P4",
         "P4.reuse", "P4.edit", "P8", "P7",
     ]  # fmt: skip
-    # nox ran in a fresh clone, again in it, then again after the edit (not committed)
-    assert engine.sources[:2] == ["app = None\n"] * 2
-    assert engine.sources[2] == "app = None\n# bench pipeline edit 1\n"
-    assert len(set(engine.heads)) == 1
+    assert_pipeline_edited_last(engine)
     # The stand-in pipeline runs lint only: no unit suite and no integration to time.
     assert figures["P8"]["error"] == "the reused pipeline ran no test-3.11 session"
     assert len(figures["P1a"]["runs"]) == len(figures["P1a"]["baseline"]["runs"]) == 2
@@ -305,6 +302,13 @@ def test_ours_stages_the_wheel_before_each_docker_build(project: Path) -> None:
         ("deathstar-bench-ours:0", True), ("deathstar-bench-seed:0", False),
         ("deathstar-bench-ours:1", True), ("deathstar-bench-seed:1", False),
     ]  # fmt: skip
+
+
+def assert_pipeline_edited_last(engine: FakeEngine) -> None:
+    """nox ran in a fresh clone, again in it, then again after the edit (not committed)."""
+    assert engine.sources[:2] == ["app = None\n"] * 2
+    assert engine.sources[2] == "app = None\n# bench pipeline edit 1\n"
+    assert len(set(engine.heads)) == 1
 
 
 def test_bench_keeps_going_when_steps_fail(project: Path) -> None:
