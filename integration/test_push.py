@@ -53,6 +53,7 @@ from pushing import (
 from refusals import REFUSALS, Refusal
 from signing import COSIGN_PASSWORD, VERIFICATIONS, fabricated_sbom, key_pair, verify
 from testcontainers.core.network import Network
+from testcontainers.core.wait_strategies import HttpWaitStrategy
 
 from harness.core.records import ImageRecord
 
@@ -82,6 +83,13 @@ class HtpasswdRegistry(DockerRegistryContainer):  # type: ignore[misc]
                 entry.size = len(content)
                 archive.addfile(entry, io.BytesIO(content))
             self.get_wrapped_container().put_archive("/", buffer.getvalue())
+
+    def _readiness_probe(self) -> None:
+        """Ready once /v2/ accepts the credentials, asked every 50 ms (testcontainers: 1 s)."""
+        assert self.username is not None and self.password is not None
+        ready = HttpWaitStrategy(self.port, "/v2/").for_status_code(200)
+        ready = ready.with_basic_credentials(self.username, self.password)
+        ready.with_poll_interval(0.05).with_startup_timeout(30).wait_until_ready(self)
 
 
 @pytest.fixture(scope="module")
