@@ -86,7 +86,8 @@ class HtpasswdRegistry(DockerRegistryContainer):  # type: ignore[misc]
 
     def _readiness_probe(self) -> None:
         """Ready once /v2/ accepts the credentials, asked every 50 ms (testcontainers: 1 s)."""
-        assert self.username is not None and self.password is not None
+        assert self.username is not None
+        assert self.password is not None
         ready = HttpWaitStrategy(self.port, "/v2/").for_status_code(200)
         ready = ready.with_basic_credentials(self.username, self.password)
         ready.with_poll_interval(0.05).with_startup_timeout(30).wait_until_ready(self)
