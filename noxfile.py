@@ -35,6 +35,7 @@ from harness.core import (
     runtime_base,
     sbom,
     sources,
+    wheelhouse,
 )
 from harness.core.docker import Docker
 
@@ -152,7 +153,7 @@ def build(session: nox.Session) -> None:
         locks.check()
         epoch = git.commit_epoch(ROOT)
     install_groups(session, "release", project=False)
-    shutil.rmtree(DIST, ignore_errors=True)
+    wheelhouse.clean_dist(DIST)  # the wheelhouse stays while it matches the lock
     session.run(*builds.wheel_build_command(DIST), env={"SOURCE_DATE_EPOCH": str(epoch)})
     artifacts = sorted(str(p) for p in DIST.glob("deathstar-*"))
     session.run("twine", "check", "--strict", *artifacts)
@@ -160,7 +161,7 @@ def build(session: nox.Session) -> None:
     with refusals(session):
         wheel = builds.project_wheel(DIST, PYPROJECT["project"]["version"])
     session.run(*builds.staging_command(wheel.relative_to(ROOT), builds.STAGING))
-    session.run(*builds.wheelhouse_command(locks.RUNTIME.path, DIST / "wheelhouse"))
+    session.log(wheelhouse.refresh(locks.RUNTIME.path, DIST, lambda cmd: session.run(*cmd)))
 
 
 @nox.session(python=TOOL_PYTHON, requires=["build"])
