@@ -63,7 +63,9 @@ def rebuilds(
         side.tags.append(f"{side.repo}:0")
     for run in range(1, options.runs + 1):
         for side in (ours, seed):
-            append_line(side.clone / EDITED, f"# bench edit {run}")
+            # Unique to this bench run: an edit an earlier run made would be in the build
+            # cache, and a side that rebuilds from that cache would be timed on a cache hit.
+            append_line(side.clone / EDITED, f"# bench edit {run} of {engine.token}")
             tag = f"{side.repo}:{run}"
             engine.tags.append(tag)
             started = time.perf_counter()
