@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import HarnessError
-from harness import package
+from harness import HarnessError, package
 
-BACKEND = '''
+BACKEND = """
 from pathlib import Path
 
 calls = []
@@ -24,7 +23,7 @@ def build_wheel(wheel_directory):
     calls.append("wheel")
     Path(wheel_directory, "demo-1-py3-none-any.whl").write_bytes(b"wheel")
     return "demo-1-py3-none-any.whl"
-'''
+"""
 
 
 @pytest.fixture
@@ -56,8 +55,10 @@ def test_an_object_of_a_module_can_be_the_backend(project: Path) -> None:
         '[build-system]\nbuild-backend = "demo_backend:Inner.api"\n'
     )
     with (project.parent / "backends" / "demo_backend.py").open("a") as handle:
-        handle.write("class Inner:\n    import types\n    api = types.SimpleNamespace(\n"
-                     "        build_sdist=build_sdist, build_wheel=build_wheel)\n")
+        handle.write(
+            "class Inner:\n    import types\n    api = types.SimpleNamespace(\n"
+            "        build_sdist=build_sdist, build_wheel=build_wheel)\n"
+        )
     assert [p.name for p in package.build(project, project / "out")] == [
         "demo-1.tar.gz", "demo-1-py3-none-any.whl",
     ]  # fmt: skip

@@ -143,15 +143,8 @@ class StandIn(FakeDocker):
             return git(Path(args[2]), *args[3:]) + "\n"
         if args[0] == "git":
             return git(cwd or Path.cwd(), *args[1:]) + "\n"
-        if args[1:3] == ["-m", "build"] or args[1:4] == ["-m", "pip", "download"]:
-            if "--outdir" in args:
-                make_wheel(Path(args[args.index("--outdir") + 1]))
-            return ""
-        if args[1:3] == ["-m", "harness.package"]:
-            assert cwd is not None
-            assert (cwd / "harness" / "package.py").is_file()  # the fresh clone's own module
-            make_wheel(cwd / args[3])
-            return ""
+        if args[1:3] in (["-m", "build"], ["-m", "harness.package"], ["-m", "pip"]):
+            return self.package(args, cwd)
         if args[1:3] == ["-m", "harness.stage"]:  # for real, in the clone's dist/
             assert cwd is not None
             assert (cwd / "harness" / "stage.py").is_file()  # the fresh clone's own module
@@ -165,6 +158,19 @@ class StandIn(FakeDocker):
             image(Path(dest.split(",")[0]), *self.layers, labels=self.labels)
             return ""
         return super().answer(args, cwd=cwd, env=env)
+
+    def package(self, args: list[str], cwd: Path | None) -> str:
+        """The wheel: through the frontend (--outdir), or the clone's own harness.package; the
+        wheelhouse (pip download) stays empty."""
+        if args[2] == "pip":
+            return ""
+        if args[2] == "build":
+            make_wheel(Path(args[args.index("--outdir") + 1]))
+            return ""
+        assert cwd is not None
+        assert (cwd / "harness" / "package.py").is_file()  # the fresh clone's own module
+        make_wheel(cwd / args[3])
+        return ""
 
 
 def recorded_project(

@@ -93,8 +93,9 @@ def rebuilds(
     )
     p1a.note = (
         "ours: python -m harness.package (sdist and wheel, as `nox -s build`) + "
-        "python -m harness.stage (the project layer, on the host) + the image as `nox -s image` builds it (reproducible: "
-        "an archive with rewritten timestamps, FROM the kept runtime base, then docker load); "
+        "python -m harness.stage (the project layer, on the host) + the image as `nox -s image` "
+        "builds it (reproducible: an archive with rewritten timestamps, FROM the kept runtime "
+        "base, then docker load); "
         "seed-style: docker build, loaded by the engine, not reproducible"
     )
     return [p1a, p1b_gz, p1b, p2]
