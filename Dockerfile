@@ -17,7 +17,6 @@ ARG RUNTIME_BASE=runtime-base
 
 # --- deps: a virtualenv holding only the locked runtime dependencies --------------------------
 FROM ${BASE_IMAGE} AS deps
-# Checked-hash .pyc files (set by SOURCE_DATE_EPOCH) make bytecode independent of file times.
 ARG SOURCE_DATE_EPOCH=0
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -28,9 +27,13 @@ RUN python3 -m venv /opt/tools \
     && python3 -m venv --without-pip /opt/venv
 COPY requirements/runtime.txt /src/requirements/runtime.txt
 COPY dist/wheelhouse/ /src/wheelhouse/
-RUN /opt/tools/bin/pip --python /opt/venv/bin/python install \
+# Bytecode by hash, not file time (rewrite-timestamp changes the times), and unchecked: an
+# image's files never change, and a checked .pyc makes every start read and hash the source of
+# each module it imports.
+RUN /opt/tools/bin/pip --python /opt/venv/bin/python install --no-compile \
         --no-index --find-links /src/wheelhouse --require-hashes --only-binary :all: \
-        --requirement /src/requirements/runtime.txt
+        --requirement /src/requirements/runtime.txt \
+    && /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib
 
 # --- runtime-base: the user and the venv, everything below the project -------------------------
 FROM ${BASE_IMAGE} AS runtime-base

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 
 from deathstar import __version__
@@ -55,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def healthcheck(port: int, timeout: float) -> int:
+    # Here, not at the top: `deathstar api` does not need urllib and starts without it.
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
     url = f"http://127.0.0.1:{port}/healthz"
     # No proxies: an HTTP_PROXY in the container's environment must not reroute a local probe.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -108,6 +110,9 @@ def serve(settings: Settings) -> int:
         reason = exc.strerror or str(exc)
         return fail(f"cannot listen on {settings.host}:{settings.port}: {reason}")
     with sock:
+        # FastAPI imports pydantic.v1, a fifth of the start-up, only to refuse v1 models in
+        # routes; this service has none, and with the module absent FastAPI skips that check.
+        sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
         from deathstar import logs, server  # noqa: PLC0415
         from deathstar.app import create_app  # noqa: PLC0415
 

@@ -97,3 +97,10 @@ def test_every_copy_of_the_base_image_default_agrees() -> None:
     assert re.search(provision_default, provision, re.MULTILINE), (
         "provision's BASE_IMAGE default differs from harness.core.build.DEFAULT_BASE_IMAGE"
     )
+
+
+def test_the_dependencies_bytecode_is_not_checked_against_its_source() -> None:
+    # pip compiles checked-hash .pyc under SOURCE_DATE_EPOCH: every start then hashes sources.
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "install --no-compile" in dockerfile
+    assert "compileall -q --invalidation-mode unchecked-hash /opt/venv/lib" in dockerfile

@@ -63,7 +63,9 @@ def rebuilds(
         side.tags.append(f"{side.repo}:0")
     for run in range(1, options.runs + 1):
         for side in (ours, seed):
-            append_line(side.clone / EDITED, f"# bench edit {run}")
+            # Unique to this bench run: an edit an earlier run made would be in the build
+            # cache, and a side that rebuilds from that cache would be timed on a cache hit.
+            append_line(side.clone / EDITED, f"# bench edit {run} of {engine.token}")
             tag = f"{side.repo}:{run}"
             engine.tags.append(tag)
             started = time.perf_counter()
@@ -90,9 +92,10 @@ def rebuilds(
         "only the offline build needs (the tutorial installs from the network)"
     )
     p1a.note = (
-        "ours: python -m build (sdist and wheel, as `nox -s build`) + python -m harness.stage "
-        "(the project layer, on the host) + the image as `nox -s image` builds it (reproducible: "
-        "an archive with rewritten timestamps, FROM the kept runtime base, then docker load); "
+        "ours: python -m harness.package (sdist and wheel, as `nox -s build`) + "
+        "python -m harness.stage (the project layer, on the host) + the image as `nox -s image` "
+        "builds it (reproducible: an archive with rewritten timestamps, FROM the kept runtime "
+        "base, then docker load); "
         "seed-style: docker build, loaded by the engine, not reproducible"
     )
     return [p1a, p1b_gz, p1b, p2]

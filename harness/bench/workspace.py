@@ -118,9 +118,9 @@ class Workspace:
             self.engine.track(self.run(list(command), timeout=BUILD_TIMEOUT, merge=True))
 
         def build_ours(tag: str) -> str:
-            # What `nox -s build image` does for a change: python -m build as the build session
-            # runs it (backend from the dev lock, no isolation), the wheel staged as the project
-            # layer (python -m harness.stage), then docker build.
+            # What `nox -s build image` does for a change: sdist and wheel as the build session
+            # makes them (python -m harness.package, the backend from the dev lock), then the
+            # wheel staged as the project layer (python -m harness.stage).
             self.run(
                 [sys.executable, *build.wheel_build_command(Path("dist"))[1:]],
                 cwd=ours,

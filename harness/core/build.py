@@ -84,11 +84,14 @@ def csv_field(field: str) -> str:
 
 
 def wheel_build_command(outdir: Path, python: str = "python") -> list[str]:
-    """sdist and wheel as the build session makes them.
+    """sdist and wheel as the build session makes them: ``python -m harness.package``, run in
+    the project's root, calls the backend from the dev lock in-process (the same poetry-core
+    on every rebuild, and no build env to create); the caller sets SOURCE_DATE_EPOCH."""
+    return [python, "-m", "harness.package", str(outdir)]
 
-    --no-isolation: the backend comes from the dev lock (the same poetry-core on every rebuild,
-    and no build env to create); the caller sets SOURCE_DATE_EPOCH.
-    """
+
+def frontend_build_command(outdir: Path, python: str = "python") -> list[str]:
+    """The same sdist and wheel through pypa's frontend, for a commit without harness.package."""
     return [python, "-m", "build", "--no-isolation", "--outdir", str(outdir)]
 
 
