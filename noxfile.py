@@ -181,7 +181,7 @@ def image(session: nox.Session) -> None:
         )  # fmt: skip
     records.save_image_record(record, IMAGE_RECORD)
     session.log(record.summary())
-    for problem in runtime_base.prune(docker, record.runtime_base):
+    for problem in runtime_base.prune(docker, record.runtime_base, runtime_base.state_path(ROOT)):
         session.warn(problem)
     install_groups(session, "sbom", project=False)  # cyclonedx-py, in this session's venv
     with refusals(session):

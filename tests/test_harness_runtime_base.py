@@ -142,18 +142,28 @@ def test_a_failed_build_leaves_no_archive(context: Path) -> None:
     assert not archive.exists()
 
 
-def test_prune_removes_earlier_bases_and_reports_what_it_could_not() -> None:
-    listed = "aaa\nbbb\nccc\n<none>\n"
-    fake = FakeDocker(
-        rules=[
-            (["image", "ls"], listed, 0),
-            (["image", "rm", "deathstar-runtime-base:ccc"], "Error: image is in use", 1),
-            (["image", "rm"], "Untagged", 0),
-        ]
-    )
-    problems = runtime_base.prune(Docker(fake), "deathstar-runtime-base:bbb")
-    removed = [c[2] for c in fake.docker_calls() if c[:2] == ["image", "rm"]]
-    assert removed == ["deathstar-runtime-base:aaa", "deathstar-runtime-base:ccc"]
+def test_a_checkout_removes_only_the_base_it_used_before(tmp_path: Path) -> None:
+    state = tmp_path / ".nox" / "runtime-base"
+    fake = FakeDocker(rules=[(["image", "rm"], "Untagged", 0)])
+    docker = Docker(fake)
+    assert runtime_base.prune(docker, "deathstar-runtime-base:aaa", state) == []
+    assert fake.docker_calls() == []  # nothing noted yet: nothing of ours to remove
+    assert runtime_base.prune(docker, "deathstar-runtime-base:aaa", state) == []
+    assert fake.docker_calls() == []  # the same base again
+    assert runtime_base.prune(docker, "deathstar-runtime-base:bbb", state) == []
+    assert fake.docker_calls() == [["image", "rm", "deathstar-runtime-base:aaa"]]
+    assert state.read_text() == "deathstar-runtime-base:bbb\n"
+
+
+def test_a_base_that_cannot_go_is_one_line_and_a_foreign_note_is_ignored(tmp_path: Path) -> None:
+    state = tmp_path / "runtime-base"
+    state.write_text("deathstar-runtime-base:aaa\n")
+    busy = FakeDocker(rules=[(["image", "rm"], "Error: image is being used by a container", 1)])
+    problems = runtime_base.prune(Docker(busy), "deathstar-runtime-base:bbb", state)
     assert len(problems) == 1
-    assert "deathstar-runtime-base:ccc" in problems[0]
-    assert "in use" in problems[0]
+    assert "deathstar-runtime-base:aaa" in problems[0]
+    assert "being used" in problems[0]
+    state.write_text("python:3.11-slim-bookworm\n")  # not a runtime base: never removed
+    other = FakeDocker()
+    assert runtime_base.prune(Docker(other), "deathstar-runtime-base:bbb", state) == []
+    assert other.docker_calls() == []

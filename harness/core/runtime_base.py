@@ -86,17 +86,27 @@ def ensure(
     return tag, True
 
 
-def prune(docker: Docker, current: str) -> list[str]:
-    """Remove the runtime-base tags other than ``current`` (earlier dependency sets); one line
-    for each that could not be removed."""
-    listed = docker("image", "ls", "--filter", f"reference={REPOSITORY}", "--format", "{{.Tag}}")
-    stale = sorted({f"{REPOSITORY}:{tag}" for tag in listed.split()} - {current})
+def state_path(root: Path) -> Path:
+    """Where a checkout notes the runtime base its last image was built FROM."""
+    return root / ".nox" / "runtime-base"
+
+
+def prune(docker: Docker, current: str, state: Path) -> list[str]:
+    """Remove the runtime base this checkout used before, if it now uses another; note
+    ``current``. Other checkouts' bases stay: they may be building from them right now.
+    One line for a base that could not be removed."""
+    try:
+        previous = state.read_text(encoding="utf-8").strip()
+    except OSError:
+        previous = ""
     problems = []
-    for tag in stale:
-        if tag.endswith(":<none>"):
-            continue
+    if previous and previous != current and previous.startswith(f"{REPOSITORY}:"):
         try:
-            docker("image", "rm", tag)
+            docker("image", "rm", previous)
         except HarnessError as exc:
-            problems.append(f"could not remove the earlier runtime base {tag}: {exc}")
+            if "No such image" not in str(exc):
+                problems.append(f"could not remove the earlier runtime base {previous}: {exc}")
+    if current:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(current + "\n", encoding="utf-8")
     return problems
