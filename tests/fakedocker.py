@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from typing import Unpack
 from urllib.parse import urlsplit
 
 from harness.core import process
+from tests.serving import serving
 
 NOT_FOUND = "Error response from daemon: Cannot connect to the Docker daemon"
 
@@ -199,13 +199,8 @@ class FakeRegistry:
         server = ThreadingHTTPServer((self.host, 0), Handler)
         server.block_on_close = False  # a dripping answer must not hold the test up
         self.address = f"{self.host}:{server.server_address[1]}"
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        try:
+        with serving(server):
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
 
     def answer(self, target: str, authorization: str) -> Canned:
         path = urlsplit(target).path

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +20,7 @@ from harness import HarnessError
 from harness.bench import load as bench_load
 from harness.bench import start as bench_start
 from harness.bench.engine import free_port
+from tests.serving import serving
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:40001/v1/targets?limit=100
@@ -115,15 +115,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def serve(port: int = 0) -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", port), Handler)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture
@@ -166,20 +159,13 @@ def test_python_load_survives_answers_it_cannot_use(tmp_path: Path) -> None:
             self.end_headers()
             self.close_connection = True
 
-    odd = ThreadingHTTPServer(("127.0.0.1", 0), Odd)
-    thread = threading.Thread(target=odd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Odd)) as odd:
         port = odd.server_address[1]
         closing = bench_load.python_load("127.0.0.1", port, "/close", connections=1, seconds=0.2)
         assert closing.requests > 1
         assert closing.errors == 0
         with pytest.raises(HarnessError, match="no request"):
             bench_load.python_load("127.0.0.1", port, "/bare", connections=1, seconds=0.2)
-    finally:
-        odd.shutdown()
-        odd.server_close()
-        thread.join()
 
 
 def test_http_request_and_wait_ready(server: int) -> None:

@@ -23,6 +23,7 @@ from harness.bench import engine as bench_engine
 from harness.core import process
 from harness.core.build import BuildPlan
 from harness.stage import stage
+from tests import serving
 from tests.archives import save_archive
 from tests.fakedocker import FakeDocker
 from tests.gitrepo import EPOCH, GIT_ENV, git
@@ -50,7 +51,9 @@ class FakeEngine(FakeDocker):
 
     fail: set[str] = field(default_factory=set)
     images: dict[str, Image] = field(default_factory=dict)
-    containers: dict[str, ThreadingHTTPServer] = field(default_factory=dict)
+    containers: dict[str, tuple[ThreadingHTTPServer, threading.Thread]] = field(
+        default_factory=dict
+    )
     count: int = 0
     heads: list[str] = field(default_factory=list)  # the commits the pipeline ran at
     staged: list[tuple[str, bool]] = field(default_factory=list)  # build tag, dist/staging?
@@ -154,14 +157,12 @@ class FakeEngine(FakeDocker):
         if command == "run":
             port = int(args[args.index("--publish") + 1].split(":")[1])
             server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-            threading.Thread(target=server.serve_forever, daemon=True).start()
             cid = f"container{len(self.containers)}"
-            self.containers[cid] = server
+            self.containers[cid] = (server, serving.start(server))
             return cid + "\n"
         if command == "rm":
             for cid in args[3:]:
-                self.containers[cid].shutdown()
-                self.containers[cid].server_close()
+                serving.stop(*self.containers[cid])
             return ""
         if command == "rmi":
             for ref in args[1:]:

@@ -299,10 +299,14 @@ def test_hostile_tag_lists_are_refused(fake: FakeRegistry) -> None:
 
 
 def test_a_dripping_registry_meets_the_deadline(fake: FakeRegistry) -> None:
-    """requests' timeout is per socket read; a byte every 20 ms never trips it."""
+    """requests' timeout is per socket read; a byte every 20 ms never trips it.
+
+    The worker is still reading the dripped head at the deadline: the caller gives up on it
+    after ``grace`` (1 s by default, 0.05 s here).
+    """
     fake.drip = 0.02
     with pytest.raises(HarnessError, match=r"did not answer /v2/ within 0\.3 s"):
-        client(fake, timeout=5.0, deadline=0.3).check_login("team/app")
+        client(fake, timeout=5.0, deadline=0.3, grace=0.05).check_login("team/app")
 
 
 # --- parsing what we are given ----------------------------------------------------------------

@@ -12,6 +12,7 @@ from harness import HarnessError
 from harness.release.registry.names import is_loopback, shown
 from harness.release.registry.transport import (
     DEADLINE,
+    GRACE,
     MANIFEST_LIMIT,
     TOKEN_LIMIT,
     Answer,
@@ -79,8 +80,9 @@ class AuthTransport(Transport):
         auth_hosts: Iterable[str] = (),
         timeout: float = 10.0,
         deadline: float = DEADLINE,
+        grace: float = GRACE,
     ) -> None:
-        super().__init__(registry, timeout=timeout, deadline=deadline)
+        super().__init__(registry, timeout=timeout, deadline=deadline, grace=grace)
         self.credentials = credentials
         self.realm_hosts = {self.host, *KNOWN_AUTH_HOSTS.get(self.host, ()), *auth_hosts}
         self._tokens: dict[str, str] = {}

@@ -22,6 +22,7 @@ MANIFEST_LIMIT = 4 * 1024 * 1024  # bytes of one manifest, tag list or error bod
 CONFIG_LIMIT = 4 * 1024 * 1024  # bytes of one image config blob
 TOKEN_LIMIT = 64 * 1024  # bytes of a token realm's answer
 DEADLINE = 120.0  # seconds for one public operation, redirects and token fetches included
+GRACE = 1.0  # seconds past the deadline for a worker to give up by itself before it is left
 MAX_REDIRECTS = 3
 
 
@@ -55,13 +56,16 @@ class Transport:
     followed within the same scheme, host and port (for blobs also elsewhere, without
     credentials)."""
 
-    def __init__(self, registry: str, *, timeout: float, deadline: float) -> None:
+    def __init__(
+        self, registry: str, *, timeout: float, deadline: float, grace: float = GRACE
+    ) -> None:
         check_registry(registry)
         self.registry = registry
         self.host = host_of(registry)
         self.url = base_url(registry)
         self.timeout = timeout
         self.deadline = deadline
+        self.grace = grace
         self.session = requests.Session()
         self.session.trust_env = False  # no proxy or netrc from the environment
         self._ends = float("inf")
@@ -85,7 +89,7 @@ class Transport:
         self._ends = time.monotonic() + self.deadline
         worker = threading.Thread(target=work, name=f"registry: {what}", daemon=True)
         worker.start()
-        worker.join(self.deadline + 1.0)
+        worker.join(self.deadline + self.grace)
         if worker.is_alive():
             self.session.close()
             raise self._too_slow(what)
