@@ -214,9 +214,12 @@ def integration(session: nox.Session) -> None:
         record = records.load_image_record(IMAGE_RECORD)
         env = provision.testcontainers_env(os.environ, provision.provision_env_path(os.environ))
     install_groups(session, "integration", project=False)
+    # Over every core, a module to a worker: a module's tests share its containers and
+    # some rely on the module's order (test_fuzz); the modules do not share anything.
     session.run(
         "pytest",
         "integration",
+        *("-n", "auto", "--dist", "loadscope"),
         *session.posargs,
         env={**env, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)},
     )
