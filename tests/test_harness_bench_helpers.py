@@ -69,6 +69,17 @@ def test_append_line(tmp_path: Path) -> None:
     assert source.read_text() == "x = 1\n# edit 2\n"
 
 
+def test_prepend_line_keeps_the_module_docstring_and_its_shape(tmp_path: Path) -> None:
+    source = tmp_path / "app.py"
+    original = '"""The app."""\n\n\ndef f() -> None:\n    pass\n'
+    source.write_text(original)
+    bench_rebuild.prepend_line(source, "# edit 1")
+    assert source.read_text() == "# edit 1\n" + original
+    namespace: dict[str, object] = {}
+    exec(compile(source.read_text(), str(source), "exec"), namespace)  # noqa: S102
+    assert namespace["__doc__"] == "The app."  # a leading comment leaves the docstring first
+
+
 def test_outer_env_drops_the_sessions_venv() -> None:
     environ = {"PATH": "/v/bin:/usr/bin::/bin", "VIRTUAL_ENV": "/v", "HOME": "/root"}
     assert bench_pipeline.outer_env(environ, "/v") == {"PATH": "/usr/bin:/bin", "HOME": "/root"}

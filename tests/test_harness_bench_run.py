@@ -308,7 +308,7 @@ def test_ours_stages_the_wheel_before_each_docker_build(project: Path) -> None:
 def assert_pipeline_edited_last(engine: FakeEngine) -> None:
     """nox ran in a fresh clone, again in it, then again after the edit (not committed)."""
     assert engine.sources[:2] == ["app = None\n"] * 2
-    assert engine.sources[2] == "app = None\n# bench pipeline edit 1\n"
+    assert engine.sources[2] == "# bench pipeline edit 1\napp = None\n"
     assert len(set(engine.heads)) == 1
 
 

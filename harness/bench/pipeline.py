@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.bench.engine import Engine, short_id
 from harness.bench.options import Options
-from harness.bench.rebuild import EDITED, append_line
+from harness.bench.rebuild import EDITED, prepend_line
 from harness.bench.report import Figure, Target
 from harness.bench.workspace import Workspace
 from harness.core import records
@@ -141,7 +141,7 @@ class NoxRuns:
         reused.target = Target(at_most=40.0)
         edited = Figure("P4.edit", "`nox` again after a one-line source change", "s")
         edited.target = Target(at_most=50.0)
-        edited.note = f"a comment line appended to {EDITED}, not committed"
+        edited.note = f"a comment line put first in {EDITED}, not committed"
         fresh.note = "git clone + nox with no venvs and no dist/; base image and caches present"
         before = {tag: self.engine.docker.image_id(tag) for tag in self.workspace.plan.tags}
         made: list[str] = []
@@ -164,7 +164,7 @@ class NoxRuns:
         clone = self.workspace.clone("pipeline") if fig.key == "P4" else work / "pipeline"
         report = work / f"nox-report-{fig.key}-{run}.json"
         if fig.key == "P4.edit":
-            append_line(clone / EDITED, f"# bench pipeline edit {run}")
+            prepend_line(clone / EDITED, f"# bench pipeline edit {run}")
         try:
             self.engine.track(
                 self.nox(clone, "--no-error-on-missing-interpreters", "--report", str(report))

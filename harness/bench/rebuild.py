@@ -25,6 +25,15 @@ def append_line(path: Path, line: str) -> None:
     path.write_text(text + ("" if text.endswith("\n") else "\n") + line + "\n", encoding="utf-8")
 
 
+def prepend_line(path: Path, line: str) -> None:
+    """A one-line change that stays lint-clean: ``line`` (a comment) becomes the first line.
+
+    The pipeline lints what it builds, and ruff's format wants two blank lines before a
+    comment that follows a function at the end of a module.
+    """
+    path.write_text(line + "\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+
+
 def new_layer_bytes(engine: Engine, before: str, after: str) -> tuple[int, int]:
     """Tarball and gzip bytes of the layers of ``after`` that ``before`` lacks."""
     fresh = bench_layers.new_layers(engine.layers(before), engine.layers(after))
