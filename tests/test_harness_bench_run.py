@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +20,7 @@ import pytest
 
 from harness.bench import __main__ as bench_main
 from harness.bench import engine as bench_engine
-from harness.core import process
+from harness.core import process, wheelhouse
 from harness.core.build import BuildPlan
 from harness.stage import stage
 from tests import serving
@@ -173,6 +173,13 @@ class FakeEngine(FakeDocker):
         return ""  # ps, tag
 
 
+def download_fastapi(command: Sequence[str]) -> None:
+    """`nox -s build`'s download, standing in: one 1 kB wheel into --dest."""
+    dest = Path(command[list(command).index("--dest") + 1])
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "fastapi-1-py3-none-any.whl").write_bytes(b"w" * 1000)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
@@ -186,8 +193,9 @@ def project(tmp_path: Path) -> Path:
         '[project]\nname = "deathstar"\nversion = "0.1.0"\n'
         '[build-system]\nrequires = ["poetry-core>=2.0,<3"]\n'
     )
-    (root / "dist" / "wheelhouse").mkdir(parents=True)
-    (root / "dist" / "wheelhouse" / "fastapi-1-py3-none-any.whl").write_bytes(b"w" * 1000)
+    (root / "requirements").mkdir()
+    (root / "requirements" / "runtime.txt").write_text("fastapi==1 --hash=sha256:00\n")
+    wheelhouse.refresh(root / "requirements" / "runtime.txt", root / "dist", download_fastapi)
     git(root, "init", "-q")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "init")
@@ -352,7 +360,9 @@ def test_bench_refuses_without_engine_base_image_or_wheelhouse(
         wheel.unlink()
     engine = FakeEngine()
     assert run_bench(project, engine)[0] == 1  # the seed-style Dockerfile is still missing
-    assert "dist/wheelhouse is empty: downloading" in capsys.readouterr().out
+    assert f"bench: downloaded 1 wheels into {project / 'dist' / 'wheelhouse'}" in (
+        capsys.readouterr().out
+    )
     # A fresh clone fills the wheelhouse itself, as `nox -s build` would.
     download = next(c.args for c in engine.calls if c.args[1:4] == ["-m", "pip", "download"])
     assert download[-2:] == ["--dest", str(project / "dist" / "wheelhouse")]

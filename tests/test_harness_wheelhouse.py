@@ -118,3 +118,8 @@ def test_a_dist_that_is_a_link_is_unlinked_not_emptied(tmp_path: Path) -> None:
     wheelhouse.clean_dist(dist)
     assert not dist.exists()
     assert (target / "precious").read_text() == "keep me"
+
+
+def test_without_its_lock_the_wheelhouse_is_not_current(lock: Path, dist: Path) -> None:
+    lock.unlink()
+    assert not wheelhouse.is_current(lock, dist)

@@ -16,8 +16,8 @@ from harness.bench.options import Options, parse_args
 from harness.bench.pipeline import NoxRuns
 from harness.bench.report import Figure, document, markdown, splice, table
 from harness.bench.workspace import SEED_DOCKERFILE, Workspace
-from harness.core import build, records
 from harness.core import git as gitinfo
+from harness.core import records, wheelhouse
 from harness.core.process import Runner
 from harness.core.process import run as run_command
 
@@ -32,20 +32,20 @@ def preflight(engine: Engine, options: Options, root: Path, runner: Runner = run
             f"the base image {options.base_image} is missing: pull it, or run "
             "`bash .ci/provision` where no registry is reachable"
         )
-    wheelhouse = root / "dist" / "wheelhouse"
-    if not any(wheelhouse.glob("*.whl")):
-        # A fresh clone: fill it as `nox -s build` does (this session has pip).
-        print(f"bench: {wheelhouse} is empty: downloading the locked runtime wheels")
-        command = build.wheelhouse_command(root / "requirements" / "runtime.txt", wheelhouse)
-        try:
-            runner([sys.executable, *command[1:]], timeout=600)
-        except HarnessError as exc:
-            raise HarnessError(
-                f"dist/wheelhouse is empty and the locked wheels could not be downloaded ({exc}): "
-                "run `nox -s build` first"
-            ) from None
-        if not any(wheelhouse.glob("*.whl")):
-            raise HarnessError("dist/wheelhouse is still empty: run `nox -s build` first")
+    # A fresh clone has none: filled as `nox -s build` fills it (this session has pip).
+    lock, dist = root / "requirements" / "runtime.txt", root / "dist"
+    try:
+        said = wheelhouse.refresh(
+            lock, dist, lambda command: runner([sys.executable, *command[1:]], timeout=600)
+        )
+    except HarnessError as exc:
+        raise HarnessError(
+            f"the locked wheels could not be downloaded into dist/wheelhouse ({exc}): "
+            "run `nox -s build` first"
+        ) from None
+    print(f"bench: {said}")
+    if not any((dist / "wheelhouse").glob("*.whl")):
+        raise HarnessError("dist/wheelhouse is still empty: run `nox -s build` first")
     if not (root / SEED_DOCKERFILE).is_file():
         raise HarnessError(f"{SEED_DOCKERFILE} is missing")
     engine.note_existing_images()

@@ -50,7 +50,7 @@ def is_current(lock: Path, dist: Path) -> bool:
     except (OSError, ValueError):
         return False
     files = _contents(wheelhouse)
-    if not files or stamp_path.is_symlink():
+    if not files or stamp_path.is_symlink() or not lock.is_file():
         return False
     return bool(recorded == _stamp(lock, wheelhouse_command(lock, wheelhouse), files))
 
