@@ -63,6 +63,11 @@ FOUND_PYTHONS = interpreters.find_all(
 os.environ["PATH"] = interpreters.prepend_path(
     os.environ.get("PATH", ""), interpreters.expose(FOUND_PYTHONS, ROOT / ".nox" / "pythons")
 )
+# pytest runs write bytecode even where PYTHONDONTWRITEBYTECODE is set (into the ignored
+# __pycache__ folders). pytest rewrites the asserts of every test module and of every package
+# that ships a pytest plugin (hypothesis, schemathesis): without the cache each pytest process
+# (and each xdist worker) does that again from source, about a second of CPU each.
+PYTEST_WRITES_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}
 WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
 
 
@@ -141,12 +146,9 @@ def test(session: nox.Session) -> None:
     install_groups(session, "test")
     session.run("coverage", "erase")
     # Over every core (pytest-xdist); coverage follows the workers (pyproject: patch).
-    # Bytecode is written even where PYTHONDONTWRITEBYTECODE is set (into the ignored
-    # __pycache__ folders): without it each worker compiles the project and rewrites every test
-    # module's asserts again, about a second of CPU each.
     session.run(
         "coverage", "run", "-m", "pytest", "-n", "auto", *session.posargs,
-        env={"PYTHONDONTWRITEBYTECODE": None},
+        env=PYTEST_WRITES_BYTECODE,
     )  # fmt: skip
     session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report")
@@ -221,7 +223,7 @@ def integration(session: nox.Session) -> None:
         "integration",
         *("-n", "auto", "--dist", "loadscope"),
         *session.posargs,
-        env={**env, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)},
+        env={**env, **PYTEST_WRITES_BYTECODE, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)},
     )
     with refusals(session):
         suite = git.tree_hash(ROOT, records.INTEGRATION_SUITE)

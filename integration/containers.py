@@ -253,6 +253,9 @@ class Launcher:
             )
             address = published_on_loopback(container, PORT)
             with requests.Session() as http:
+                # Only to 127.0.0.1: a proxy from the environment would carry the traffic
+                # elsewhere (and requests reads the environment and ~/.netrc on every request).
+                http.trust_env = False
                 yield Service(container, f"http://{address}", http)
 
     def run(self, owner: str, image: str, argv: list[str], timeout: float, **kwargs: Any) -> str:

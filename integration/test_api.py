@@ -42,6 +42,17 @@ def test_liveness_and_readiness(service: Service) -> None:
     assert readyz.json() == {"status": "ready"}
 
 
+def test_a_proxy_in_the_environment_does_not_carry_the_traffic(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A closed port on the loopback: were the proxy used, the request would fail to connect.
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert service.get("/healthz").status_code == 200
+
+
 def test_version_is_the_record_and_the_labels(
     service: Service, record: ImageRecord, image_attrs: dict[str, Any]
 ) -> None:
