@@ -206,7 +206,9 @@ def fabricated_project(tmp_path: Path, record: ImageRecord, derived: Derived) ->
     path = tmp_path / "deathstar"
     # --no-tags: the repository's own release tags (a release manager tags before running
     # `nox`) would clash with the tag made here and change which version is `latest`.
-    git("clone", "--quiet", "--no-tags", str(ROOT), str(path), cwd=tmp_path)
+    # --shared: the clone reads this repository's objects instead of copying them; it lives
+    # only as long as the test and writes its own objects (a tag, a dirty commit) to itself.
+    git("clone", "--quiet", "--no-tags", "--shared", str(ROOT), str(path), cwd=tmp_path)
     git("config", "user.name", "Release Test", cwd=path)
     git("config", "user.email", "release-test@example.invalid", cwd=path)
     version = record.version
