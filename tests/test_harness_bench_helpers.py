@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from harness import HarnessError
 from harness.bench import engine as bench_engine
 from harness.bench import machine as bench_machine
 from harness.bench import options as bench_options
 from harness.bench import pipeline as bench_pipeline
 from harness.bench import rebuild as bench_rebuild
+from harness.bench import start as bench_start
 from harness.bench.report import Figure
 
 
@@ -140,3 +142,13 @@ def test_p7_and_p8_come_from_the_reused_pipelines_sessions() -> None:
     assert (p7.key, p7.runs) == ("P7", [30.0])
     assert p7.error == "integration: failed after 3.0 s"
     assert p7.verdict is None
+
+
+def test_a_timing_command_s_seconds_are_its_last_line() -> None:
+    assert bench_start.seconds_printed("a warning\n0.1875\n") == 0.1875
+
+
+@pytest.mark.parametrize("printed", ["", "Traceback ...\nImportError: no fastapi\n", "nan?\n"])
+def test_a_timing_command_that_printed_no_number_is_a_failed_row(printed: str) -> None:
+    with pytest.raises(HarnessError, match="expected a number of seconds"):
+        bench_start.seconds_printed(printed)

@@ -20,6 +20,7 @@ import pytest
 
 from harness.bench import __main__ as bench_main
 from harness.bench import engine as bench_engine
+from harness.bench.start import BARE_SERVER, FRAMEWORK_IMPORT
 from harness.core import process, wheelhouse
 from harness.core.build import BuildPlan
 from harness.stage import stage
@@ -125,6 +126,15 @@ class FakeEngine(FakeDocker):
             self.images[ref] = image
         return image
 
+    def run(self, args: list[str]) -> str:
+        if "--rm" in args:  # the framework's import, timed in the image
+            return "0.125\n"
+        port = int(args[args.index("--publish") + 1].split(":")[1])
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        cid = f"container{len(self.containers)}"
+        self.containers[cid] = (server, serving.start(server))
+        return cid + "\n"
+
     def docker(self, args: list[str]) -> str:  # noqa: PLR0911 - one answer per command
         command = args[0]
         if command == "version":
@@ -155,11 +165,7 @@ class FakeEngine(FakeDocker):
             save_archive(Path(args[args.index("--output") + 1]), contents)
             return ""
         if command == "run":
-            port = int(args[args.index("--publish") + 1].split(":")[1])
-            server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-            cid = f"container{len(self.containers)}"
-            self.containers[cid] = (server, serving.start(server))
-            return cid + "\n"
+            return self.run(args)
         if command == "rm":
             for cid in args[3:]:
                 serving.stop(*self.containers[cid])
@@ -230,10 +236,11 @@ def test_bench_measures_everything_and_cleans_up(
     assert code == 0
     figures = {f["id"]: f for f in data["figures"]}
     assert list(figures) == [
-        "P1a", "P1b", "P1b.raw", "P2", "P3", "P5", "P5.p50", "P5.p99", "P5.err", "P6", "P4",
-        "P4.reuse", "P4.edit", "P8", "P7",
+        "P1a", "P1b", "P1b.raw", "P2", "P3", "P3.floor", "P3.framework", "P5", "P5.p50",
+        "P5.p99", "P5.err", "P6", "P4", "P4.reuse", "P4.edit", "P8", "P7",
     ]  # fmt: skip
     assert_pipeline_edited_last(engine)
+    assert_start_decomposed(engine, figures)
     # The stand-in pipeline runs lint only: no unit suite and no integration to time.
     assert figures["P8"]["error"] == "the reused pipeline ran no test-3.11 session"
     assert len(figures["P1a"]["runs"]) == len(figures["P1a"]["baseline"]["runs"]) == 2
@@ -278,12 +285,7 @@ def test_bench_measures_everything_and_cleans_up(
     wheels = [c for c in engine.calls if c.args[1:3] == ["-m", "harness.package"]]
     assert len(wheels) == 3
     assert all(c.env is not None and c.env["SOURCE_DATE_EPOCH"] == str(EPOCH) for c in wheels)
-    # nothing of the run is left: bench tags gone, the pipeline's tags point back or are gone
-    assert not [ref for ref in engine.images if ref.startswith("deathstar:sha-")]
-    assert not [ref for ref in engine.images if ref.startswith("deathstar-bench")]
-    assert engine.images["deathstar:0.1.0"].id == "sha256:" + "9" * 64
-    assert ["tag", "sha256:" + "9" * 64, "deathstar:0.1.0"] in engine.docker_calls()
-    assert not [c for c in engine.docker_calls() if c[0] == "rmi" and "31ba6b2d6dfa" in c]
+    assert_nothing_left(engine, previous)
     markdown = (project / "out" / "RESULTS.md").read_text()
     assert markdown.startswith("# Benchmarks\n")
     assert "| P1a |" in markdown
@@ -311,6 +313,33 @@ def test_ours_stages_the_wheel_before_each_docker_build(project: Path) -> None:
         ("deathstar-bench-ours:0", True), ("deathstar-bench-seed:0", False),
         ("deathstar-bench-ours:1", True), ("deathstar-bench-seed:1", False),
     ]  # fmt: skip
+
+
+def assert_nothing_left(engine: FakeEngine, previous: Image) -> None:
+    """Bench tags gone, the pipeline's tags point back or are gone, the base image kept."""
+    assert not [ref for ref in engine.images if ref.startswith("deathstar:sha-")]
+    assert not [ref for ref in engine.images if ref.startswith("deathstar-bench")]
+    assert engine.images["deathstar:0.1.0"].id == previous.id
+    assert ["tag", previous.id, "deathstar:0.1.0"] in engine.docker_calls()
+    assert not [c for c in engine.docker_calls() if c[0] == "rmi" and "31ba6b2d6dfa" in c]
+
+
+def assert_start_decomposed(engine: FakeEngine, figures: dict[str, Any]) -> None:
+    """P3 beside the same start without our code, and the framework's import, in our image."""
+    runs = [c for c in engine.docker_calls() if c[0] == "run"]
+    ours = next(c for c in runs if c[-1].startswith("deathstar-bench-ours"))
+    image = ours[-1]
+    bare = [c for c in runs if "--entrypoint" in c and "--publish" in c]
+    assert len(bare) == 1
+    assert bare[0][bare[0].index("--entrypoint") :][:2] == ["--entrypoint", "python"]
+    assert bare[0][bare[0].index("python") + 1 :] == [image, *BARE_SERVER[1:]]
+    timed = [c for c in runs if "--rm" in c]
+    assert len(timed) == 1
+    assert timed[0][:4] == ["run", "--rm", "--network", "none"]  # nothing to reach from it
+    assert timed[0][-3:] == [image, *FRAMEWORK_IMPORT[1:]]
+    assert figures["P3.framework"]["runs"] == [0.125]
+    assert len(figures["P3.floor"]["runs"]) == 1
+    assert figures["P3.floor"]["target"] is None
 
 
 def assert_pipeline_edited_last(engine: FakeEngine) -> None:

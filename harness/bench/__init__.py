@@ -3,7 +3,9 @@
 - P1 rebuild after a one-line source change, ours vs ``bench/seed-style.Dockerfile``:
   (a) wall time from the edit to a tagged image, (b) bytes of the layers that are new;
 - P2 image payload: image size minus base image size;
-- P3 container start to the first 200 on /healthz through the published port;
+- P3 container start to the first 200 on /healthz through the published port; beside it
+  the same start of our image answering from a bare socket (P3.floor) and the framework's
+  import timed inside the image (P3.framework): the shares our code does not set;
 - P4 the default ``nox`` pipeline, in a fresh clone and again with its venvs reused;
 - P5 GET /v1/targets?limit=100 under load: requests/s, p50, p99, errors;
 - P6 a session's environment: ``nox -s test-X --install-only`` with uv vs virtualenv;

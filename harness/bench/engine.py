@@ -14,7 +14,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,17 +78,34 @@ class Engine:
         return output
 
     @contextmanager
-    def container(self, image: str) -> Iterator[int]:
-        """A container of ``image`` published on a free 127.0.0.1 port; removed on exit."""
+    def container(self, image: str, argv: Sequence[str] = ()) -> Iterator[int]:
+        """A container of ``image`` published on a free 127.0.0.1 port; removed on exit.
+
+        ``argv``, if given, replaces the image's entrypoint and command.
+        """
         port = free_port()
         cid = self.docker(
             "run", "--detach", "--label", f"{LABEL}={self.token}",
-            "--publish", f"127.0.0.1:{port}:{PORT}", image,
+            "--publish", f"127.0.0.1:{port}:{PORT}", *self._instead(image, argv),
         )  # fmt: skip
         try:
             yield port
         finally:
             self.docker("rm", "--force", "--volumes", cid)
+
+    def output(self, image: str, argv: Sequence[str]) -> str:
+        """What ``argv`` prints in a throwaway container of ``image`` without a network."""
+        return self.docker(
+            "run", "--rm", "--network", "none", "--label", f"{LABEL}={self.token}",
+            *self._instead(image, argv),
+        )  # fmt: skip
+
+    @staticmethod
+    def _instead(image: str, argv: Sequence[str]) -> list[str]:
+        """``image`` and, if ``argv`` is given, the options that run it instead of its own."""
+        if not argv:
+            return [image]
+        return ["--entrypoint", argv[0], image, *argv[1:]]
 
     def cleanup(self) -> None:
         """Remove what this run made; every step is tried even when an earlier one fails."""

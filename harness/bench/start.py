@@ -5,15 +5,40 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness import HarnessError
-from harness.bench.engine import Engine
+from harness.bench.engine import PORT, Engine
 from harness.bench.report import Figure, Target
 from harness.bench.workspace import Side
 
 READY_TIMEOUT = 60.0
+# Run instead of the service (P3.floor): a 200 for whatever arrives, from a bare socket.
+BARE_SERVER = [
+    "python",
+    "-c",
+    "import socket\n"
+    f"server = socket.create_server(('0.0.0.0', {PORT}))\n"
+    "while True:\n"
+    "    client, _ = server.accept()\n"
+    "    try:\n"
+    "        client.recv(65536)\n"
+    "        client.sendall(b'HTTP/1.1 200 OK\\r\\ncontent-length: 0\\r\\n\\r\\n')\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "    client.close()\n",
+]
+# The framework `deathstar api` imports, as it imports it (without pydantic.v1), timed inside.
+FRAMEWORK_IMPORT = [
+    "python",
+    "-c",
+    "import sys, time\n"
+    "started = time.perf_counter()\n"
+    "sys.modules.setdefault('pydantic.v1', None)\n"
+    "import fastapi, pydantic, uvicorn, uvloop, httptools\n"
+    "print(time.perf_counter() - started)\n",
+]
 
 
 def http_request(
@@ -49,13 +74,38 @@ def start_to_ready(
 ) -> list[Figure]:
     fig = Figure("P3", "container start to first 200 on /healthz", "s")
     fig.baseline_name, fig.target = seed.name, Target(at_most=0.35)
+    floor = Figure("P3.floor", "the same start, our image answering from a bare socket", "s")
+    framework = Figure("P3.framework", "importing FastAPI, pydantic and uvicorn in our image", "s")
+    image = ours.tags[-1]
     for run in range(1, runs + 1):
         for side in (ours, seed):
-            started = time.perf_counter()
-            with engine.container(side.tags[-1]) as port:
-                wait_ready(port)
-                elapsed = time.perf_counter() - started
-            (fig.runs if side is ours else fig.baseline_runs).append(elapsed)
+            (fig.runs if side is ours else fig.baseline_runs).append(time_start(engine, image))
+        floor.runs.append(time_start(engine, image, BARE_SERVER))
+        framework.runs.append(seconds_printed(engine.output(image, FRAMEWORK_IMPORT)))
         log(f"bench: P3 run {run}/{runs}")
     fig.note = "from `docker run --detach` to the first 200 through 127.0.0.1:<published>"
-    return [fig]
+    floor.note = (
+        "P3's start with none of our code and no framework: the image's interpreter answers "
+        "200 from a socket. The engine's and the interpreter's share of P3"
+    )
+    framework.note = (
+        "timed inside the interpreter (no engine): what `deathstar api` imports before any of "
+        "our code runs, as it imports it. P3 is about P3.floor + P3.framework + our own start"
+    )
+    return [fig, floor, framework]
+
+
+def time_start(engine: Engine, image: str, argv: Sequence[str] = ()) -> float:
+    started = time.perf_counter()
+    with engine.container(image, argv) as port:
+        wait_ready(port)
+        return time.perf_counter() - started
+
+
+def seconds_printed(output: str) -> float:
+    """The number of seconds a timing command printed last."""
+    lines = output.strip().splitlines()
+    try:
+        return float(lines[-1])
+    except (IndexError, ValueError):
+        raise HarnessError(f"expected a number of seconds, got {output.strip()[-200:]!r}") from None
