@@ -219,7 +219,7 @@ class Launcher:
             .with_kwargs(labels=dict(LABELS), read_only=read_only)
             .with_network(self.network)
             .with_exposed_ports(PORT)
-            .waiting_for(ready.with_poll_interval(0.02))  # it starts in about 0.25 s
+            .waiting_for(ready.with_poll_interval(0.02))  # it starts in a fraction of a second
         )
         if volume is not None:
             container.with_volume_mapping(volume, "/data", "rw")

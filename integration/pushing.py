@@ -206,8 +206,8 @@ def fabricated_project(tmp_path: Path, record: ImageRecord, derived: Derived) ->
     path = tmp_path / "deathstar"
     # --no-tags: the repository's own release tags (a release manager tags before running
     # `nox`) would clash with the tag made here and change which version is `latest`.
-    # --shared: the clone reads this repository's objects instead of copying them; it lives
-    # only as long as the test and writes its own objects (a tag, a dirty commit) to itself.
+    # --shared: the clone reads this repository's objects instead of copying them, and writes
+    # its own (the release tag) to itself; a run's clones are throwaway.
     git("clone", "--quiet", "--no-tags", "--shared", str(ROOT), str(path), cwd=tmp_path)
     git("config", "user.name", "Release Test", cwd=path)
     git("config", "user.email", "release-test@example.invalid", cwd=path)

@@ -148,7 +148,9 @@ def test_a_timing_command_s_seconds_are_its_last_line() -> None:
     assert bench_start.seconds_printed("a warning\n0.1875\n") == 0.1875
 
 
-@pytest.mark.parametrize("printed", ["", "Traceback ...\nImportError: no fastapi\n", "nan?\n"])
+@pytest.mark.parametrize(
+    "printed", ["", "Traceback ...\nImportError: no fastapi\n", "nan\n", "-inf\n", "-0.5\n"]
+)
 def test_a_timing_command_that_printed_no_number_is_a_failed_row(printed: str) -> None:
     with pytest.raises(HarnessError, match="expected a number of seconds"):
         bench_start.seconds_printed(printed)

@@ -327,8 +327,11 @@ def assert_nothing_left(engine: FakeEngine, previous: Image) -> None:
 def assert_start_decomposed(engine: FakeEngine, figures: dict[str, Any]) -> None:
     """P3 beside the same start without our code, and the framework's import, in our image."""
     runs = [c for c in engine.docker_calls() if c[0] == "run"]
-    ours = next(c for c in runs if c[-1].startswith("deathstar-bench-ours"))
-    image = ours[-1]
+    # P3 itself: one start of each side, each its own image, with its own entrypoint
+    plain = [c for c in runs if "--entrypoint" not in c and "--rm" not in c]
+    image = plain[0][-1]
+    assert image.startswith("deathstar-bench-ours")
+    assert plain[1][-1].startswith("deathstar-bench-seed")
     bare = [c for c in runs if "--entrypoint" in c and "--publish" in c]
     assert len(bare) == 1
     assert bare[0][bare[0].index("--entrypoint") :][:2] == ["--entrypoint", "python"]
@@ -340,6 +343,17 @@ def assert_start_decomposed(engine: FakeEngine, figures: dict[str, Any]) -> None
     assert figures["P3.framework"]["runs"] == [0.125]
     assert len(figures["P3.floor"]["runs"]) == 1
     assert figures["P3.floor"]["target"] is None
+
+
+def test_a_share_of_p3_that_fails_is_its_own_failed_row(project: Path) -> None:
+    engine = FakeEngine(fail={"run --rm"})
+    code, data = run_bench(project, engine, "--runs", "1", "--skip-pipeline")
+    assert code == 0
+    figures = {f["id"]: f for f in data["figures"]}
+    assert figures["P3.framework"]["error"].endswith("failed")
+    assert figures["P3.framework"]["runs"] == []
+    assert figures["P3"]["error"] == figures["P3.floor"]["error"] == ""
+    assert len(figures["P3"]["runs"]) == len(figures["P3"]["baseline"]["runs"]) == 1
 
 
 def assert_pipeline_edited_last(engine: FakeEngine) -> None:

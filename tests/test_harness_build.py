@@ -286,7 +286,12 @@ def test_verification_refused_when_head_moved(tmp_path: Path) -> None:
 
 def test_testcontainers_env_defaults_to_loopback(tmp_path: Path) -> None:
     env = provision.testcontainers_env({}, tmp_path / "absent.env")
-    assert env == {"TC_HOST": "127.0.0.1", "TESTCONTAINERS_CONNECTION_MODE": "docker_host"}
+    assert env == {
+        "TC_HOST": "127.0.0.1",
+        "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
 
 
 def test_testcontainers_env_reads_provision_file_and_caller_wins(tmp_path: Path) -> None:
@@ -302,7 +307,28 @@ def test_testcontainers_env_reads_provision_file_and_caller_wins(tmp_path: Path)
         "TC_HOST": "localhost",
         "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
         "TESTCONTAINERS_RYUK_DISABLED": "false",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
     }
+
+
+@pytest.mark.parametrize(
+    ("theirs", "ours"),
+    [
+        ("", "127.0.0.1,localhost"),
+        ("example.com, .corp", "example.com,.corp,127.0.0.1,localhost"),
+        ("localhost,127.0.0.1", "localhost,127.0.0.1"),
+    ],
+)
+def test_testcontainers_env_keeps_the_callers_no_proxy_and_adds_loopback(
+    tmp_path: Path, theirs: str, ours: str
+) -> None:
+    env = provision.testcontainers_env(
+        {"NO_PROXY": theirs, "no_proxy": theirs, "HTTP_PROXY": "http://proxy:3128"},
+        tmp_path / "absent.env",
+    )
+    assert env["NO_PROXY"] == env["no_proxy"] == ours
+    assert "HTTP_PROXY" not in env  # the caller's proxy stays as it is, for everything else
 
 
 def test_provision_env_path() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
 
 def provision_env_path(environ: Mapping[str, str]) -> Path:
     """Where .ci/provision writes what it learned about this machine, as KEY=VALUE lines."""
@@ -31,4 +33,14 @@ def testcontainers_env(environ: Mapping[str, str], provision_env: Path) -> dict[
             if sep and key and not key.startswith("#"):
                 env[key] = value
     env.update({k: v for k, v in environ.items() if k in env})
+    # A proxy from the environment must not carry the tests' traffic: urllib (testcontainers'
+    # readiness probes) and requests send even 127.0.0.1 through it unless NO_PROXY names it.
+    for name in ("NO_PROXY", "no_proxy"):
+        env[name] = with_loopback(environ.get(name, ""))
     return env
+
+
+def with_loopback(no_proxy: str) -> str:
+    """A NO_PROXY list that also names 127.0.0.1 and localhost."""
+    hosts = [h.strip() for h in no_proxy.split(",") if h.strip()]
+    return ",".join([*hosts, *(h for h in LOOPBACK_HOSTS if h not in hosts)])
