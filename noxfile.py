@@ -68,6 +68,9 @@ os.environ["PATH"] = interpreters.prepend_path(
 # that ships a pytest plugin (hypothesis, schemathesis): without the cache each pytest process
 # (and each xdist worker) does that again from source, about a second of CPU each.
 PYTEST_WRITES_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}
+# One unit-test worker more than the cores this process may use: many tests wait (a server's
+# start, a timeout), and the spare worker keeps the cores busy meanwhile.
+UNIT_TEST_WORKERS = str(len(os.sched_getaffinity(0)) + 1) if sys.platform == "linux" else "auto"
 WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
 
 
@@ -147,7 +150,7 @@ def test(session: nox.Session) -> None:
     session.run("coverage", "erase")
     # Over every core (pytest-xdist); coverage follows the workers (pyproject: patch).
     session.run(
-        "coverage", "run", "-m", "pytest", "-n", "auto", *session.posargs,
+        "coverage", "run", "-m", "pytest", "-n", UNIT_TEST_WORKERS, *session.posargs,
         env=PYTEST_WRITES_BYTECODE,
     )  # fmt: skip
     session.run("coverage", "combine", "--quiet")
