@@ -68,9 +68,9 @@ os.environ["PATH"] = interpreters.prepend_path(
 # that ships a pytest plugin (hypothesis, schemathesis): without the cache each pytest process
 # (and each xdist worker) does that again from source, about a second of CPU each.
 PYTEST_WRITES_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}
-# One unit-test worker more than the cores this process may use: many tests wait (a server's
-# start, a timeout), and the spare worker keeps the cores busy meanwhile.
-UNIT_TEST_WORKERS = str(len(os.sched_getaffinity(0)) + 1) if sys.platform == "linux" else "auto"
+# One pytest-xdist worker more than the cores this process may use: many tests wait (on a
+# server's or a container's start, on a timeout), and the spare worker keeps the cores busy.
+TEST_WORKERS = str(len(os.sched_getaffinity(0)) + 1) if sys.platform == "linux" else "auto"
 WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
 
 
@@ -150,7 +150,7 @@ def test(session: nox.Session) -> None:
     session.run("coverage", "erase")
     # Over every core (pytest-xdist); coverage follows the workers (pyproject: patch).
     session.run(
-        "coverage", "run", "-m", "pytest", "-n", UNIT_TEST_WORKERS, *session.posargs,
+        "coverage", "run", "-m", "pytest", "-n", TEST_WORKERS, *session.posargs,
         env=PYTEST_WRITES_BYTECODE,
     )  # fmt: skip
     session.run("coverage", "combine", "--quiet")
@@ -224,7 +224,7 @@ def integration(session: nox.Session) -> None:
     session.run(
         "pytest",
         "integration",
-        *("-n", "auto", "--dist", "loadscope"),
+        *("-n", TEST_WORKERS, "--dist", "loadscope"),
         *session.posargs,
         env={**env, **PYTEST_WRITES_BYTECODE, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)},
     )
