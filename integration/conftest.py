@@ -159,16 +159,19 @@ def nothing_left_behind(
 
     Torn down last (an autouse session fixture is set up before the others).
     """
-    before = {c.id for c in docker_client.containers.list(all=True)}
+    # The engine's listing, not docker-py's `containers.list`, which inspects each container
+    # it lists: another worker's container removed in between made that a NotFound.
+    listed = docker_client.api.containers
+    before = {c["Id"] for c in listed(all=True)}
     yield
     ours = OURS
-    of_image = docker_client.containers.list(all=True, filters={"ancestor": record.image_id})
-    labelled = docker_client.containers.list(all=True, filters=ours)
+    of_image = listed(all=True, filters={"ancestor": record.image_id})
+    labelled = listed(all=True, filters=ours)
     # Another worker's containers carry its own worker label: its check, not ours.
     left = {
-        c.id: c.name
+        c["Id"]: ",".join(c.get("Names") or []).strip("/")
         for c in [*of_image, *labelled]
-        if c.id not in before and c.labels.get(WORKER_LABEL, WORKER) == WORKER
+        if c["Id"] not in before and (c.get("Labels") or {}).get(WORKER_LABEL, WORKER) == WORKER
     }
     left.update({i: e.what for i, e in ledger.entries.items() if exists(docker_client, i)})
     volumes = {v.name for v in docker_client.volumes.list(filters=ours)}

@@ -16,10 +16,8 @@ testcontainers' ``with``, the pulled image ref in a ``finally``: Ryuk may be dis
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
-import tarfile
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -66,23 +64,23 @@ REGISTRY_PORT = 5000
 
 
 class HtpasswdRegistry(DockerRegistryContainer):  # type: ignore[misc]
-    """testcontainers' registry:2 with htpasswd auth, its password hashed at bcrypt's lowest cost.
+    """testcontainers' registry:2 with htpasswd auth, the password file in place before it starts.
 
-    The registry checks the hash on every request and a push makes dozens; testcontainers'
-    cost 12 made the hashing, not the push, what the push tests spent their time on.
+    testcontainers copies the file in after the start: a registry that looked for it first
+    writes one of its own (a random password) and refuses ours until the probe times out. The
+    password is hashed at bcrypt's lowest cost: the registry checks the hash on every request
+    and a push makes dozens; testcontainers' cost 12 made the hashing what the tests spent
+    their time on.
     """
 
+    def __init__(self, htpasswd: Path, *, username: str, password: str, **kwargs: Any) -> None:
+        super().__init__(username=username, password=password, **kwargs)
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4, prefix=b"2a"))
+        htpasswd.write_text(f"{username}:{hashed.decode()}\n", encoding="utf-8")
+        self.with_volume_mapping(str(htpasswd), self.credentials_path, "ro")
+
     def _copy_credentials(self) -> None:
-        if self.password is None:
-            raise ValueError("Password cannot be None")
-        hashed = bcrypt.hashpw(self.password.encode(), bcrypt.gensalt(rounds=4, prefix=b"2a"))
-        content = f"{self.username}:{hashed.decode()}".encode()
-        with io.BytesIO() as buffer:
-            with tarfile.open(fileobj=buffer, mode="w") as archive:
-                entry = tarfile.TarInfo(self.credentials_path)
-                entry.size = len(content)
-                archive.addfile(entry, io.BytesIO(content))
-            self.get_wrapped_container().put_archive("/", buffer.getvalue())
+        """Nothing to copy: the file is mounted (see the class)."""
 
     def _readiness_probe(self) -> None:
         """Ready once /v2/ accepts the credentials, asked every 50 ms (testcontainers: 1 s)."""
@@ -95,12 +93,17 @@ class HtpasswdRegistry(DockerRegistryContainer):  # type: ignore[misc]
 
 @pytest.fixture(scope="module")
 def live_registry(
-    loopback: Network, ledger: ContainerLedger, request: pytest.FixtureRequest
+    loopback: Network,
+    ledger: ContainerLedger,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveRegistry]:
     """registry:2 with htpasswd auth (bcrypt), on 127.0.0.1; removed after the module."""
-    credentials = {"username": USERNAME, "password": PASSWORD}
+    htpasswd = tmp_path_factory.mktemp("registry") / "htpasswd"
     container = (
-        HtpasswdRegistry("registry:2", port=REGISTRY_PORT, **credentials)
+        HtpasswdRegistry(
+            htpasswd, image="registry:2", port=REGISTRY_PORT, username=USERNAME, password=PASSWORD
+        )
         .with_kwargs(labels=dict(LABELS))
         .with_network(loopback)
     )
