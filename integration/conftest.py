@@ -34,6 +34,7 @@ from containers import (
     loopback_network,
     owner_of,
 )
+from fuzzing import read_schema
 from testcontainers.core.network import Network
 
 from harness import HarnessError
@@ -121,6 +122,19 @@ def service(launcher: Launcher, request: pytest.FixtureRequest) -> Iterator[Serv
     """One container shared by every test that only reads it or uses names of its own."""
     with launcher.serving(owner_of(request)) as shared:
         yield shared
+
+
+@pytest.fixture(scope="module")
+def own_service(launcher: Launcher, request: pytest.FixtureRequest) -> Iterator[Service]:
+    """A container for one module's tests alone: they fill it (the fuzzing) and need no other."""
+    with launcher.serving(owner_of(request)) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def api_schema(own_service: Service) -> Any:
+    """The module's service's own OpenAPI schema, as schemathesis reads it."""
+    return read_schema(own_service)
 
 
 @pytest.fixture

@@ -9,28 +9,15 @@ that it runs beside test_fuzz on another worker; fuzzing.py holds what the two s
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 # The lint session's mypy has no schemathesis installed (it is an integration dependency).
 import schemathesis  # type: ignore[import-not-found, unused-ignore]
-from containers import Launcher, Service, owner_of
-from fuzzing import EXAMPLES_PER_OPERATION, FUZZ_SETTINGS, OPERATIONS, SEED, read_schema, strategies
+from containers import Service
+from fuzzing import EXAMPLES_PER_OPERATION, FUZZ_SETTINGS, OPERATIONS, SEED, strategies
 from hypothesis import given, seed, settings
-
-
-@pytest.fixture(scope="module")
-def checked(launcher: Launcher, request: pytest.FixtureRequest) -> Iterator[Service]:
-    with launcher.serving(owner_of(request)) as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-def api_schema(checked: Service) -> Any:
-    return read_schema(checked)
-
 
 # Every check `st run --checks all` makes on a case: the contract as the document states it.
 CONFORMANCE_CHECKS: list[schemathesis.CheckFunction] = [
@@ -50,7 +37,7 @@ CONFORMANCE_SETTINGS = settings(FUZZ_SETTINGS, max_examples=EXAMPLES_PER_OPERATI
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=" ".join)
 def test_every_answer_is_what_the_document_says(
-    api_schema: Any, checked: Service, operation: tuple[str, str]
+    api_schema: Any, own_service: Service, operation: tuple[str, str]
 ) -> None:
     """schemathesis' own checks, all of them, on the cases it draws as it draws them."""
     for label, strategy, _ in strategies(api_schema, operation):
@@ -60,8 +47,8 @@ def test_every_answer_is_what_the_document_says(
         @given(case=strategy)
         def conform(case: schemathesis.Case[Any]) -> None:
             case.call_and_validate(
-                base_url=checked.base_url,
-                session=checked.http,
+                base_url=own_service.base_url,
+                session=own_service.http,
                 checks=CONFORMANCE_CHECKS,
                 allow_redirects=False,
             )
@@ -69,6 +56,6 @@ def test_every_answer_is_what_the_document_says(
         conform()
 
 
-def test_still_ready_after_the_checks(checked: Service) -> None:
+def test_still_ready_after_the_checks(own_service: Service) -> None:
     """Runs after the checks above (pytest keeps a module's order): they left the service up."""
-    assert checked.get("/readyz").status_code == 200
+    assert own_service.get("/readyz").status_code == 200

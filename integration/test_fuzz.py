@@ -14,15 +14,14 @@ check schemathesis has, on a container of its own; fuzzing.py holds what the two
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 # The lint session's mypy has no schemathesis installed (it is an integration dependency).
 import schemathesis  # type: ignore[import-not-found, unused-ignore]
-from containers import Launcher, Service, owner_of
-from fuzzing import FUZZ_SETTINGS, METHODS, OPERATIONS, SEED, read_schema, strategies
+from containers import Service
+from fuzzing import FUZZ_SETTINGS, METHODS, OPERATIONS, SEED, strategies
 from hypothesis import given, seed
 from hypothesis import strategies as st
 
@@ -64,17 +63,6 @@ CHECKS: list[schemathesis.CheckFunction] = [
     client_error_is_json_with_detail,
     success_is_documented_json,
 ]
-
-
-@pytest.fixture(scope="module")
-def fuzzed(launcher: Launcher, request: pytest.FixtureRequest) -> Iterator[Service]:
-    with launcher.serving(owner_of(request)) as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-def api_schema(fuzzed: Service) -> Any:
-    return read_schema(fuzzed)
 
 
 def test_the_schema_lists_every_operation(api_schema: Any) -> None:
@@ -120,12 +108,12 @@ def fuzz(service: Service, strategy: Any, label: str, takes_body: bool) -> None:
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=" ".join)
 def test_no_5xx_and_every_4xx_is_json_with_detail(
-    api_schema: Any, fuzzed: Service, operation: tuple[str, str]
+    api_schema: Any, own_service: Service, operation: tuple[str, str]
 ) -> None:
     for label, strategy, takes_body in strategies(api_schema, operation):
-        fuzz(fuzzed, strategy, label, takes_body)
+        fuzz(own_service, strategy, label, takes_body)
 
 
-def test_still_ready_after_the_fuzzing(fuzzed: Service) -> None:
+def test_still_ready_after_the_fuzzing(own_service: Service) -> None:
     """Runs after the fuzzing above (pytest keeps a module's order): it left the service up."""
-    assert fuzzed.get("/readyz").status_code == 200
+    assert own_service.get("/readyz").status_code == 200
