@@ -66,7 +66,7 @@ os.environ["PATH"] = interpreters.prepend_path(
 # pytest runs write bytecode even where PYTHONDONTWRITEBYTECODE is set (into the ignored
 # __pycache__ folders). pytest rewrites the asserts of every test module and of every package
 # that ships a pytest plugin (hypothesis, schemathesis): without the cache each pytest process
-# (and each xdist worker) does that again from source, about a second of CPU each.
+# (and each xdist worker) does that again from source.
 PYTEST_WRITES_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}
 # One pytest-xdist worker more than the cores this process may use: many tests wait (on a
 # server's or a container's start, on a timeout), and the spare worker keeps the cores busy.
@@ -101,7 +101,7 @@ def install_groups(session: nox.Session, *groups: str, project: bool = True) -> 
     # uv compiles no bytecode, and where PYTHONDONTWRITEBYTECODE is set nothing writes it
     # later: every interpreter a session starts (a test worker, a server a test starts) would
     # compile fastapi, pydantic, hypothesis... from source again. Compiled once here, as pip
-    # does at install (an up-to-date venv costs a quarter of a second: nothing to write).
+    # does at install; in an up-to-date venv there is nothing to write.
     session.run_install("python", "-c", COMPILE_SITE_PACKAGES, silent=True)
 
 
@@ -219,8 +219,8 @@ def integration(session: nox.Session) -> None:
         record = records.load_image_record(IMAGE_RECORD)
         env = provision.testcontainers_env(os.environ, provision.provision_env_path(os.environ))
     install_groups(session, "integration", project=False)
-    # Over every core, a module to a worker: a module's tests share its containers and
-    # some rely on the module's order (test_fuzz); the modules do not share anything.
+    # A module to a worker: a module's tests share its containers and some rely on the
+    # module's order (test_fuzz, test_conformance); the modules do not share anything.
     session.run(
         "pytest",
         "integration",
