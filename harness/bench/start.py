@@ -15,7 +15,8 @@ from harness.bench.report import Figure, Target
 from harness.bench.workspace import Side
 
 READY_TIMEOUT = 60.0
-# Run instead of the service (P3.floor): a 200 for whatever arrives, from a bare socket.
+# Run instead of the service (P3.floor): a 200 for whatever arrives, from a bare socket. One
+# client at a time, so one that sends nothing is given up on rather than waited for.
 BARE_SERVER = [
     "python",
     "-c",
@@ -23,6 +24,7 @@ BARE_SERVER = [
     f"server = socket.create_server(('0.0.0.0', {PORT}))\n"
     "while True:\n"
     "    client, _ = server.accept()\n"
+    "    client.settimeout(1)\n"
     "    try:\n"
     "        client.recv(65536)\n"
     "        client.sendall(b'HTTP/1.1 200 OK\\r\\ncontent-length: 0\\r\\n\\r\\n')\n"
