@@ -28,6 +28,7 @@ from harness.core import build as builds
 from harness.core import (
     git,
     imaging,
+    installs,
     interpreters,
     locks,
     provision,
@@ -83,14 +84,18 @@ def refusals(session: nox.Session) -> Iterator[None]:
         session.error(str(exc))
 
 
-COMPILE_SITE_PACKAGES = (
-    "import compileall, sysconfig; "
-    "compileall.compile_dir(sysconfig.get_path('purelib'), quiet=1, workers=0)"
-)
+# What an install reads: when none of it changed, a reused venv has nothing to install.
+INSTALL_INPUTS = (ROOT / "pyproject.toml", Path(__file__), locks.DEV.path, locks.RUNTIME.path)
 
 
 def install_groups(session: nox.Session, *groups: str, project: bool = True) -> None:
     """Install dependency groups, pinned by the dev lock, and the project itself (editable)."""
+    location = getattr(session.virtualenv, "location", None)  # None under --no-venv
+    stamp = installs.Stamp.of(location, INSTALL_INPUTS, [*groups, f"project={project}"])
+    if stamp.is_current():
+        session.log("nothing to install: the venv was installed from these locks and pyproject")
+        return
+    stamp.forget()
     requirements = nox.project.dependency_groups(PYPROJECT, *groups)
     session.install("-c", str(locks.DEV.path), *requirements)
     if project:
@@ -98,11 +103,8 @@ def install_groups(session: nox.Session, *groups: str, project: bool = True) -> 
         session.install("-r", str(locks.RUNTIME.path))
         # pip refuses an editable install under hash checking, so the project goes alone.
         session.install("--no-deps", "-e", ".")
-    # uv compiles no bytecode, and where PYTHONDONTWRITEBYTECODE is set nothing writes it
-    # later: every interpreter a session starts (a test worker, a server a test starts) would
-    # compile fastapi, pydantic, hypothesis... from source again. Compiled once here, as pip
-    # does at install; in an up-to-date venv there is nothing to write.
-    session.run_install("python", "-c", COMPILE_SITE_PACKAGES, silent=True)
+    # Byte-compiles site-packages (uv writes no bytecode), then stamps the venv as installed.
+    session.run_install(*stamp.finish_command(), silent=True)
 
 
 @nox.session(python=False, default=False)
