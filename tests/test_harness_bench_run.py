@@ -8,6 +8,7 @@ asserted anywhere: figures depend on the machine.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from harness.bench import __main__ as bench_main
+from harness.bench import cpu
 from harness.bench import engine as bench_engine
 from harness.bench.start import BARE_SERVER, FRAMEWORK_IMPORT
 from harness.core import process, wheelhouse
@@ -59,6 +61,7 @@ class FakeEngine(FakeDocker):
     heads: list[str] = field(default_factory=list)  # the commits the pipeline ran at
     staged: list[tuple[str, bool]] = field(default_factory=list)  # build tag, dist/staging?
     sources: list[str] = field(default_factory=list)  # the edited file, as each pipeline saw it
+    floor_runs: list[tuple[list[str], Path]] = field(default_factory=list)  # nox args, where
 
     def __post_init__(self) -> None:
         self.images[BASE] = Image("sha256:31ba6b2d6dfa" + "0" * 52, ["sha256:base"], 100_000_000)
@@ -100,6 +103,9 @@ class FakeEngine(FakeDocker):
         assert cwd is not None
         if "--install-only" in args:
             return "nox > Session test-3.11 was successful.\n"
+        if "--report" not in args:  # a session again, alone, for its CPU floor
+            self.floor_runs.append((args, cwd))
+            return ""
         self.sources.append((cwd / "deathstar" / "app.py").read_text())
         # The tags `nox -s image` gives in this clone: the version and the clone's commit.
         commit = process.run(["git", "rev-parse", "HEAD"], cwd=cwd, env=GIT_ENV).strip()
@@ -237,7 +243,8 @@ def test_bench_measures_everything_and_cleans_up(
     figures = {f["id"]: f for f in data["figures"]}
     assert list(figures) == [
         "P1a", "P1b", "P1b.raw", "P2", "P3", "P3.floor", "P3.framework", "P5", "P5.p50",
-        "P5.p99", "P5.err", "P6", "P4", "P4.reuse", "P4.edit", "P8", "P7",
+        "P5.p99", "P5.err", "P6", "P4", "P4.reuse", "P4.floor", "P4.edit", "P8", "P8.floor",
+        "P7", "P7.floor",
     ]  # fmt: skip
     assert_pipeline_edited_last(engine)
     assert_start_decomposed(engine, figures)
@@ -258,7 +265,8 @@ def test_bench_measures_everything_and_cleans_up(
     assert figures["P5.err"]["verdict"] == "miss"
     assert figures["P4"]["error"] == ""
     assert figures["P4"]["note"].endswith("; run 1: lint 5 s")
-    assert figures["P4.reuse"]["details"] == {"sessions per run": [{"lint": 5.0}]}
+    assert figures["P4.reuse"]["details"]["sessions per run"] == [{"lint": 5.0}]
+    assert_cpu_floors(engine, project, figures)
     assert len(figures["P6"]["runs"]) == len(figures["P6"]["baseline"]["runs"]) == 1
     assert data["command"].startswith("nox -s bench -- --runs 2")
     assert data["machine"]["docker_version"] == "20.10.99"
@@ -356,6 +364,23 @@ def test_a_share_of_p3_that_fails_is_its_own_failed_row(project: Path) -> None:
     assert len(figures["P3"]["runs"]) == len(figures["P3"]["baseline"]["runs"]) == 1
 
 
+def assert_cpu_floors(engine: FakeEngine, project: Path, figures: dict[str, Any]) -> None:
+    """The reused pipeline's CPU is counted; test-3.11 and integration run again, alone."""
+    (counted,) = figures["P4.reuse"]["details"]["cpu per run"]
+    assert counted["cores"] == os.cpu_count()
+    assert figures["P4.floor"]["runs"] == [counted["cpu"] / counted["cores"]]
+    assert [args for args, _ in engine.floor_runs] == [
+        ["-s", "test-3.11", "-R"],
+        ["-s", "integration", "-R", "--no-dependencies"],
+    ]
+    assert all(cwd.name == "pipeline" for _, cwd in engine.floor_runs)
+    for key in ("P4.floor", "P8.floor", "P7.floor"):
+        assert figures[key]["error"] == ""
+        assert figures[key]["runs"][0] >= 0
+    alone = "`nox -s integration -R --no-dependencies` after the pipeline"
+    assert alone in figures["P7.floor"]["note"]
+
+
 def assert_pipeline_edited_last(engine: FakeEngine) -> None:
     """nox ran in a fresh clone, again in it, then again after the edit (not committed)."""
     assert engine.sources[:2] == ["app = None\n"] * 2
@@ -375,6 +400,31 @@ def test_bench_keeps_going_when_steps_fail(project: Path) -> None:
     assert "failed" in figures["P4"]["error"]
     assert figures["P4.reuse"]["error"] == "not run: the pipeline failed in P4"
     assert figures["P4.edit"]["error"] == "not run: the pipeline failed in P4"
+
+
+def test_a_floor_run_that_fails_is_its_own_failed_row(project: Path) -> None:
+    engine = FakeEngine(fail={"--no-dependencies"})
+    code, data = run_bench(project, engine)
+    assert code == 0
+    figures = {f["id"]: f for f in data["figures"]}
+    assert figures["P7.floor"]["error"].startswith(
+        "`nox -s integration -R --no-dependencies` failed: "
+    )
+    assert figures["P8.floor"]["error"] == figures["P4.floor"]["error"] == ""
+
+
+def test_without_proc_stat_the_floors_say_so(
+    project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(cpu, "PROC_STAT", tmp_path / "no-proc-stat")
+    engine = FakeEngine()
+    code, data = run_bench(project, engine)
+    assert code == 0
+    figures = {f["id"]: f for f in data["figures"]}
+    for key in ("P4.floor", "P8.floor", "P7.floor"):
+        assert figures[key]["error"] == "no CPU count: /proc/stat is not readable on this machine"
+    assert engine.floor_runs == []
+    assert figures["P4.reuse"]["error"] == ""
 
 
 def test_bench_reports_a_failing_uv_backend(project: Path) -> None:

@@ -9,7 +9,10 @@
 - P4 the default ``nox`` pipeline, in a fresh clone and again with its venvs reused;
 - P5 GET /v1/targets?limit=100 under load: requests/s, p50, p99, errors;
 - P6 a session's environment: ``nox -s test-X --install-only`` with uv vs virtualenv;
-- P7 and P8: the ``integration`` and ``test-X`` sessions of the reused P4 pipeline.
+- P7 and P8: the ``integration`` and ``test-X`` sessions of the reused P4 pipeline;
+- P4.floor, P7.floor and P8.floor: the machine's busy CPU time while the reused pipeline ran,
+  and while each of those two sessions ran again alone, divided by the cores: the least wall
+  time so much CPU can take on this machine, whatever the scheduling.
 
 Everything runs on a copy of the working tree, committed into a throwaway repository and
 cloned from there; the edits happen in those clones, never in the checkout. Two sides of a
@@ -19,5 +22,5 @@ the end, also when a step fails.
 
 Modules: ``options`` (the command line), ``engine`` (Docker, and the cleanup), ``workspace``
 (snapshot, clones, the two sides), ``rebuild`` (P1, P2), ``start`` (P3), ``load`` (P5),
-``pipeline`` (P4, P6), ``machine``, ``layers`` and ``report`` (figures, table, JSON, Markdown).
+``pipeline`` (P4, P6, P7, P8), ``cpu`` (the floors), ``machine``, ``layers`` and ``report`` (figures, table, JSON, Markdown).
 """

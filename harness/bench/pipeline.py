@@ -12,9 +12,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.bench.cpu import MachineCpu, Spent
 from harness.bench.engine import Engine, short_id
 from harness.bench.options import Options
 from harness.bench.rebuild import EDITED, prepend_line
@@ -74,6 +76,26 @@ def session_figures(reused: Figure, test_session: str) -> list[Figure]:
     return figures
 
 
+# Sessions run again alone after the pipeline, to count the CPU they keep busy: key, title, nox
+# arguments. A CPU-bound session cannot take less than that CPU time divided by the cores.
+FLOOR_RUNS = (
+    ("P8.floor", "`{test}`'s CPU time ÷ the cores: the least P8 can take", ("-s", "{test}", "-R")),
+    (
+        "P7.floor",
+        "`integration`'s CPU time ÷ the cores: the least P7 can take",
+        ("-s", "integration", "-R", "--no-dependencies"),
+    ),
+)
+CPU_NOTE = (
+    "the machine's busy CPU time (/proc/stat: the engine, the containers and every process the "
+    "session starts) ÷ its {cores} cores"
+)
+
+
+def describe_spent(spent: Spent) -> str:
+    return f"{spent.cpu:.1f} s of CPU in {spent.wall:.1f} s"
+
+
 def outer_env(environ: Mapping[str, str], venv: str) -> dict[str, str]:
     """``environ`` without the virtualenv ``venv``: what a nox started by a user would see."""
     env = {k: v for k, v in environ.items() if k not in {"VIRTUAL_ENV", "CONDA_PREFIX"}}
@@ -92,11 +114,13 @@ class NoxRuns:
         workspace: Workspace,
         options: Options,
         log: Callable[[str], None],
+        cpu: MachineCpu | None = None,
     ) -> None:
         self.engine = engine
         self.workspace = workspace
         self.options = options
         self.log = log
+        self.cpu = cpu or MachineCpu()
 
     def nox(self, clone: Path, *args: str) -> str:
         return self.workspace.run(
@@ -153,9 +177,47 @@ class NoxRuns:
                         for later in order[step + 1 :]:
                             later.error = f"not run: the pipeline failed in {fig.key}"
                         return list(order)
+            p8_floor, p7_floor = (self._floor(*floor_run) for floor_run in FLOOR_RUNS)
         finally:
             self._restore_tags(before, made)
-        return [*order, *session_figures(reused, self.options.test_session)]
+        p8, p7 = session_figures(reused, self.options.test_session)
+        return [fresh, reused, self._pipeline_floor(reused), edited, p8, p8_floor, p7, p7_floor]
+
+    def _pipeline_floor(self, reused: Figure) -> Figure:
+        """P4.floor: the reused pipeline's CPU time ÷ the cores, run by run."""
+        fig = Figure("P4.floor", "the reused pipeline's CPU time ÷ the cores", "s")
+        spent = [Spent(**counted) for counted in reused.details.get("cpu per run", [])]
+        fig.runs = [s.floor for s in spent]
+        if not spent:
+            fig.error = "no CPU count: /proc/stat is not readable on this machine"
+            return fig
+        runs = "; ".join(f"run {n}: {describe_spent(s)}" for n, s in enumerate(spent, 1))
+        fig.note = f"{CPU_NOTE.format(cores=spent[0].cores)}, during P4.reuse; {runs}"
+        return fig
+
+    def _floor(self, key: str, title: str, args: tuple[str, ...]) -> Figure:
+        """One session again, alone, in the pipeline's clone: the CPU it keeps busy ÷ the cores."""
+        test = self.options.test_session
+        fig = Figure(key, title.format(test=test), "s")
+        args = tuple(arg.format(test=test) for arg in args)
+        if not self.cpu.available:
+            fig.error = "no CPU count: /proc/stat is not readable on this machine"
+            return fig
+        command = f"nox {' '.join(args)}"
+        notes = []
+        clone = self.workspace.work / "pipeline"
+        for run in range(1, self.options.pipeline_runs + 1):
+            try:
+                _, spent = self.cpu.measure(lambda: self.nox(clone, *args), time.perf_counter)
+            except CommandError as exc:
+                fig.error = f"`{command}` failed: {reason(exc.output)}"
+                return fig
+            fig.runs.append(spent.floor)
+            notes.append(f"run {run}: {describe_spent(spent)}")
+            self.log(f"bench: {key} run {run}: {describe_spent(spent)}")
+        fig.note = f"{CPU_NOTE.format(cores=self.cpu.cores)}, `{command}` after the pipeline; "
+        fig.note += "; ".join(notes)
+        return fig
 
     def _run(self, fig: Figure, run: int, made: list[str]) -> bool:
         """One `nox` in the pipeline clone (a new clone for a fresh run); False when it failed."""
@@ -165,10 +227,14 @@ class NoxRuns:
         report = work / f"nox-report-{fig.key}-{run}.json"
         if fig.key == "P4.edit":
             prepend_line(clone / EDITED, f"# bench pipeline edit {run}")
+        args = ("--no-error-on-missing-interpreters", "--report", str(report))
         try:
-            self.engine.track(
-                self.nox(clone, "--no-error-on-missing-interpreters", "--report", str(report))
-            )
+            if self.cpu.available:
+                output, spent = self.cpu.measure(lambda: self.nox(clone, *args), time.perf_counter)
+                fig.details.setdefault("cpu per run", []).append(asdict(spent))
+            else:
+                output = self.nox(clone, *args)
+            self.engine.track(output)
         except CommandError as exc:
             self.engine.track(exc.output)
             tail = "\n".join(exc.output.strip().splitlines()[-15:])

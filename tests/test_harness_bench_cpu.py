@@ -1,0 +1,55 @@
+"""The machine's CPU count behind the bench's floors: /proc/stat's busy ticks, and a step's cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.bench import cpu
+
+# user nice system idle iowait irq softirq steal guest guest_nice
+STAT = """\
+cpu  1000 20 300 9000 500 7 11 3 40 0
+cpu0 500 10 150 4500 250 3 5 1 20 0
+cpu1 500 10 150 4500 250 4 6 2 20 0
+intr 12345
+"""
+
+
+def test_busy_is_every_state_but_idle_and_iowait() -> None:
+    assert cpu.busy_ticks(STAT) == 1000 + 20 + 300 + 7 + 11 + 3
+
+
+@pytest.mark.parametrize("text", ["", "intr 1\n", "cpu  1 2 3\n"])
+def test_a_stat_without_a_whole_cpu_line_is_an_error(text: str) -> None:
+    with pytest.raises(ValueError, match="cpu line"):
+        cpu.busy_ticks(text)
+
+
+def stat_file(path: Path, busy: int, idle: int = 0) -> None:
+    path.write_text(f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\n", encoding="ascii")
+
+
+def test_a_step_costs_the_busy_time_that_passed_while_it_ran(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat_file(stat, busy=1_000)
+    meter = cpu.MachineCpu(stat, ticks_per_second=100, cores=2)
+    clock = iter([10.0, 14.0])
+
+    def step() -> str:
+        stat_file(stat, busy=1_000 + 600, idle=200)  # 6 s of CPU while the step ran
+        return "done"
+
+    result, spent = meter.measure(step, lambda: next(clock))
+    assert result == "done"
+    assert spent == cpu.Spent(wall=4.0, cpu=6.0, cores=2)
+    assert spent.floor == 3.0
+
+
+def test_without_proc_stat_the_meter_is_not_available(tmp_path: Path) -> None:
+    assert not cpu.MachineCpu(tmp_path / "missing").available
+    assert cpu.MachineCpu(tmp_path).available is False  # a directory is no stat file
+    stat = tmp_path / "stat"
+    stat_file(stat, busy=1)
+    assert cpu.MachineCpu(stat).available
