@@ -22,5 +22,6 @@ the end, also when a step fails.
 
 Modules: ``options`` (the command line), ``engine`` (Docker, and the cleanup), ``workspace``
 (snapshot, clones, the two sides), ``rebuild`` (P1, P2), ``start`` (P3), ``load`` (P5),
-``pipeline`` (P4, P6, P7, P8), ``cpu`` (the floors), ``machine``, ``layers`` and ``report`` (figures, table, JSON, Markdown).
+``pipeline`` (P4, P6, P7, P8), ``cpu`` (the floors), ``machine``, ``layers`` and ``report``
+(figures, table, JSON, Markdown).
 """
