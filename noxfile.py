@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,7 +51,9 @@ nox.options.error_on_missing_interpreters = False
 nox.options.download_python = "never"
 
 ROOT = Path(__file__).parent
-PYPROJECT = nox.project.load_toml("pyproject.toml")
+# What installs read, read once; pyproject.toml is parsed from the same bytes (see installs).
+INSTALL_INPUTS = installs.Inputs.read(ROOT / "pyproject.toml", locks.DEV.path, locks.RUNTIME.path)
+PYPROJECT = tomllib.loads(INSTALL_INPUTS.text(ROOT / "pyproject.toml"))
 PYTHONS = nox.project.python_versions(PYPROJECT)
 TOOL_PYTHON = PYTHONS[0]  # lint, build and the image use the oldest supported Python
 DIST = ROOT / records.DIST
@@ -84,27 +87,15 @@ def refusals(session: nox.Session) -> Iterator[None]:
         session.error(str(exc))
 
 
-# What an install reads: when none of it changed, a reused venv has nothing to install.
-INSTALL_INPUTS = (ROOT / "pyproject.toml", Path(__file__), locks.DEV.path, locks.RUNTIME.path)
-
-
 def install_groups(session: nox.Session, *groups: str, project: bool = True) -> None:
     """Install dependency groups, pinned by the dev lock, and the project itself (editable)."""
-    location = getattr(session.virtualenv, "location", None)  # None under --no-venv
-    stamp = installs.Stamp.of(location, INSTALL_INPUTS, [*groups, f"project={project}"])
-    if stamp.is_current():
-        session.log("nothing to install: the venv was installed from these locks and pyproject")
-        return
-    stamp.forget()
     requirements = nox.project.dependency_groups(PYPROJECT, *groups)
-    session.install("-c", str(locks.DEV.path), *requirements)
+    steps = [["-c", str(locks.DEV.path), *requirements]]
     if project:
         # The runtime lock, hash-checked: tests run against the versions the image ships.
-        session.install("-r", str(locks.RUNTIME.path))
         # pip refuses an editable install under hash checking, so the project goes alone.
-        session.install("--no-deps", "-e", ".")
-    # Byte-compiles site-packages (uv writes no bytecode), then stamps the venv as installed.
-    session.run_install(*stamp.finish_command(), silent=True)
+        steps += [["-r", str(locks.RUNTIME.path)], ["--no-deps", "-e", "."]]
+    installs.install(session, INSTALL_INPUTS, steps)  # skipped while the venv's stamp matches
 
 
 @nox.session(python=False, default=False)

@@ -3,122 +3,234 @@
 from __future__ import annotations
 
 import compileall
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from harness.core import installs
 
-REQUEST = ["test", "project=True"]
+
+@dataclass
+class Venv:
+    location: str | None
 
 
-def venv_with_inputs(tmp_path: Path) -> tuple[Path, list[Path]]:
+@dataclass
+class FakeSession:
+    """nox's session as `installs.install` uses it; `no_install` stands for `nox -R`."""
+
+    virtualenv: Venv
+    no_install: bool = False
+    installed: list[tuple[str, ...]] = field(default_factory=list)
+    logged: list[str] = field(default_factory=list)
+    warned: list[str] = field(default_factory=list)
+    stamp_seen_during_install: list[bool] = field(default_factory=list)
+
+    def install(self, *args: str) -> None:
+        if self.no_install:
+            return
+        if self.virtualenv.location:
+            stamp = Path(self.virtualenv.location) / installs.STAMP_NAME
+            self.stamp_seen_during_install.append(stamp.exists())
+        self.installed.append(args)
+
+    def run_install(self, *args: str, silent: bool) -> object:
+        assert silent
+        if self.no_install:
+            return None
+        assert args[:3] == ("python", "-m", "harness.core.installs")
+        assert installs.main(list(args[3:])) == 0
+        return ""
+
+    def log(self, *args: object) -> None:
+        self.logged.append(" ".join(map(str, args)))
+
+    def warn(self, *args: object) -> None:
+        self.warned.append(" ".join(map(str, args)))
+
+
+@pytest.fixture(autouse=True)
+def no_compile(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """compileall stands in: the tests' own site-packages stay as they are."""
+    compiled: list[str] = []
+
+    def compile_dir(path: str, **kwargs: object) -> bool:
+        compiled.append(path)
+        return True
+
+    monkeypatch.setattr(compileall, "compile_dir", compile_dir)
+    return compiled
+
+
+@dataclass
+class Project:
+    root: Path
+    venv: Path
+
+    @property
+    def paths(self) -> tuple[Path, Path, Path]:
+        return self.root / "pyproject.toml", self.root / "dev.txt", self.root / "runtime.txt"
+
+    def inputs(self) -> installs.Inputs:
+        return installs.Inputs.read(*self.paths)
+
+    def steps(self, *requirements: str) -> list[list[str]]:
+        _, dev, runtime = self.paths
+        return [
+            ["-c", str(dev), *requirements],
+            ["-r", str(runtime)],
+            ["--no-deps", "-e", str(self.root)],
+        ]
+
+    def session(self, *, no_install: bool = False) -> FakeSession:
+        return FakeSession(Venv(str(self.venv)), no_install=no_install)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
     venv = tmp_path / "venv"
     venv.mkdir()
     (venv / "pyvenv.cfg").write_text("version_info = 3.11.7\n", encoding="utf-8")
-    inputs = []
     for name, text in (("pyproject.toml", "[project]\n"), ("dev.txt", "pytest==9\n")):
-        path = tmp_path / name
-        path.write_text(text, encoding="utf-8")
-        inputs.append(path)
-    return venv, inputs
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    (tmp_path / "runtime.txt").write_text("fastapi==1\n", encoding="utf-8")
+    return Project(tmp_path, venv)
 
 
-def installed(venv: Path, inputs: list[Path], request: list[str] = REQUEST) -> installs.Stamp:
-    """A stamp as the install's last step writes it (compileall left out)."""
-    stamp = installs.Stamp.of(str(venv), inputs, request)
-    assert stamp.path is not None
-    installs.record(stamp.path, stamp.expected)
-    return stamp
+def test_the_first_run_installs_every_step_then_stamps(project: Project) -> None:
+    session = project.session()
+    installs.install(session, project.inputs(), project.steps("pytest>=8"))
+    assert session.installed == [tuple(step) for step in project.steps("pytest>=8")]
+    assert session.warned == []
+    stamp = installs.Stamp.of(str(project.venv), project.inputs(), project.steps("pytest>=8"))
+    assert stamp.is_current()
 
 
-def test_a_venv_installed_from_the_same_inputs_is_current(tmp_path: Path) -> None:
-    venv, inputs = venv_with_inputs(tmp_path)
-    assert not installs.Stamp.of(str(venv), inputs, REQUEST).is_current()
-    installed(venv, inputs)
-    assert installs.Stamp.of(str(venv), inputs, REQUEST).is_current()
+def test_a_run_with_nothing_changed_installs_nothing(project: Project) -> None:
+    installs.install(project.session(), project.inputs(), project.steps())
+    again = project.session()
+    installs.install(again, project.inputs(), project.steps())
+    assert again.installed == []
+    assert again.logged == [
+        "nothing to install: the venv was installed from these locks and pyproject"
+    ]
 
 
-@pytest.mark.parametrize("changed", ["pyproject.toml", "dev.txt", "venv/pyvenv.cfg"])
-def test_any_changed_input_installs_again(tmp_path: Path, changed: str) -> None:
-    venv, inputs = venv_with_inputs(tmp_path)
-    installed(venv, inputs)
-    with (tmp_path / changed).open("a", encoding="utf-8") as handle:
+@pytest.mark.parametrize("changed", ["pyproject.toml", "dev.txt", "runtime.txt", "venv/pyvenv.cfg"])
+def test_any_changed_input_installs_again(project: Project, changed: str) -> None:
+    installs.install(project.session(), project.inputs(), project.steps())
+    with (project.root / changed).open("a", encoding="utf-8") as handle:
         handle.write("# one more line\n")
-    assert not installs.Stamp.of(str(venv), inputs, REQUEST).is_current()
+    again = project.session()
+    installs.install(again, project.inputs(), project.steps())
+    assert len(again.installed) == 3
 
 
-def test_a_missing_input_or_another_request_installs_again(tmp_path: Path) -> None:
-    venv, inputs = venv_with_inputs(tmp_path)
-    installed(venv, inputs)
-    assert not installs.Stamp.of(str(venv), inputs, ["test", "project=False"]).is_current()
-    assert not installs.Stamp.of(str(venv), [*inputs, tmp_path / "gone"], REQUEST).is_current()
-    inputs[1].unlink()
-    assert not installs.Stamp.of(str(venv), inputs, REQUEST).is_current()
+def test_another_requirement_or_a_missing_input_installs_again(project: Project) -> None:
+    installs.install(project.session(), project.inputs(), project.steps())
+    again = project.session()
+    installs.install(again, project.inputs(), project.steps("hypothesis>=6"))
+    assert len(again.installed) == 3
+    project.paths[2].unlink()
+    third = project.session()
+    installs.install(third, project.inputs(), project.steps("hypothesis>=6"))
+    assert len(third.installed) == 3
 
 
-def test_the_digest_tells_contents_apart_however_they_split() -> None:
-    one = installs.digest([], ["ab", "c"])
-    assert one != installs.digest([], ["a", "bc"])
-    assert one == installs.digest([], ["ab", "c"])
+def test_the_stamp_is_gone_while_an_install_runs(project: Project) -> None:
+    installs.install(project.session(), project.inputs(), project.steps())
+    (project.root / "dev.txt").write_text("pytest==10\n", encoding="utf-8")
+    again = project.session()
+    installs.install(again, project.inputs(), project.steps())
+    assert again.stamp_seen_during_install == [False, False, False]
 
 
-def test_forget_drops_the_stamp_before_an_install(tmp_path: Path) -> None:
-    venv, inputs = venv_with_inputs(tmp_path)
-    stamp = installed(venv, inputs)
-    stamp.forget()
-    assert stamp.path is not None
-    assert not stamp.path.exists()
-    assert not stamp.is_current()
-    stamp.forget()  # nothing to drop is not an error
+def test_a_file_changed_during_the_run_leaves_the_stamp_older_than_the_install(
+    project: Project,
+) -> None:
+    """The inputs are read before the sessions: a later change can only cost one install more."""
+    inputs = project.inputs()  # read when the noxfile loads
+    (project.root / "dev.txt").write_text("pytest==10\n", encoding="utf-8")  # a git pull
+    installs.install(project.session(), inputs, project.steps())
+    again = project.session()
+    installs.install(again, project.inputs(), project.steps())
+    assert len(again.installed) == 3, "a stamp of the old lock passed for the new one"
 
 
-def test_a_garbled_stamp_is_not_current(tmp_path: Path) -> None:
-    venv, inputs = venv_with_inputs(tmp_path)
-    stamp = installed(venv, inputs)
+def test_under_no_install_nothing_is_stamped_and_the_session_is_told(project: Project) -> None:
+    skipped = project.session(no_install=True)
+    installs.install(skipped, project.inputs(), project.steps())
+    assert not (project.venv / installs.STAMP_NAME).exists()
+    assert len(skipped.warned) == 1
+    assert "run without -R" in skipped.warned[0]
+    later = project.session()
+    installs.install(later, project.inputs(), project.steps())
+    assert len(later.installed) == 3
+
+
+def test_without_a_venv_every_run_installs_and_nothing_is_stamped(project: Project) -> None:
+    for _ in range(2):
+        session = FakeSession(Venv(None))
+        installs.install(session, project.inputs(), project.steps())
+        assert len(session.installed) == 3
+        assert session.warned == []
+    assert sorted(p.name for p in project.venv.iterdir()) == ["pyvenv.cfg"]
+
+
+def test_a_file_the_steps_read_must_be_hashed(project: Project) -> None:
+    pyproject, dev, runtime = project.paths
+    without_runtime = installs.Inputs.read(pyproject, dev)
+    with pytest.raises(ValueError, match=f"reads {re.escape(str(runtime))}, which its stamp"):
+        installs.install(project.session(), without_runtime, project.steps())
+    without_pyproject = installs.Inputs.read(dev, runtime)
+    with pytest.raises(ValueError, match=r"pyproject\.toml, which"):
+        installs.install(project.session(), without_pyproject, project.steps())
+
+
+def test_the_inputs_are_the_bytes_read_once(project: Project) -> None:
+    pyproject = project.paths[0]
+    inputs = project.inputs()
+    pyproject.write_text("[project]\nname = 'later'\n", encoding="utf-8")
+    assert inputs.text(pyproject) == "[project]\n"
+    with pytest.raises(FileNotFoundError, match="not there when the noxfile loaded"):
+        installs.Inputs.read(project.root / "gone").text(project.root / "gone")
+
+
+def test_the_digest_tells_steps_apart_however_they_split() -> None:
+    one = installs.digest([], [["ab", "c"]])
+    assert one != installs.digest([], [["a", "bc"]])
+    assert one != installs.digest([], [["ab"], ["c"]])
+    assert one == installs.digest([], [["ab", "c"]])
+    path = Path("/x")
+    assert installs.digest([(path, b"")], []) != installs.digest([(path, None)], [])
+
+
+def test_a_garbled_stamp_is_not_current(project: Project) -> None:
+    installs.install(project.session(), project.inputs(), project.steps())
+    stamp = installs.Stamp.of(str(project.venv), project.inputs(), project.steps())
     assert stamp.path is not None
     stamp.path.write_bytes(b"\xff\xfe" + stamp.expected.encode())
     assert not stamp.is_current()
 
 
-def test_without_a_venv_nothing_is_stamped_and_every_run_installs(tmp_path: Path) -> None:
-    stamp = installs.Stamp.of(None, [tmp_path / "pyproject.toml"], REQUEST)
-    assert stamp.path is None
-    assert not stamp.is_current()
-    stamp.forget()
-    assert stamp.finish_command() == ("python", "-m", "harness.core.installs")
-
-
-def test_the_last_step_compiles_then_stamps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    venv, inputs = venv_with_inputs(tmp_path)
-    stamp = installs.Stamp.of(str(venv), inputs, REQUEST)
-    assert stamp.path is not None
-    compiled: list[str] = []
-
-    def compile_dir(path: str, **kwargs: object) -> bool:
-        assert not stamp.path.exists(), "stamped before the compile finished"  # type: ignore[union-attr]
-        compiled.append(path)
-        return True
-
-    monkeypatch.setattr(compileall, "compile_dir", compile_dir)
-    command = stamp.finish_command()
-    assert command[:3] == ("python", "-m", "harness.core.installs")
-    assert installs.main(list(command[3:])) == 0
-    assert len(compiled) == 1
-    assert stamp.is_current()
-
-
 def test_a_failed_compile_leaves_no_stamp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    venv, inputs = venv_with_inputs(tmp_path)
-    stamp = installs.Stamp.of(str(venv), inputs, REQUEST)
+    stamp = installs.Stamp.of(str(project.venv), project.inputs(), project.steps())
     monkeypatch.setattr(compileall, "compile_dir", lambda path, **kwargs: False)
     assert installs.main(list(stamp.finish_command()[3:])) == 1
     assert "not stamped" in capsys.readouterr().err
     assert not stamp.is_current()
+
+
+def test_the_last_step_compiles_site_packages_first(
+    project: Project, no_compile: list[str]
+) -> None:
+    installs.install(project.session(), project.inputs(), project.steps())
+    assert len(no_compile) == 1
+    assert no_compile[0].endswith("site-packages")
 
 
 def test_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,15 +238,16 @@ def test_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage:" in capsys.readouterr().err
 
 
-def test_record_replaces_a_link_and_never_writes_through_it(tmp_path: Path) -> None:
-    venv, inputs = venv_with_inputs(tmp_path)
-    outside = tmp_path / "outside.txt"
+def test_record_replaces_a_link_and_never_writes_through_it(project: Project) -> None:
+    outside = project.root / "outside.txt"
     outside.write_text("not the venv's\n", encoding="utf-8")
-    stamp = installs.Stamp.of(str(venv), inputs, REQUEST)
+    stamp = installs.Stamp.of(str(project.venv), project.inputs(), project.steps())
     assert stamp.path is not None
     stamp.path.symlink_to(outside)
     installs.record(stamp.path, stamp.expected)
     assert outside.read_text(encoding="utf-8") == "not the venv's\n"
     assert not stamp.path.is_symlink()
     assert stamp.is_current()
-    assert sorted(p.name for p in venv.iterdir()) == sorted(["pyvenv.cfg", installs.STAMP_NAME])
+    assert sorted(p.name for p in project.venv.iterdir()) == sorted(
+        ["pyvenv.cfg", installs.STAMP_NAME]
+    )

@@ -3,20 +3,24 @@
 nox installs into a reused venv on every run. uv finds the pinned requirements satisfied
 quickly, but it rebuilds the editable project each time (a poetry-core build) and compileall
 walks site-packages again. The last step of an install that finished writes a stamp into the
-venv: a digest of what the install read (pyproject.toml, the locks, the noxfile that says
-what to install, the venv's own pyvenv.cfg) and what it was asked for. A later session whose
-digest matches has nothing to install; any change to those files installs again. A hand-made
-change inside the venv is not seen: ``nox --reuse-venv=no`` starts it afresh.
+venv: a digest of the install's commands and of what they read (pyproject.toml and the locks,
+as read when the noxfile loaded; the venv's pyvenv.cfg). A later session whose digest matches
+has nothing to install; any change installs again. The files are read once, before the
+sessions are made from them: a file changed during a run can only make the stamp older than
+the install (one install more), never newer. A hand-made change inside the venv is not seen:
+``nox --reuse-venv=no`` starts it afresh.
 
 ``python -m harness.core.installs STAMP DIGEST`` is that last step: it byte-compiles the
 venv's site-packages (uv writes no bytecode, and where PYTHONDONTWRITEBYTECODE is set nothing
-would later), then writes the stamp.
+would later), then writes the stamp. nox skips it with the install under ``--no-install``
+(``-R``), so a venv that was not installed is never stamped.
 """
 
 from __future__ import annotations
 
 import compileall
 import hashlib
+import itertools
 import os
 import sys
 import sysconfig
@@ -24,20 +28,47 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 STAMP_NAME = ".deathstar-install"
+Steps = Sequence[Sequence[str]]  # the arguments of each `session.install`, in order
 
 
-def digest(inputs: Iterable[Path], request: Sequence[str]) -> str:
-    """sha256 over each input's path and bytes (a missing one counts as missing) and the request."""
+@dataclass(frozen=True)
+class Inputs:
+    """Files an install reads, as read once: each path with its bytes (None: missing)."""
+
+    files: tuple[tuple[Path, bytes | None], ...]
+
+    @classmethod
+    def read(cls, *paths: Path) -> Inputs:
+        return cls(tuple((path, read_or_none(path)) for path in paths))
+
+    def text(self, path: Path) -> str:
+        """One input's text, as read (the noxfile parses pyproject.toml from these bytes)."""
+        content = dict(self.files).get(path)
+        if content is None:
+            raise FileNotFoundError(f"{path} was not there when the noxfile loaded")
+        return content.decode("utf-8")
+
+
+def read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def digest(files: Iterable[tuple[Path, bytes | None]], steps: Steps) -> str:
+    """sha256 over the steps and each file's path and bytes, every part tagged and delimited."""
     sha = hashlib.sha256()
-    for part in request:
-        sha.update(b"request\0" + part.encode() + b"\0")
-    for path in inputs:
+    for step in steps:
+        sha.update(b"step\0" + len(step).to_bytes(4, "big"))
+        for arg in step:
+            sha.update(arg.encode() + b"\0")
+    for path, content in files:
         sha.update(b"file\0" + str(path).encode() + b"\0")
-        try:
-            content = path.read_bytes()
-        except FileNotFoundError:
+        if content is None:
             sha.update(b"missing\0")
         else:
             sha.update(len(content).to_bytes(8, "big") + content)
@@ -46,17 +77,18 @@ def digest(inputs: Iterable[Path], request: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class Stamp:
-    """A venv's install stamp, and the digest the next install of this session would have."""
+    """A venv's install stamp, and the digest an install of these steps would have."""
 
     path: Path | None  # None: the session has no venv of its own (nox --no-venv)
     expected: str
 
     @classmethod
-    def of(cls, venv: str | None, inputs: Iterable[Path], request: Sequence[str]) -> Stamp:
+    def of(cls, venv: str | None, inputs: Inputs, steps: Steps) -> Stamp:
         if not venv:
             return cls(None, "")
-        location = Path(venv)
-        return cls(location / STAMP_NAME, digest((*inputs, location / "pyvenv.cfg"), request))
+        config = Path(venv) / "pyvenv.cfg"  # the venv's interpreter, read now
+        files = (*inputs.files, (config, read_or_none(config)))
+        return cls(Path(venv) / STAMP_NAME, digest(files, steps))
 
     def is_current(self) -> bool:
         """Whether the venv's last finished install had exactly this digest."""
@@ -76,6 +108,54 @@ class Stamp:
         """The install's last step, run by the venv's python: compile, then stamp."""
         stamp = () if self.path is None else (str(self.path), self.expected)
         return ("python", "-m", "harness.core.installs", *stamp)
+
+
+class Session(Protocol):
+    """What ``install`` uses of a ``nox.Session``."""
+
+    @property
+    def virtualenv(self) -> object: ...
+
+    def install(self, *args: str) -> None: ...
+
+    def run_install(self, *args: str, silent: bool) -> object: ...
+
+    def log(self, *args: object) -> None: ...
+
+    def warn(self, *args: object) -> None: ...
+
+
+def unhashed_files(inputs: Inputs, steps: Steps) -> list[str]:
+    """Files the steps name (``-c``, ``-r``; ``-e DIR``'s pyproject.toml) that ``inputs`` lacks."""
+    read = {path.resolve() for path, _ in inputs.files}
+    named = []
+    for step in steps:
+        for flag, value in itertools.pairwise(step):
+            if flag in ("-c", "-r"):
+                named.append(Path(value))
+            elif flag == "-e":
+                named.append(Path(value) / "pyproject.toml")
+    return [str(path) for path in named if path.resolve() not in read]
+
+
+def install(session: Session, inputs: Inputs, steps: Steps) -> None:
+    """``session.install`` each step, unless the venv's stamp says they are installed already."""
+    if unhashed := unhashed_files(inputs, steps):
+        raise ValueError(f"the install reads {', '.join(unhashed)}, which its stamp would not hash")
+    stamp = Stamp.of(getattr(session.virtualenv, "location", None), inputs, steps)
+    if stamp.is_current():
+        session.log("nothing to install: the venv was installed from these locks and pyproject")
+        return
+    stamp.forget()
+    for step in steps:
+        session.install(*step)
+    # Byte-compiles site-packages (uv writes no bytecode), then stamps the venv as installed.
+    session.run_install(*stamp.finish_command(), silent=True)
+    if stamp.path is not None and not stamp.is_current():  # nox skipped the install (-R)
+        session.warn(
+            "installs skipped: this venv was not installed from the current pyproject.toml and "
+            "locks; run without -R (--no-install) to update it"
+        )
 
 
 def record(stamp: Path, value: str) -> None:
