@@ -62,6 +62,12 @@ class FakeEngine(FakeDocker):
     staged: list[tuple[str, bool]] = field(default_factory=list)  # build tag, dist/staging?
     sources: list[str] = field(default_factory=list)  # the edited file, as each pipeline saw it
     floor_runs: list[tuple[list[str], Path]] = field(default_factory=list)  # nox args, where
+    stat: Path | None = None  # a /proc/stat whose busy ticks each nox run advances
+
+    def spend_cpu(self, ticks: int) -> None:
+        if self.stat is not None:
+            busy = cpu.busy_ticks(self.stat.read_text()) + ticks
+            self.stat.write_text(f"cpu  {busy} 0 0 0 0 0 0 0 0 0\n")
 
     def __post_init__(self) -> None:
         self.images[BASE] = Image("sha256:31ba6b2d6dfa" + "0" * 52, ["sha256:base"], 100_000_000)
@@ -103,9 +109,15 @@ class FakeEngine(FakeDocker):
         assert cwd is not None
         if "--install-only" in args:
             return "nox > Session test-3.11 was successful.\n"
-        if "--report" not in args:  # a session again, alone, for its CPU floor
-            self.floor_runs.append((args, cwd))
+        report = Path(args[args.index("--report") + 1])
+        if "-s" in args:  # a session again, alone, for its CPU floor
+            session = args[args.index("-s") + 1]
+            self.floor_runs.append((args[: args.index("--report")], cwd))
+            self.spend_cpu(FLOOR_TICKS[session])
+            entry = {"name": session, "result": "success", "duration": 2.0}
+            report.write_text(json.dumps({"sessions": [entry]}))
             return ""
+        self.spend_cpu(PIPELINE_TICKS)
         self.sources.append((cwd / "deathstar" / "app.py").read_text())
         # The tags `nox -s image` gives in this clone: the version and the clone's commit.
         commit = process.run(["git", "rev-parse", "HEAD"], cwd=cwd, env=GIT_ENV).strip()
@@ -120,8 +132,8 @@ class FakeEngine(FakeDocker):
         }  # fmt: skip
         (cwd / "dist").mkdir(exist_ok=True)
         (cwd / "dist" / "image.json").write_text(json.dumps(record))
-        report = {"sessions": [{"name": "lint", "result": "success", "duration": 5.0}]}
-        Path(args[args.index("--report") + 1]).write_text(json.dumps(report))
+        sessions = {"sessions": [{"name": "lint", "result": "success", "duration": 5.0}]}
+        report.write_text(json.dumps(sessions))
         return f" ---> {built.id[7:19]}\nSuccessfully built {built.id[7:19]}\n"
 
     def add_image(self, tags: list[str], extra: int) -> Image:
@@ -215,6 +227,10 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
+# The busy ticks the stand-in nox spends: each pipeline run, and each session run alone.
+PIPELINE_TICKS = 30_000
+FLOOR_TICKS = {"test-3.11": 1_500, "integration": 2_500}
+
 QUICK = [
     "--runs", "2", "--start-runs", "1", "--load-runs", "1", "--load-seconds", "1",
     "--env-runs", "1", "--load-tool", "wrk",
@@ -233,9 +249,11 @@ def run_bench(project: Path, engine: FakeEngine, *args: str) -> tuple[int, dict[
 
 
 def test_bench_measures_everything_and_cleans_up(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = FakeEngine()
+    engine = FakeEngine(stat=project.parent / "stat")
+    engine.stat.write_text("cpu  1000 0 0 50000 0 0 0 0 0 0\n")  # type: ignore[union-attr]
+    monkeypatch.setattr(cpu, "PROC_STAT", engine.stat)
     previous = Image("sha256:" + "9" * 64, ["sha256:base"], 1)
     engine.images["deathstar:0.1.0"] = engine.images[previous.id] = previous
     code, data = run_bench(project, engine)
@@ -366,9 +384,16 @@ def test_a_share_of_p3_that_fails_is_its_own_failed_row(project: Path) -> None:
 
 def assert_cpu_floors(engine: FakeEngine, project: Path, figures: dict[str, Any]) -> None:
     """The reused pipeline's CPU is counted; test-3.11 and integration run again, alone."""
+    seconds = os.sysconf("SC_CLK_TCK")
+    cores = os.cpu_count()
+    assert cores is not None
     (counted,) = figures["P4.reuse"]["details"]["cpu per run"]
-    assert counted["cores"] == os.cpu_count()
-    assert figures["P4.floor"]["runs"] == [counted["cpu"] / counted["cores"]]
+    assert counted["cores"] == cores
+    assert counted["cpu"] == pytest.approx(PIPELINE_TICKS / seconds)
+    assert figures["P4.floor"]["runs"] == [pytest.approx(PIPELINE_TICKS / seconds / cores)]
+    for key, session in (("P8.floor", "test-3.11"), ("P7.floor", "integration")):
+        assert figures[key]["runs"] == [pytest.approx(FLOOR_TICKS[session] / seconds / cores)]
+        assert f"(sessions: {session} 2 s)" in figures[key]["note"]
     assert [args for args, _ in engine.floor_runs] == [
         ["-s", "test-3.11", "-R"],
         ["-s", "integration", "-R", "--no-dependencies"],
@@ -376,7 +401,6 @@ def assert_cpu_floors(engine: FakeEngine, project: Path, figures: dict[str, Any]
     assert all(cwd.name == "pipeline" for _, cwd in engine.floor_runs)
     for key in ("P4.floor", "P8.floor", "P7.floor"):
         assert figures[key]["error"] == ""
-        assert figures[key]["runs"][0] >= 0
     alone = "`nox -s integration -R --no-dependencies` after the pipeline"
     assert alone in figures["P7.floor"]["note"]
 

@@ -17,8 +17,9 @@ from typing import TypeVar
 T = TypeVar("T")
 PROC_STAT = Path("/proc/stat")
 # /proc/stat's "cpu" line: user nice system idle iowait irq softirq steal guest guest_nice.
-# Busy is all but idle and iowait; guest time is already counted in user and nice.
-BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
+# Busy: user, nice, system, irq and softirq. Not idle or iowait; not steal (another guest of
+# the host ran); guest time is already counted in user and nice.
+BUSY_FIELDS = (0, 1, 2, 5, 6)
 
 
 def busy_ticks(stat: str) -> int:

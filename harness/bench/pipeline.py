@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,10 @@ def session_figures(reused: Figure, test_session: str) -> list[Figure]:
 # Sessions run again alone after the pipeline, to count the CPU they keep busy: key, title, nox
 # arguments. A CPU-bound session cannot take less than that CPU time divided by the cores.
 FLOOR_RUNS = (
-    ("P8.floor", "`{test}`'s CPU time ÷ the cores: the least P8 can take", ("-s", "{test}", "-R")),
+    ("P8.floor", "CPU time of `nox -s {test} -R` ÷ the cores", ("-s", "{test}", "-R")),
     (
         "P7.floor",
-        "`integration`'s CPU time ÷ the cores: the least P7 can take",
+        "CPU time of `nox -s integration -R` (alone) ÷ the cores",
         ("-s", "integration", "-R", "--no-dependencies"),
     ),
 )
@@ -205,15 +206,21 @@ class NoxRuns:
             return fig
         command = f"nox {' '.join(args)}"
         notes = []
-        clone = self.workspace.work / "pipeline"
+        work = self.workspace.work
         for run in range(1, self.options.pipeline_runs + 1):
+            report = work / f"nox-report-{key}-{run}.json"
+            nox_args = (*args, "--report", str(report))
             try:
-                _, spent = self.cpu.measure(lambda: self.nox(clone, *args), time.perf_counter)
+                _, spent = self.cpu.measure(
+                    partial(self.nox, work / "pipeline", *nox_args), time.perf_counter
+                )
             except CommandError as exc:
                 fig.error = f"`{command}` failed: {reason(exc.output)}"
                 return fig
             fig.runs.append(spent.floor)
-            notes.append(f"run {run}: {describe_spent(spent)}")
+            times = session_times(json.loads(report.read_text("utf-8"))) if report.is_file() else {}
+            # nox's own start is in the CPU count, not in the session's time nox reports.
+            notes.append(f"run {run}: {describe_spent(spent)} (sessions: {describe_times(times)})")
             self.log(f"bench: {key} run {run}: {describe_spent(spent)}")
         fig.note = f"{CPU_NOTE.format(cores=self.cpu.cores)}, `{command}` after the pipeline; "
         fig.note += "; ".join(notes)
