@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import compileall
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +28,16 @@ class FakeSession:
     logged: list[str] = field(default_factory=list)
     warned: list[str] = field(default_factory=list)
     stamp_seen_during_install: list[bool] = field(default_factory=list)
+    during_install: list[Callable[[], object]] = field(default_factory=list)  # run at each install
+    ran: list[tuple[str, ...]] = field(default_factory=list)  # what run_install ran
 
     def install(self, *args: str) -> None:
         if self.no_install:
             return
+        if not self.virtualenv.location:  # as nox refuses under --no-venv
+            raise ValueError("session.install() is no longer allowed")
+        for hook in self.during_install:
+            hook()
         if self.virtualenv.location:
             stamp = Path(self.virtualenv.location) / installs.STAMP_NAME
             self.stamp_seen_during_install.append(stamp.exists())
@@ -40,6 +47,7 @@ class FakeSession:
         assert silent
         if self.no_install:
             return None
+        self.ran.append(args)
         assert args[:3] == ("python", "-m", "harness.core.installs")
         assert installs.main(list(args[3:])) == 0
         return ""
@@ -170,13 +178,38 @@ def test_under_no_install_nothing_is_stamped_and_the_session_is_told(project: Pr
     assert len(later.installed) == 3
 
 
-def test_without_a_venv_every_run_installs_and_nothing_is_stamped(project: Project) -> None:
-    for _ in range(2):
-        session = FakeSession(Venv(None))
-        installs.install(session, project.inputs(), project.steps())
-        assert len(session.installed) == 3
-        assert session.warned == []
+def test_without_a_venv_nothing_is_compiled_or_stamped(
+    project: Project, no_compile: list[str]
+) -> None:
+    """Under nox --no-venv, nox refuses the install; under -R as well, nothing runs at all."""
+    with pytest.raises(ValueError, match="no longer allowed"):
+        installs.install(FakeSession(Venv(None)), project.inputs(), project.steps())
+    skipped = FakeSession(Venv(None), no_install=True)
+    installs.install(skipped, project.inputs(), project.steps())
+    assert skipped.ran == []
+    assert skipped.warned == []
+    assert no_compile == []
     assert sorted(p.name for p in project.venv.iterdir()) == ["pyvenv.cfg"]
+
+
+def test_a_lock_changed_while_installing_leaves_the_venv_unstamped(
+    project: Project, no_compile: list[str]
+) -> None:
+    """Read at load as A, installed from B, A again by the next run: that run must install."""
+    dev = project.paths[1]
+    inputs = project.inputs()  # A, when the noxfile loaded
+    session = project.session()
+    session.during_install.append(lambda: dev.write_text("pytest==10\n", encoding="utf-8"))
+    installs.install(session, inputs, project.steps())
+    assert session.warned == [
+        "pyproject.toml or a lock changed while this session installed: the venv is not "
+        "stamped, and the next run installs again"
+    ]
+    assert len(no_compile) == 1, "the venv is still compiled"
+    dev.write_text("pytest==9\n", encoding="utf-8")  # back to A
+    again = project.session()
+    installs.install(again, project.inputs(), project.steps())
+    assert len(again.installed) == 3
 
 
 def test_a_file_the_steps_read_must_be_hashed(project: Project) -> None:
@@ -225,12 +258,49 @@ def test_a_failed_compile_leaves_no_stamp(
     assert not stamp.is_current()
 
 
-def test_the_last_step_compiles_site_packages_first(
-    project: Project, no_compile: list[str]
+def test_the_last_step_compiles_before_it_stamps(
+    project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    stamp_file = project.venv / installs.STAMP_NAME
+    compiled: list[tuple[str, bool]] = []
+
+    def compile_dir(path: str, **kwargs: object) -> bool:
+        compiled.append((path, stamp_file.exists()))
+        return True
+
+    monkeypatch.setattr(compileall, "compile_dir", compile_dir)
     installs.install(project.session(), project.inputs(), project.steps())
-    assert len(no_compile) == 1
-    assert no_compile[0].endswith("site-packages")
+    assert len(compiled) == 1
+    path, stamped_already = compiled[0]
+    assert path.endswith("site-packages")
+    assert not stamped_already
+    assert stamp_file.exists()
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        ["-r", "{f}"],
+        ["--requirement", "{f}"],
+        ["--requirement={f}"],
+        ["-c", "{f}"],
+        ["--constraint={f}"],
+    ],
+)
+def test_a_file_named_in_any_flag_form_must_be_hashed(project: Project, step: list[str]) -> None:
+    unlisted = project.root / "extra.txt"
+    unlisted.write_text("x==1\n", encoding="utf-8")
+    named = [arg.format(f=unlisted) for arg in step]
+    assert installs.unhashed_files(project.inputs(), [named]) == [str(unlisted)]
+    with_it = installs.Inputs.read(*project.paths, unlisted)
+    assert installs.unhashed_files(with_it, [named]) == []
+
+
+def test_an_editable_in_any_flag_form_needs_its_pyproject_hashed(project: Project) -> None:
+    other = project.root / "other"
+    for step in (["-e", str(other)], ["--editable", str(other)], [f"--editable={other}"]):
+        assert installs.unhashed_files(project.inputs(), [step]) == [str(other / "pyproject.toml")]
+    assert installs.unhashed_files(project.inputs(), [["-e", str(project.root)]]) == []
 
 
 def test_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

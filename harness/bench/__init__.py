@@ -11,8 +11,8 @@
 - P6 a session's environment: ``nox -s test-X --install-only`` with uv vs virtualenv;
 - P7 and P8: the ``integration`` and ``test-X`` sessions of the reused P4 pipeline;
 - P4.floor, P7.floor and P8.floor: the machine's busy CPU time while the reused pipeline ran,
-  and while each of those two sessions ran again alone, divided by the cores: the least wall
-  time so much CPU can take on this machine, whatever the scheduling.
+  and while ``nox -s test-X -R`` and ``nox -s integration -R`` ran again alone, divided by the
+  cores: the least wall time those ``nox`` commands can take on this machine.
 
 Everything runs on a copy of the working tree, committed into a throwaway repository and
 cloned from there; the edits happen in those clones, never in the checkout. Two sides of a

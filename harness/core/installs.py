@@ -6,21 +6,22 @@ walks site-packages again. The last step of an install that finished writes a st
 venv: a digest of the install's commands and of what they read (pyproject.toml and the locks,
 as read when the noxfile loaded; the venv's pyvenv.cfg). A later session whose digest matches
 has nothing to install; any change installs again. The files are read once, before the
-sessions are made from them: a file changed during a run can only make the stamp older than
-the install (one install more), never newer. A hand-made change inside the venv is not seen:
-``nox --reuse-venv=no`` starts it afresh.
+sessions are made from them, and again after a session's install: when they changed in
+between, the venv is not stamped (the next run installs again). Environment settings such as
+``UV_*`` and ``PIP_*`` are not in the digest, and a hand-made change inside the venv is not
+seen: ``nox --reuse-venv=no`` starts it afresh.
 
 ``python -m harness.core.installs STAMP DIGEST`` is that last step: it byte-compiles the
 venv's site-packages (uv writes no bytecode, and where PYTHONDONTWRITEBYTECODE is set nothing
 would later), then writes the stamp. nox skips it with the install under ``--no-install``
-(``-R``), so a venv that was not installed is never stamped.
+(``-R``), so a venv that was not installed is never stamped. Without a venv (``nox --no-venv``)
+nothing is stamped or compiled, and nox refuses the install itself.
 """
 
 from __future__ import annotations
 
 import compileall
 import hashlib
-import itertools
 import os
 import sys
 import sysconfig
@@ -43,6 +44,9 @@ class Inputs:
     @classmethod
     def read(cls, *paths: Path) -> Inputs:
         return cls(tuple((path, read_or_none(path)) for path in paths))
+
+    def read_again(self) -> Inputs:
+        return Inputs.read(*(path for path, _ in self.files))
 
     def text(self, path: Path) -> str:
         """One input's text, as read (the noxfile parses pyproject.toml from these bytes)."""
@@ -104,9 +108,9 @@ class Stamp:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
 
-    def finish_command(self) -> tuple[str, ...]:
+    def finish_command(self, *, stamped: bool = True) -> tuple[str, ...]:
         """The install's last step, run by the venv's python: compile, then stamp."""
-        stamp = () if self.path is None else (str(self.path), self.expected)
+        stamp = (str(self.path), self.expected) if stamped and self.path is not None else ()
         return ("python", "-m", "harness.core.installs", *stamp)
 
 
@@ -125,16 +129,28 @@ class Session(Protocol):
     def warn(self, *args: object) -> None: ...
 
 
-def unhashed_files(inputs: Inputs, steps: Steps) -> list[str]:
-    """Files the steps name (``-c``, ``-r``; ``-e DIR``'s pyproject.toml) that ``inputs`` lacks."""
-    read = {path.resolve() for path, _ in inputs.files}
+FILE_FLAGS = ("-c", "--constraint", "-r", "--requirement")
+EDITABLE_FLAGS = ("-e", "--editable")
+
+
+def named_files(step: Sequence[str]) -> list[Path]:
+    """The files one step's arguments name: constraints, requirements, an editable's pyproject."""
     named = []
-    for step in steps:
-        for flag, value in itertools.pairwise(step):
-            if flag in ("-c", "-r"):
-                named.append(Path(value))
-            elif flag == "-e":
-                named.append(Path(value) / "pyproject.toml")
+    for index, arg in enumerate(step):
+        flag, joined, value = arg.partition("=")
+        if not joined:
+            value = step[index + 1] if index + 1 < len(step) else ""
+        if flag in FILE_FLAGS and value:
+            named.append(Path(value))
+        elif flag in EDITABLE_FLAGS and value:
+            named.append(Path(value) / "pyproject.toml")
+    return named
+
+
+def unhashed_files(inputs: Inputs, steps: Steps) -> list[str]:
+    """Files the steps name that ``inputs`` lacks: a stamp would not see them change."""
+    read = {path.resolve() for path, _ in inputs.files}
+    named = [path for step in steps for path in named_files(step)]
     return [str(path) for path in named if path.resolve() not in read]
 
 
@@ -143,15 +159,26 @@ def install(session: Session, inputs: Inputs, steps: Steps) -> None:
     if unhashed := unhashed_files(inputs, steps):
         raise ValueError(f"the install reads {', '.join(unhashed)}, which its stamp would not hash")
     stamp = Stamp.of(getattr(session.virtualenv, "location", None), inputs, steps)
+    if stamp.path is None:  # nox --no-venv: nox itself refuses to install into its own Python
+        for step in steps:
+            session.install(*step)
+        return
     if stamp.is_current():
         session.log("nothing to install: the venv was installed from these locks and pyproject")
         return
     stamp.forget()
     for step in steps:
         session.install(*step)
+    if inputs.read_again() != inputs:  # the steps may have read other bytes than the digest
+        session.warn(
+            "pyproject.toml or a lock changed while this session installed: the venv is not "
+            "stamped, and the next run installs again"
+        )
+        session.run_install(*stamp.finish_command(stamped=False), silent=True)
+        return
     # Byte-compiles site-packages (uv writes no bytecode), then stamps the venv as installed.
     session.run_install(*stamp.finish_command(), silent=True)
-    if stamp.path is not None and not stamp.is_current():  # nox skipped the install (-R)
+    if not stamp.is_current():  # nox skipped the install and this last step (-R)
         session.warn(
             "installs skipped: this venv was not installed from the current pyproject.toml and "
             "locks; run without -R (--no-install) to update it"
