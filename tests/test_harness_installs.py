@@ -112,7 +112,7 @@ def test_the_first_run_installs_every_step_then_stamps(project: Project) -> None
     installs.install(session, project.inputs(), project.steps("pytest>=8"))
     assert session.installed == [tuple(step) for step in project.steps("pytest>=8")]
     assert session.warned == []
-    stamp = installs.Stamp.of(str(project.venv), project.inputs(), project.steps("pytest>=8"))
+    stamp = installs.Stamp.of(project.venv, project.inputs(), project.steps("pytest>=8"))
     assert stamp.is_current()
 
 
@@ -242,8 +242,7 @@ def test_the_digest_tells_steps_apart_however_they_split() -> None:
 
 def test_a_garbled_stamp_is_not_current(project: Project) -> None:
     installs.install(project.session(), project.inputs(), project.steps())
-    stamp = installs.Stamp.of(str(project.venv), project.inputs(), project.steps())
-    assert stamp.path is not None
+    stamp = installs.Stamp.of(project.venv, project.inputs(), project.steps())
     stamp.path.write_bytes(b"\xff\xfe" + stamp.expected.encode())
     assert not stamp.is_current()
 
@@ -251,7 +250,7 @@ def test_a_garbled_stamp_is_not_current(project: Project) -> None:
 def test_a_failed_compile_leaves_no_stamp(
     project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stamp = installs.Stamp.of(str(project.venv), project.inputs(), project.steps())
+    stamp = installs.Stamp.of(project.venv, project.inputs(), project.steps())
     monkeypatch.setattr(compileall, "compile_dir", lambda path, **kwargs: False)
     assert installs.main(list(stamp.finish_command()[3:])) == 1
     assert "not stamped" in capsys.readouterr().err
@@ -311,8 +310,7 @@ def test_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
 def test_record_replaces_a_link_and_never_writes_through_it(project: Project) -> None:
     outside = project.root / "outside.txt"
     outside.write_text("not the venv's\n", encoding="utf-8")
-    stamp = installs.Stamp.of(str(project.venv), project.inputs(), project.steps())
-    assert stamp.path is not None
+    stamp = installs.Stamp.of(project.venv, project.inputs(), project.steps())
     stamp.path.symlink_to(outside)
     installs.record(stamp.path, stamp.expected)
     assert outside.read_text(encoding="utf-8") == "not the venv's\n"

@@ -83,21 +83,17 @@ def digest(files: Iterable[tuple[Path, bytes | None]], steps: Steps) -> str:
 class Stamp:
     """A venv's install stamp, and the digest an install of these steps would have."""
 
-    path: Path | None  # None: the session has no venv of its own (nox --no-venv)
+    path: Path
     expected: str
 
     @classmethod
-    def of(cls, venv: str | None, inputs: Inputs, steps: Steps) -> Stamp:
-        if not venv:
-            return cls(None, "")
-        config = Path(venv) / "pyvenv.cfg"  # the venv's interpreter, read now
+    def of(cls, venv: Path, inputs: Inputs, steps: Steps) -> Stamp:
+        config = venv / "pyvenv.cfg"  # the venv's interpreter, read now
         files = (*inputs.files, (config, read_or_none(config)))
-        return cls(Path(venv) / STAMP_NAME, digest(files, steps))
+        return cls(venv / STAMP_NAME, digest(files, steps))
 
     def is_current(self) -> bool:
         """Whether the venv's last finished install had exactly this digest."""
-        if self.path is None:
-            return False
         try:
             return self.path.read_text(encoding="ascii").strip() == self.expected
         except (OSError, UnicodeDecodeError):
@@ -105,12 +101,11 @@ class Stamp:
 
     def forget(self) -> None:
         """Drop the stamp before installing: an install cut short leaves no claim behind."""
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
 
     def finish_command(self, *, stamped: bool = True) -> tuple[str, ...]:
         """The install's last step, run by the venv's python: compile, then stamp."""
-        stamp = (str(self.path), self.expected) if stamped and self.path is not None else ()
+        stamp = (str(self.path), self.expected) if stamped else ()
         return ("python", "-m", "harness.core.installs", *stamp)
 
 
@@ -158,11 +153,12 @@ def install(session: Session, inputs: Inputs, steps: Steps) -> None:
     """``session.install`` each step, unless the venv's stamp says they are installed already."""
     if unhashed := unhashed_files(inputs, steps):
         raise ValueError(f"the install reads {', '.join(unhashed)}, which its stamp would not hash")
-    stamp = Stamp.of(getattr(session.virtualenv, "location", None), inputs, steps)
-    if stamp.path is None:  # nox --no-venv: nox itself refuses to install into its own Python
+    venv = getattr(session.virtualenv, "location", None)
+    if not venv:  # nox --no-venv: nox itself refuses to install into its own Python
         for step in steps:
             session.install(*step)
         return
+    stamp = Stamp.of(Path(venv), inputs, steps)
     if stamp.is_current():
         session.log("nothing to install: the venv was installed from these locks and pyproject")
         return
