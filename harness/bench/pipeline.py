@@ -45,6 +45,11 @@ def session_times(report: Mapping[str, Any]) -> dict[str, float | str]:
     return times
 
 
+def read_report(report: Path) -> dict[str, float | str]:
+    """Seconds per session from a ``nox --report`` file; none when nox wrote no report."""
+    return session_times(json.loads(report.read_text("utf-8"))) if report.is_file() else {}
+
+
 def describe_times(times: Mapping[str, float | str]) -> str:
     return ", ".join(
         f"{name} {took:g} s" if isinstance(took, float) else f"{name} {took}"
@@ -87,6 +92,7 @@ FLOOR_RUNS = (
         ("-s", "integration", "-R", "--no-dependencies"),
     ),
 )
+NO_CPU_COUNT = "no CPU count: /proc/stat is not readable on this machine"
 CPU_NOTE = (
     "the machine's busy CPU time (/proc/stat: the engine, the containers and every process the "
     "session starts) ÷ its {cores} cores"
@@ -190,7 +196,7 @@ class NoxRuns:
         spent = [Spent(**counted) for counted in reused.details.get("cpu per run", [])]
         fig.runs = [s.floor for s in spent]
         if not spent:
-            fig.error = "no CPU count: /proc/stat is not readable on this machine"
+            fig.error = NO_CPU_COUNT
             return fig
         runs = "; ".join(f"run {n}: {describe_spent(s)}" for n, s in enumerate(spent, 1))
         fig.note = f"{CPU_NOTE.format(cores=spent[0].cores)}, during P4.reuse; {runs}"
@@ -202,7 +208,7 @@ class NoxRuns:
         fig = Figure(key, title.format(test=test), "s")
         args = tuple(arg.format(test=test) for arg in args)
         if not self.cpu.available:
-            fig.error = "no CPU count: /proc/stat is not readable on this machine"
+            fig.error = NO_CPU_COUNT
             return fig
         command = f"nox {' '.join(args)}"
         notes = []
@@ -218,7 +224,7 @@ class NoxRuns:
                 fig.error = f"`{command}` failed: {reason(exc.output)}"
                 return fig
             fig.runs.append(spent.floor)
-            times = session_times(json.loads(report.read_text("utf-8"))) if report.is_file() else {}
+            times = read_report(report)
             # nox's own start is in the CPU count, not in the session's time nox reports.
             notes.append(f"run {run}: {describe_spent(spent)} (sessions: {describe_times(times)})")
             self.log(f"bench: {key} run {run}: {describe_spent(spent)}")
@@ -237,7 +243,7 @@ class NoxRuns:
         args = ("--no-error-on-missing-interpreters", "--report", str(report))
         try:
             if self.cpu.available:
-                output, spent = self.cpu.measure(lambda: self.nox(clone, *args), time.perf_counter)
+                output, spent = self.cpu.measure(partial(self.nox, clone, *args), time.perf_counter)
                 fig.details.setdefault("cpu per run", []).append(asdict(spent))
             else:
                 output = self.nox(clone, *args)
@@ -253,7 +259,7 @@ class NoxRuns:
             if record.is_file():
                 made.append(records.load_image_record(record).image_id)
         fig.runs.append(time.perf_counter() - started)
-        times = session_times(json.loads(report.read_text("utf-8"))) if report.is_file() else {}
+        times = read_report(report)
         fig.details.setdefault("sessions per run", []).append(times)
         fig.note = "; ".join(filter(None, [fig.note, f"run {run}: {describe_times(times)}"]))
         self.log(f"bench: P4 run {run} {fig.key}: {fig.runs[-1]:.0f} s")
