@@ -75,6 +75,8 @@ ARG REVISION=unknown
 ARG CREATED=unknown
 ARG SOURCE=https://github.com/tea-n-tech/deathstar
 ARG BASE_IMAGE
+# The base by its name and digest (BASE_IMAGE may name it by a local tag of that digest).
+ARG BASE_NAME=${BASE_IMAGE}
 ARG BASE_DIGEST=""
 ENV DEATHSTAR_REVISION=${REVISION} \
     DEATHSTAR_CREATED=${CREATED}
@@ -85,5 +87,5 @@ LABEL org.opencontainers.image.title="deathstar" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}" \
+      org.opencontainers.image.base.name="${BASE_NAME}" \
       org.opencontainers.image.base.digest="${BASE_DIGEST}"

@@ -34,9 +34,14 @@ class Call:
     cwd: Path | None
 
 
+# A rule's answer: its output, or a function of the whole argv that returns it (and may write
+# files the real command writes, as `docker save --output` does).
+Answer = str | Callable[[list[str]], str]
+
+
 @dataclass
 class FakeDocker:
-    rules: list[tuple[list[str], str, int]] = field(default_factory=list)
+    rules: list[tuple[list[str], Answer, int]] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
 
     def __call__(self, args: Sequence[str], **options: Unpack[process.RunOptions]) -> str:
@@ -44,8 +49,9 @@ class FakeDocker:
         stdin = options.get("stdin")
         self.calls.append(Call(argv, stdin, None if env is None else dict(env), cwd))
         if argv[0] == "docker":
-            for prefix, out, code in self.rules:
+            for prefix, answer, code in self.rules:
                 if argv[1 : 1 + len(prefix)] == prefix:
+                    out = answer(argv) if callable(answer) else answer
                     if code:
                         raise process.CommandError(f"`{' '.join(argv[:3])}` failed", out, code)
                     return out + "\n"

@@ -169,6 +169,7 @@ class FakeEngine(FakeDocker):
                 "{{.Size}}": str(image.size),
                 "{{json .RootFS.Layers}}": json.dumps(image.layers),
                 "{{json .RepoDigests}}": "[]",  # a base built here, not pulled
+                "{{json .Config.Labels}}": "null",
             }
             return answers[args[3]] + "\n"
         if command == "build":

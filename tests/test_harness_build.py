@@ -15,7 +15,7 @@ from harness import HarnessError
 from harness.core import archive, build, imaging, process, provision, records
 from harness.core.docker import Docker
 from tests.archives import layer_tar, save_archive
-from tests.fakedocker import FakeDocker
+from tests.fakedocker import Answer, FakeDocker
 from tests.gitrepo import EPOCH, git
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -48,6 +48,7 @@ def test_build_command_is_offline_and_passes_metadata(tmp_path: Path) -> None:
     assert command[-1] == str(tmp_path)
     assert option_values(command, "--build-arg") == [
         f"BASE_IMAGE=example/base:1@sha256:{'b' * 64}",  # pinned: what the tag names later
+        f"BASE_NAME=example/base:1@sha256:{'b' * 64}",
         f"BASE_DIGEST=sha256:{'b' * 64}",
         "VERSION=1.2.3",
         f"REVISION={COMMIT}",
@@ -92,7 +93,7 @@ def test_builder_says_whether_builds_are_reproducible(
     engine: str, buildx: str, store: bool, why: str
 ) -> None:
     status = '[["driver-type","io.containerd.snapshotter.v1"]]' if store else '[["Backing","x"]]'
-    rules = [
+    rules: list[tuple[list[str], Answer, int]] = [
         (["version", "--format", "{{.Server.Version}}"], engine, 0),
         (["info", "--format", "{{json .DriverStatus}}"], status, 0),
     ]
@@ -151,6 +152,9 @@ def test_docker_error_is_its_last_output_line(tmp_path: Path) -> None:
 INSPECT = ["image", "inspect", "--format"]
 
 
+BASE = "python:3.11-slim-bookworm"
+
+
 def engine_with_images(**extra: str) -> FakeDocker:
     return FakeDocker(
         rules=[
@@ -162,6 +166,10 @@ def engine_with_images(**extra: str) -> FakeDocker:
             ([*INSPECT, "{{.Id}}", "python:3.11-slim-bookworm"], "sha256:base", 0),
             (["load"], "Loaded image: deathstar:1.2.3", 0),
             (["tag"], "", 0),
+            ([*INSPECT, "{{.Id}}", f"{BASE}@sha256:base"], "sha256:base", 0),
+            ([*INSPECT, "{{.Id}}", "deathstar-pinned-base:base"], "sha256:base", 0),
+            ([*INSPECT, "{{json .RootFS.Layers}}", f"{BASE}@sha256:base"], "[]", 0),
+            ([*INSPECT, "{{json .Config.Labels}}"], extra.get("base_labels", "null"), 0),
         ]
     )
 

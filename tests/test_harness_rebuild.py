@@ -83,12 +83,15 @@ def test_without_the_original_layer_the_files_are_not_guessed(tmp_path: Path) ->
 
 def builder_engine(*, store: bool = True, base: str = "sha256:" + "b" * 64) -> FakeDocker:
     status = '[["driver-type","io.containerd.snapshotter.v1"]]' if store else "[]"
+    pin = f"deathstar-pinned-base:{base.removeprefix('sha256:')}"
     return FakeDocker(
         rules=[
             (["version", "--format", "{{.Server.Version}}"], "26.1.5", 0),
             (["buildx", "version"], "github.com/docker/buildx v0.13.1 x", 0),
             (["info", "--format", "{{json .DriverStatus}}"], status, 0),
             (["image", "inspect", "--format", "{{.Id}}", f"base:1@{base}"], base, 0),
+            (["tag", f"base:1@{base}", pin], "", 0),
+            (["image", "inspect", "--format", "{{.Id}}", pin], base, 0),
         ]
     )
 

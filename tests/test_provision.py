@@ -1,8 +1,7 @@
-"""`.ci/provision`'s functions, sourced into bash: what the rootfs steps may touch, signals.
+"""`.ci/provision`'s functions, sourced into bash: the archive's date, signals, settings.
 
-The script runs as root and deletes under a root file system that debootstrap made; these
-tests give it hostile trees (symlinks out of the rootfs) next to a stand-in host directory
-and check that nothing outside the rootfs changes.
+The base's root file system is made by mmdebstrap in a chroot of its own (its hooks run inside
+it), so the script itself deletes nothing under a tree it did not make but its work directory.
 """
 
 from __future__ import annotations
@@ -51,49 +50,6 @@ def files_under(path: Path) -> dict[str, str]:
     }
 
 
-# path, then content: a stand-in host's files to keep, and a fresh rootfs's files.
-HOST_FILES = """
-usr/share/doc/bash/README       host doc
-usr/share/doc/bash/copyright    host copyright
-usr/share/man/man1/bash.1       host man page
-usr/bin/python3                 host python
-etc/dpkg/dpkg.cfg.d/host        host setting
-etc/resolv.conf                 nameserver 192.0.2.1
-var/log/host.log                host log
-"""
-ROOTFS_FILES = """
-usr/share/doc/python3/README                    doc
-usr/share/doc/python3/copyright                 copyright
-usr/share/man/man1/python3.1                    man
-usr/share/locale/de/LC_MESSAGES/x.mo            mo
-usr/bin/python3                                 python
-etc/dpkg/dpkg.cfg.d/excludes
-etc/resolv.conf                                 nameserver 192.0.2.53
-etc/hostname                                    buildhost
-var/log/dpkg.log                                log
-var/lib/apt/lists/deb.debian.org_Packages       lists
-var/cache/apt/pkgcache.bin                      cache
-"""
-
-
-def write_tree(root: Path, table: str) -> Path:
-    for line in filter(None, table.splitlines()):
-        rel, _, text = line.partition(" ")
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text.strip())
-    return root
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Path:
-    """A stand-in for the host: docs, man pages and a dpkg configuration to keep."""
-    return write_tree(tmp_path / "host", HOST_FILES)
-
-
-def make_rootfs(work: Path) -> Path:
-    return write_tree(work / "rootfs", ROOTFS_FILES)
-
-
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
     path = tmp_path / "work"
@@ -101,81 +57,27 @@ def work(tmp_path: Path) -> Path:
     return path
 
 
-def test_slim_and_finish_a_real_rootfs(work: Path, host: Path) -> None:
-    rootfs = make_rootfs(work)
-    # A link inside the tree that points at the host: removed as a link, its target kept.
-    (rootfs / "usr/share/doc/evil").symlink_to(host / "usr/share/doc/bash")
-    before = files_under(host)
-    result = provision(work, 'finish_rootfs "$1" && slim_rootfs "$1"', str(rootfs))
-    assert result.returncode == 0, result.stderr
-    assert files_under(host) == before
-    assert (rootfs / "usr/share/doc/python3/copyright").is_file()
-    assert not (rootfs / "usr/share/doc/python3/README").exists()
-    assert not (rootfs / "usr/share/doc/evil").is_symlink()
-    assert not (rootfs / "usr/share/man/man1").exists()
-    assert not (rootfs / "usr/share/locale/de").exists()
-    assert not (rootfs / "var/log/dpkg.log").exists()
-    assert not (rootfs / "var/lib/apt/lists/deb.debian.org_Packages").exists()
-    assert not (rootfs / "var/cache/apt/pkgcache.bin").exists()
-    assert (
-        "path-exclude /usr/share/doc/*" in (rootfs / "etc/dpkg/dpkg.cfg.d/docker-slim").read_text()
-    )
-    assert (rootfs / "etc/resolv.conf").read_text() == ""
-    assert (rootfs / "etc/hostname").read_text() == ""
-    assert (rootfs / "usr/bin/python").readlink() == Path("python3")
-    assert (rootfs / "usr/local/bin/python").readlink() == Path("/usr/bin/python3")
-
-
-@pytest.mark.parametrize("linked", ["usr", "usr/share", "etc", "etc/dpkg/dpkg.cfg.d", "var"])
-def test_a_symlink_out_of_the_rootfs_is_refused_and_nothing_outside_changes(
-    work: Path, host: Path, linked: str
+@pytest.mark.parametrize(
+    "mirror", ["http://deb.debian.org/debian", "https://deb.debian.org/debian/"]
+)
+def test_the_archive_date_is_read_from_the_release_file_apt_fetched(
+    work: Path, mirror: str
 ) -> None:
-    rootfs = make_rootfs(work)
-    target = rootfs / linked
-    subprocess.run(["rm", "-rf", str(target)], check=True)
-    target.symlink_to(host / linked)
-    before = files_under(host)
-    result = provision(work, 'slim_rootfs "$1"', str(rootfs))
-    assert result.returncode != 0
-    assert "refusing" in result.stderr or "has no etc/dpkg" in result.stderr
-    assert files_under(host) == before
-    assert not (host / "etc/dpkg/dpkg.cfg.d/docker-slim").exists()
-
-
-def test_finish_rootfs_replaces_links_instead_of_writing_through_them(
-    work: Path, host: Path
-) -> None:
-    rootfs = make_rootfs(work)
-    (rootfs / "etc/resolv.conf").unlink()
-    (rootfs / "etc/resolv.conf").symlink_to(host / "etc/resolv.conf")
-    (rootfs / "usr/local/bin").mkdir(parents=True)
-    (rootfs / "usr/local/bin/python").symlink_to(host / "usr/bin/python3")
-    before = files_under(host)
-    result = provision(work, 'finish_rootfs "$1"', str(rootfs))
+    lists = work.parent / "lists"
+    lists.mkdir()
+    release = "Origin: Debian\nDate: Sat, 11 Jul 2026 10:16:37 UTC\nValid-Until: never\n"
+    (lists / "deb.debian.org_debian_dists_bookworm_InRelease").write_text(release)
+    (lists / "deb.debian.org_debian_dists_bookworm-updates_InRelease").write_text("Date: other\n")
+    result = provision(work, 'archive_date "$1" "$2"', mirror, str(lists))
     assert result.returncode == 0, result.stderr
-    assert files_under(host) == before
-    assert not (rootfs / "etc/resolv.conf").is_symlink()
-    assert (rootfs / "usr/local/bin/python").readlink() == Path("/usr/bin/python3")
+    assert result.stdout == "Sat, 11 Jul 2026 10:16:37 UTC\n"
 
 
-# Only the stand-in host is ever handed to slim_rootfs: were the check broken, the test must
-# not be what deletes a real host's files. The real root's spellings go to the check alone.
-@pytest.mark.parametrize("path", ["", "{host}", "{work}/../host", "{work}/rootfs/../../host"])
-def test_a_root_outside_the_work_directory_is_refused(work: Path, host: Path, path: str) -> None:
-    make_rootfs(work)
-    before = files_under(host)
-    result = provision(work, 'slim_rootfs "$1"', path.format(host=host, work=work))
+def test_without_a_release_file_the_archive_date_is_one_error_line(work: Path) -> None:
+    result = provision(work, 'archive_date "$1" "$2"', "http://deb.example/debian", str(work))
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("provision: error: ")
-    assert files_under(host) == before
-
-
-@pytest.mark.parametrize("path", ["/", "/.", "//", "/tmp/..", "/var/tmp", "{work}"])  # noqa: S108
-def test_the_hosts_root_is_never_a_rootfs_of_ours(work: Path, path: str) -> None:
-    result = provision(work, 'require_own_rootfs "$1"', path.format(work=work))
-    assert result.returncode != 0
-    assert result.stderr.startswith("provision: error: ")
+    assert result.stderr.startswith("provision: error: no Release file of bookworm")
 
 
 def test_a_signal_stops_the_tool_before_the_work_directory_goes(work: Path) -> None:

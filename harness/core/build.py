@@ -181,6 +181,9 @@ class BuildPlan:
     epoch: int
     base_image: str
     base_digest: str = ""  # the base image's digest, resolved before the build
+    # A local tag that names exactly that digest (see harness.core.imaging.pin_base): what the
+    # build's FROM reads, so BuildKit finds the base in the engine and asks no registry.
+    base_tag: str = ""
 
     @classmethod
     def for_checkout(
@@ -216,10 +219,17 @@ class BuildPlan:
 
     def base_args(self) -> dict[str, str]:
         """What the runtime-base stage may see: the base image and the files' epoch."""
-        return {"BASE_IMAGE": self.pinned_base, "SOURCE_DATE_EPOCH": str(IMAGE_EPOCH)}
+        return {
+            "BASE_IMAGE": self.base_tag or self.pinned_base,
+            "SOURCE_DATE_EPOCH": str(IMAGE_EPOCH),
+        }
 
     def build_args(self) -> dict[str, str]:
-        base = {"BASE_IMAGE": self.pinned_base, "BASE_DIGEST": self.base_digest}
+        base = {
+            "BASE_IMAGE": self.base_tag or self.pinned_base,
+            "BASE_NAME": self.pinned_base,  # the label: the base by name and digest
+            "BASE_DIGEST": self.base_digest,
+        }
         labels = {"VERSION": self.version, "REVISION": self.revision, "SOURCE": SOURCE_URL}
         # CREATED is the commit's time, a label; the files' time is the constant epoch.
         times = {"CREATED": self.created, "SOURCE_DATE_EPOCH": str(IMAGE_EPOCH)}

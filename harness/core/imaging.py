@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from harness import HarnessError
@@ -13,6 +14,14 @@ from harness.core.docker import Docker
 from harness.core.records import ImageRecord
 
 DOCKER_LOAD_TIMEOUT = 600.0
+# Local tags of base digests, one per digest: what a reproducible build's FROM names.
+PINNED_BASE = "deathstar-pinned-base"
+# The labels .ci/provision puts on a base it makes from Debian's archive (.ci/base/Dockerfile).
+ORIGIN_LABELS = {
+    "suite": "org.deathstar.base.suite",
+    "archive_date": "org.deathstar.base.archive-date",
+    "made_by": "org.deathstar.base.made-by",
+}
 
 
 def resolve_base(docker: Docker, ref: str) -> str:
@@ -40,6 +49,54 @@ def plan_for(
     return BuildPlan.for_checkout(root, version, environ, base), builder
 
 
+def pin_base(plan: BuildPlan, docker: Docker) -> BuildPlan:
+    """The plan building FROM a local tag that names exactly the resolved base digest.
+
+    BuildKit resolves ``FROM name@sha256:...`` through the name's registry, even for an image
+    the engine holds, until some build has used the name by its tag; a local tag it resolves
+    in the engine. The tag is made from ``name@digest`` and named after the digest, checked
+    before the build, and the image's first layers are checked against the base's after it.
+    """
+    if not plan.base_digest:
+        raise HarnessError(f"the base image {plan.base_image} was not resolved to a digest")
+    tag = f"{PINNED_BASE}:{plan.base_digest.removeprefix('sha256:')}"
+    try:
+        docker("tag", plan.pinned_base, tag)
+    except HarnessError:
+        raise HarnessError(
+            f"the base image {plan.pinned_base} is not in the local engine; pull it "
+            "(or run `bash .ci/provision` where no registry is reachable)"
+        ) from None
+    if docker.image_id(tag) != docker.image_id(plan.pinned_base):
+        raise HarnessError(f"{tag} does not name {plan.pinned_base}; it was retagged meanwhile")
+    return replace(plan, base_tag=tag)
+
+
+def base_origin(docker: Docker, ref: str) -> dict[str, str]:
+    """What a provisioned base was made from (its suite and archive date labels), else {}."""
+    try:
+        labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", ref))
+    except (HarnessError, json.JSONDecodeError):
+        return {}
+    if not isinstance(labels, dict):
+        return {}
+    origin = {key: labels.get(label) for key, label in ORIGIN_LABELS.items()}
+    return {key: value for key, value in origin.items() if isinstance(value, str) and value}
+
+
+def check_built_on_base(plan: BuildPlan, docker: Docker, diff_ids: Sequence[str]) -> None:
+    """The image's first layers must be the pinned base's: proof of what it was built FROM."""
+    ref = plan.pinned_base
+    try:
+        base_layers = json.loads(
+            docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", ref)
+        )
+    except (HarnessError, json.JSONDecodeError):
+        raise HarnessError(f"the base image {ref} is no longer in the local engine") from None
+    if not isinstance(base_layers, list) or list(diff_ids[: len(base_layers)]) != base_layers:
+        raise HarnessError(f"the image was not built on {ref}: its first layers are not the base's")
+
+
 def build_image(
     plan: BuildPlan,
     builder: Builder,
@@ -60,6 +117,7 @@ def build_image(
     archive_path.unlink(missing_ok=True)
     base = ""
     if builder.reproducible:
+        plan = pin_base(plan, docker)
         base_archive = archive_path.with_name(f"runtime-base-{archive_path.name}")
         base, _ = runtime_base.ensure(
             plan, builder, docker, run, context=context, archive_path=base_archive
@@ -70,6 +128,7 @@ def build_image(
             docker("tag", tags[0], tag)
         built = archive.read_archive(archive_path)
         config_digest, diff_ids = built.config_digest, built.diff_ids
+        check_built_on_base(plan, docker, diff_ids)
     else:
         run(plan.build_command(context, tags))
         # Docker's classic store names an image by its config digest.
@@ -93,4 +152,5 @@ def build_image(
         builder=builder.description,
         reproducible=builder.reproducible,
         runtime_base=base,
+        base_origin=base_origin(docker, plan.base_image),
     )

@@ -8,7 +8,7 @@ session trusts nothing else.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,8 @@ class ImageRecord:
     builder: str  # engine and BuildKit versions: inputs of the build like the lock
     reproducible: bool  # built so that a rebuild of the commit gives the same image
     runtime_base: str = ""  # the image of the runtime-base stage it was built FROM, if any
+    # What a provisioned base was made from (Debian suite, archive date); empty for a pulled one.
+    base_origin: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         mb = 1_000_000

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import ROOT, HarnessError
-from harness.core import archive, build, git, locks, process
+from harness.core import archive, build, git, imaging, locks, process
 from harness.core.docker import Docker
 
 BUILD_TIMEOUT = 1800.0
@@ -97,6 +97,7 @@ def rebuild(
         base_image=source.base_image,
         base_digest=source.base_digest,
     )
+    plan = imaging.pin_base(plan, Docker(runner))  # FROM a local tag of the recorded digest
     target = workdir / "rebuild.tar"
     command = plan.build_command(checkout, plan.tags[:1], archive=target, no_cache=True)
     log("rebuild: the image, with no build cache")
