@@ -12,9 +12,7 @@ each session here stays a few lines that say what happens, in order.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +27,6 @@ from harness.core import build as builds
 from harness.core import (
     git,
     imaging,
-    installs,
     interpreters,
     locks,
     provision,
@@ -42,7 +39,8 @@ from harness.core import (
 from harness.core.docker import Docker
 
 nox.needs_version = ">=2025.5.1"
-nox.options.default_venv_backend = "uv|virtualenv"
+# uv creates every venv and `uv sync --locked` installs into it from uv.lock (nox's recipe).
+nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
 # The test matrix names every supported Python; a machine runs those it has. CI's matrix
 # jobs pass --error-on-missing-interpreters, so a job there cannot pass by skipping.
@@ -51,9 +49,7 @@ nox.options.error_on_missing_interpreters = False
 nox.options.download_python = "never"
 
 ROOT = Path(__file__).parent
-# What installs read, read once; pyproject.toml is parsed from the same bytes (see installs).
-INSTALL_INPUTS = installs.Inputs.read(ROOT / "pyproject.toml", locks.DEV.path, locks.RUNTIME.path)
-PYPROJECT = tomllib.loads(INSTALL_INPUTS.text(ROOT / "pyproject.toml"))
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 PYTHONS = nox.project.python_versions(PYPROJECT)
 TOOL_PYTHON = PYTHONS[0]  # lint, build and the image use the oldest supported Python
 DIST = ROOT / records.DIST
@@ -88,40 +84,36 @@ def refusals(session: nox.Session) -> Iterator[None]:
 
 
 def install_groups(session: nox.Session, *groups: str, project: bool = True) -> None:
-    """Install dependency groups, pinned by the dev lock, and the project itself (editable)."""
-    requirements = nox.project.dependency_groups(PYPROJECT, *groups)
-    steps = [["-c", str(locks.DEV.path), *requirements]]
+    """``uv sync --locked`` into the session's venv: exactly these dependency groups, and with
+    ``project`` the project itself (editable) with its locked runtime dependencies. uv decides
+    what is up to date, and removes what the lock does not name."""
     if project:
-        # The runtime lock, hash-checked: tests run against the versions the image ships.
-        # pip refuses an editable install under hash checking, so the project goes alone.
-        steps += [["-r", str(locks.RUNTIME.path)], ["--no-deps", "-e", "."]]
-    installs.install(session, INSTALL_INPUTS, steps)  # skipped while the venv's stamp matches
+        selection = ["--no-default-groups", *(f"--group={group}" for group in groups)]
+    else:
+        selection = [f"--only-group={group}" for group in groups]
+    session.run_install("uv", "sync", "--locked", "--quiet", *selection)
+
+
+def check_exports(session: nox.Session, *exports: locks.Export) -> None:
+    """The requirement files must be what uv.lock exports now (one line, else)."""
+    exported = {export: session.run(*export.command(), silent=True) for export in exports}
+    with refusals(session):
+        locks.check_exports({export: str(text) for export, text in exported.items()})
 
 
 @nox.session(python=False, default=False)
 def install(session: nox.Session) -> None:
     """Create .venv with the project editable and every dev dependency group, for an IDE."""
-    if shutil.which("uv"):
-        session.run("uv", "venv", "--allow-existing", "--python", TOOL_PYTHON, ".venv")
-        pip: tuple[str, ...] = ("uv", "pip", "install", "--python", ".venv")
-    else:
-        # --upgrade-deps: the pip ensurepip bundles reads hashed constraints as a demand for
-        # hashes on every requirement; a current pip does not.
-        session.run(sys.executable, "-m", "venv", "--upgrade-deps", ".venv")
-        pip = (".venv/bin/python", "-m", "pip", "install")
-    # The same three steps as install_groups: pip refuses an editable install under hashes.
-    dev_groups = nox.project.dependency_groups(PYPROJECT, "dev")
-    session.run(*pip, "-c", str(locks.DEV.path), *dev_groups)
-    session.run(*pip, "-r", str(locks.RUNTIME.path))
-    session.run(*pip, "--no-deps", "-e", ".")
+    session.run("uv", "sync", "--locked", "--python", TOOL_PYTHON)
     session.log("ready: point your IDE at .venv/bin/python, or `source .venv/bin/activate`")
 
 
 @nox.session(python=TOOL_PYTHON)
 def lint(session: nox.Session) -> None:
     """Ruff, mypy --strict, lock freshness, hadolint, shellcheck, workflow schema + zizmor."""
+    session.run("uv", "lock", "--check")
+    check_exports(session, *locks.EXPORTS)
     with refusals(session):
-        locks.check()
         dockerfiles, scripts = sources.dockerfiles(ROOT), sources.shell_scripts(ROOT)
     install_groups(session, "lint", "typing")
     session.run("ruff", "check", ".")
@@ -152,20 +144,19 @@ def test(session: nox.Session) -> None:
 
 @nox.session(name="lock", python=TOOL_PYTHON, default=False)
 def lock_session(session: nox.Session) -> None:
-    """Regenerate the hash-pinned locks (requirements/*.txt) from pyproject.toml."""
-    session.install("uv")
-    for target in locks.LOCKS:
-        resolved = session.run(*locks.compile_command(target, TOOL_PYTHON), silent=True)
-        locks.write(target, str(resolved))
-        session.log(f"wrote {target.path.relative_to(ROOT)}")
+    """uv lock, then the hash-pinned requirement files exported from uv.lock."""
+    session.run("uv", "lock", *session.posargs)  # e.g. `-- --upgrade`
+    for export in locks.EXPORTS:
+        locks.write(export, str(session.run(*export.command(), silent=True)))
+        session.log(f"wrote {export.path.relative_to(ROOT)}")
 
 
 @nox.session(python=TOOL_PYTHON)
 def build(session: nox.Session) -> None:
     """Reproducible sdist and wheel (SOURCE_DATE_EPOCH = last commit), twine check, SHA256SUMS;
     the wheel staged as the image's project layer (dist/staging), the wheelhouse."""
+    check_exports(session, locks.RUNTIME)
     with refusals(session):
-        locks.check()
         epoch = git.commit_epoch(ROOT)
     install_groups(session, "release", project=False)
     wheelhouse.clean_dist(DIST)  # the wheelhouse stays while it matches the lock

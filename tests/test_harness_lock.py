@@ -1,109 +1,56 @@
-"""The lock's staleness check: a pyproject change that affects resolution must be caught."""
+"""The requirement files exported from uv.lock: how they are made; stale ones are caught."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
+from uv import find_uv_bin
 
 from harness import ROOT, HarnessError
-from harness.core import locks as lock
-
-PYPROJECT = """\
-[project]
-name = "demo"
-requires-python = ">=3.11"
-dependencies = ["fastapi>=0.115"]
-
-[dependency-groups]
-test = ["pytest>=8"]
-"""
+from harness.core import locks
 
 
-def make_project(tmp_path: Path, text: str = PYPROJECT) -> tuple[Path, lock.Lock]:
-    pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text(text, encoding="utf-8")
-    return pyproject, lock.Lock(tmp_path / "requirements" / "runtime.txt", None)
+def test_an_export_is_the_locked_selection_with_hashes_and_without_the_project() -> None:
+    command = locks.RUNTIME.command()
+    assert command[:3] == ["uv", "export", "--locked"]  # fails instead of re-resolving
+    assert "--no-default-groups" in command  # the runtime dependencies alone
+    assert "--no-emit-project" in command  # the image installs the project's wheel by itself
+    assert "--no-hashes" not in command
+    assert command[command.index("--format") + 1] == "requirements-txt"
+    assert locks.NOX.command()[3:5] == ["--only-group", "nox"]
 
 
-def test_fresh_lock_passes(tmp_path: Path) -> None:
-    pyproject, target = make_project(tmp_path)
-    lock.write(target, "fastapi==1.0 \\\n    --hash=sha256:00\n", pyproject)
-    assert lock.stale_locks(pyproject, (target,)) == []
-    assert target.path.read_text().endswith("fastapi==1.0 \\\n    --hash=sha256:00\n")
+def test_a_file_that_is_not_the_export_is_stale(tmp_path: Path) -> None:
+    export = locks.Export(tmp_path / "runtime.txt", ())
+    assert export.stale("a==1\n") == "runtime.txt is missing"
+    locks.write(export, "a==1\n")
+    assert export.stale("a==1\n") == ""
+    assert export.stale("a==2\n") == "runtime.txt is not what uv.lock exports"
+    with pytest.raises(HarnessError, match=r"^runtime.txt is not .*; run `nox -s lock` and commit"):
+        locks.check_exports({export: "a==2\n"})
+    locks.check_exports({export: "a==1\n"})
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        ('"fastapi>=0.115"', '"fastapi>=0.115", "httpx"'),  # a new runtime dependency
-        ('">=3.11"', '">=3.12"'),  # requires-python
-        ('"pytest>=8"', '"pytest>=9"'),  # a dependency group
-    ],
-)
-def test_resolution_input_change_makes_lock_stale(tmp_path: Path, change: tuple[str, str]) -> None:
-    pyproject, target = make_project(tmp_path)
-    lock.write(target, "", pyproject)
-    pyproject.write_text(PYPROJECT.replace(*change), encoding="utf-8")
-    assert lock.stale_locks(pyproject, (target,)) == [
-        "runtime.txt is stale: pyproject.toml changed since it was made"
-    ]
-
-
-def test_unrelated_pyproject_change_keeps_lock_fresh(tmp_path: Path) -> None:
-    pyproject, target = make_project(tmp_path)
-    lock.write(target, "", pyproject)
-    pyproject.write_text(PYPROJECT + "\n[tool.ruff]\nline-length = 99\n", encoding="utf-8")
-    assert lock.stale_locks(pyproject, (target,)) == []
-
-
-def test_dependency_order_does_not_matter(tmp_path: Path) -> None:
-    one = lock.fingerprint({"project": {"dependencies": ["a", "b"]}})
-    other = lock.fingerprint({"project": {"dependencies": ["b", "a"]}})
-    assert one == other
-
-
-def test_missing_or_hand_made_lock_is_reported(tmp_path: Path) -> None:
-    pyproject, target = make_project(tmp_path)
-    assert lock.stale_locks(pyproject, (target,)) == [
-        "runtime.txt is missing or has no input fingerprint"
-    ]
-    target.path.parent.mkdir()
-    target.path.write_text("fastapi==1.0\n", encoding="utf-8")
-    assert lock.recorded_fingerprint(target.path) is None
-
-
-def test_check_names_the_fix(tmp_path: Path) -> None:
-    pyproject, target = make_project(tmp_path)
-    with pytest.raises(HarnessError, match=r"run `nox -s lock` and commit the result"):
-        lock.check(pyproject, (target,))
-    lock.write(target, "", pyproject)
-    lock.check(pyproject, (target,))
+@pytest.mark.parametrize("export", locks.EXPORTS, ids=lambda e: e.path.name)
+def test_the_committed_exports_are_what_the_lock_exports(export: locks.Export) -> None:
+    result = subprocess.run(
+        [find_uv_bin(), *export.command()[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr  # --locked: uv.lock matches pyproject.toml
+    assert export.stale(result.stdout) == ""
 
 
 def test_invalid_or_missing_pyproject_is_one_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(HarnessError, match="does not exist"):
-        lock.load_pyproject(tmp_path / "nope.toml")
-    broken = tmp_path / "pyproject.toml"
-    broken.write_text("[project\n", encoding="utf-8")
-    with pytest.raises(HarnessError, match="is not valid TOML"):
-        lock.load_pyproject(broken)
-
-
-def test_compile_command_pins_with_hashes_for_every_platform() -> None:
-    runtime = lock.compile_command(lock.RUNTIME, "3.11")
-    dev = lock.compile_command(lock.DEV, "3.11")
-    assert {"--generate-hashes", "--universal"} <= set(runtime)
-    assert "--group" not in runtime
-    assert dev[dev.index("--group") + 1] == "dev"
-    assert "pyproject.toml" in runtime
-    assert "pyproject.toml" in dev
-    # nox's own lock holds the group alone: CI installs nothing of the project before nox.
-    tools = lock.compile_command(lock.NOX, "3.11")
-    assert tools[tools.index("--group") + 1] == "nox"
-    assert "pyproject.toml" not in tools
-
-
-def test_committed_locks_are_fresh() -> None:
-    # The repository's own locks: this is the check `lint` and `build` run.
-    assert lock.stale_locks(ROOT / "pyproject.toml") == []
+    with pytest.raises(HarnessError, match=r"does not exist"):
+        locks.load_pyproject(tmp_path / "nope.toml")
+    bad = tmp_path / "pyproject.toml"
+    bad.write_text("[project\n", encoding="utf-8")
+    with pytest.raises(HarnessError, match=r"is not valid TOML"):
+        locks.load_pyproject(bad)

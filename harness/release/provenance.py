@@ -21,8 +21,9 @@ SOURCE = "https://github.com/tea-n-tech/deathstar"
 
 
 def lock_digests(project: Path) -> dict[str, str]:
-    """sha256 of every lock under requirements/, by its path in the repository."""
-    found = sorted((project / "requirements").glob("*.txt"))
+    """sha256 of uv.lock and of every requirements file exported from it, by repository path."""
+    found = sorted([project / "uv.lock", *(project / "requirements").glob("*.txt")])
+    found = [path for path in found if path.is_file()]
     return {
         str(path.relative_to(project)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in found
