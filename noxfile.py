@@ -33,7 +33,6 @@ from harness.core import (
     records,
     runtime_base,
     sbom,
-    sources,
     wheelhouse,
 )
 from harness.core.docker import Docker
@@ -71,7 +70,6 @@ PYTEST_WRITES_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}
 # One pytest-xdist worker more than the cores this process may use: many tests wait (on a
 # server's or a container's start, on a timeout), and the spare worker keeps the cores busy.
 TEST_WORKERS = str(len(os.sched_getaffinity(0)) + 1) if sys.platform == "linux" else "auto"
-WORKFLOWS = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
 
 
 @contextmanager
@@ -110,22 +108,11 @@ def install(session: nox.Session) -> None:
 
 @nox.session(python=TOOL_PYTHON)
 def lint(session: nox.Session) -> None:
-    """Ruff, mypy --strict, lock freshness, hadolint, shellcheck, workflow schema + zizmor."""
+    """Lock freshness, then every hook of .pre-commit-config.yaml on every file."""
     session.run("uv", "lock", "--check")
     check_exports(session, *locks.EXPORTS)
-    with refusals(session):
-        dockerfiles, scripts = sources.dockerfiles(ROOT), sources.shell_scripts(ROOT)
     install_groups(session, "lint", "typing")
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", ".")
-    session.run("mypy")
-    if dockerfiles:
-        session.run("hadolint", *map(str, dockerfiles))
-    if scripts:
-        session.run("shellcheck", *map(str, scripts))
-    if WORKFLOWS:
-        session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS)
-        session.run("zizmor", "--offline", "--min-severity", "low", *WORKFLOWS)
+    session.run("pre-commit", "run", "--all-files", *session.posargs)
 
 
 @nox.session(python=PYTHONS)

@@ -8,7 +8,6 @@ import pytest
 
 from harness import HarnessError
 from harness.core import git as gitinfo
-from harness.core import sources as lint
 from tests.gitrepo import EPOCH, git
 
 
@@ -74,23 +73,3 @@ def test_missing_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(HarnessError, match="git is not installed"):
         gitinfo.is_dirty(tmp_path)
-
-
-def test_tracked_files_and_what_lint_checks(repo: Path) -> None:
-    (repo / "ci").mkdir()
-    (repo / "ci" / "provision").write_text("#!/usr/bin/env bash\necho hi\n")
-    (repo / "ci" / "run.sh").write_text("#!/bin/sh\n")
-    (repo / "tool.py").write_text("#!/usr/bin/env python3\n")
-    (repo / "Dockerfile").write_text("FROM scratch\n")
-    (repo / "ci" / "registry").mkdir()
-    (repo / "ci" / "registry" / "Dockerfile").write_text("FROM scratch\n")
-    (repo / "bench.Dockerfile").write_text("FROM scratch\n")
-    (repo / "untracked.Dockerfile").write_text("FROM scratch\n")
-    (repo / "empty").write_text("")
-    git(repo, "add", "ci", "tool.py", "Dockerfile", "bench.Dockerfile", "empty")
-    assert lint.dockerfiles(repo) == [
-        repo / "Dockerfile",
-        repo / "bench.Dockerfile",
-        repo / "ci" / "registry" / "Dockerfile",
-    ]
-    assert lint.shell_scripts(repo) == [repo / "ci" / "provision", repo / "ci" / "run.sh"]

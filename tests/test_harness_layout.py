@@ -104,3 +104,19 @@ def test_the_dependencies_bytecode_is_not_checked_against_its_source() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert "install --no-compile" in dockerfile
     assert "compileall -q --invalidation-mode unchecked-hash /opt/venv/lib" in dockerfile
+
+
+def test_lint_runs_the_one_list_of_hooks_with_the_sessions_tools() -> None:
+    config = (ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8")
+    hooks = re.findall(r"^\s+- id: (\S+)$", config, re.MULTILINE)
+    assert set(hooks) >= {
+        "ruff-check", "ruff-format", "mypy", "hadolint", "shellcheck",
+        "check-github-workflows", "zizmor",
+    }  # fmt: skip
+    # Tools come from PATH (the lint session's venv), never a venv the session did not install.
+    entries = re.findall(r"^\s+entry: (\S+)", config, re.MULTILINE)
+    assert entries
+    assert all("/" not in entry for entry in entries)
+    assert re.findall(r"^\s+language: (\S+)", config, re.MULTILINE) == ["system"] * len(hooks)
+    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    assert '"pre-commit", "run", "--all-files"' in noxfile

@@ -59,9 +59,3 @@ def tags_at_head(cwd: Path) -> list[str]:
 
 def all_tags(cwd: Path) -> list[str]:
     return sorted(git("tag", "--list", cwd=cwd).split())
-
-
-def tracked_files(cwd: Path, *pathspecs: str) -> list[Path]:
-    """Files git tracks under ``cwd`` that match ``pathspecs`` (git's globs: ``*`` spans ``/``)."""
-    listed = git("ls-files", "-z", "--", *pathspecs, cwd=cwd)
-    return [cwd / name for name in sorted(filter(None, listed.split("\0")))]
