@@ -4,8 +4,6 @@
   has nothing else): the process runner, git facts, locks, build plans and records.
 - ``harness.release``: the gated push (``python -m harness.release``), run in a session venv.
 - ``harness.bench``: the benchmarks (``python -m harness.bench``), run in a session venv.
-- ``harness.package``: the sdist and the wheel, the build backend called in-process
-  (``python -m harness.package``), run in a session venv.
 - ``harness.stage``: the wheel laid out as the image's project layer (``python -m harness.stage``,
   pypa's installer), run in a session venv.
 """

@@ -83,7 +83,7 @@ class FakeEngine(FakeDocker):
             return self.docker(args[1:])
         if args[0] == "wrk":
             return WRK_OUTPUT
-        if args[1:3] in (["-m", "harness.package"], ["-m", "harness.stage"]):
+        if args[:2] == ["uv", "build"] or args[1:3] == ["-m", "harness.stage"]:
             return self.project(args, cwd, env)
         if args[1:4] == ["-m", "pip", "download"]:
             dest = Path(args[args.index("--dest") + 1])
@@ -97,10 +97,10 @@ class FakeEngine(FakeDocker):
     def project(self, args: list[str], cwd: Path | None, env: Mapping[str, str] | None) -> str:
         """The wheel (a real one) and its staging (for real, confined to the clone's dist/)."""
         assert cwd is not None
-        if args[2] == "harness.package":
+        if args[:2] == ["uv", "build"]:
             assert env is not None
             assert "SOURCE_DATE_EPOCH" in env
-            make_wheel(cwd / args[3])
+            make_wheel(cwd / args[args.index("--out-dir") + 1])
         else:
             stage(cwd / args[3], cwd / args[4], within=cwd / "dist")
         return ""
@@ -292,7 +292,7 @@ def test_bench_measures_everything_and_cleans_up(
     assert len(Handler.targets) == 100
     # the edits happened in clones, the checkout is untouched
     assert (project / "deathstar" / "app.py").read_text() == "app = None\n"
-    # builds: ours via python -m harness.package + docker build of ./Dockerfile, the seed too
+    # builds: ours via uv build + docker build of ./Dockerfile, the seed too
     builds = [c for c in engine.docker_calls() if c[0] == "build"]
     assert all(c[:4] == ["build", "--network", "none", "--pull=false"] for c in builds)
     seed = [c for c in builds if "seed-style.Dockerfile" in " ".join(c)]
@@ -309,7 +309,7 @@ def test_bench_measures_everything_and_cleans_up(
         assert ["docker", *command] == plan.build_command(
             Path(command[-1]), [f"deathstar-bench-ours:{n}"]
         )
-    wheels = [c for c in engine.calls if c.args[1:3] == ["-m", "harness.package"]]
+    wheels = [c for c in engine.calls if c.args[:2] == ["uv", "build"]]
     assert len(wheels) == 3
     assert all(c.env is not None and c.env["SOURCE_DATE_EPOCH"] == str(EPOCH) for c in wheels)
     assert_nothing_left(engine, previous)
@@ -327,12 +327,12 @@ def test_ours_stages_the_wheel_before_each_docker_build(project: Path) -> None:
     assert code == 0
     # ours: wheel, then its staging into dist/staging (as `nox -s build`), then docker build
     steps = [
-        c.args[2] if c.args[1] == "-m" else "docker build"
+        c.args[2] if c.args[1] == "-m" else " ".join(c.args[:2])
         for c in engine.calls
-        if (c.args[1] == "-m" and c.cwd is not None and c.cwd.name == "ours")
+        if (c.args[1] in ("-m", "build") and c.cwd is not None and c.cwd.name == "ours")
         or (c.args[:2] == ["docker", "build"] and Path(c.args[-1]).name == "ours")
     ]
-    assert steps == ["harness.package", "harness.stage", "docker build"] * 2
+    assert steps == ["uv build", "harness.stage", "docker build"] * 2
     staging = next(c.args for c in engine.calls if c.args[1:3] == ["-m", "harness.stage"])
     assert staging[3:] == ["dist/deathstar-0.1.0-py3-none-any.whl", "dist/staging"]
     # ours built from a context with the staged project; the seed's never staged anything

@@ -146,7 +146,7 @@ class StandIn(FakeDocker):
             return git(Path(args[2]), *args[3:]) + "\n"
         if args[0] == "git":
             return git(cwd or Path.cwd(), *args[1:]) + "\n"
-        if args[1:3] in (["-m", "build"], ["-m", "harness.package"], ["-m", "pip"]):
+        if args[:2] == ["uv", "build"] or args[1:3] == ["-m", "pip"]:
             return self.package(args, cwd)
         if args[1:3] == ["-m", "harness.stage"]:  # for real, in the clone's dist/
             assert cwd is not None
@@ -163,16 +163,9 @@ class StandIn(FakeDocker):
         return super().answer(args, cwd=cwd, env=env)
 
     def package(self, args: list[str], cwd: Path | None) -> str:
-        """The wheel: through the frontend (--outdir), or the clone's own harness.package; the
-        wheelhouse (pip download) stays empty."""
-        if args[2] == "pip":
-            return ""
-        if args[2] == "build":
-            make_wheel(Path(args[args.index("--outdir") + 1]))
-            return ""
-        assert cwd is not None
-        assert (cwd / "harness" / "package.py").is_file()  # the fresh clone's own module
-        make_wheel(cwd / args[3])
+        """The wheel through uv build (--out-dir); the wheelhouse (pip download) stays empty."""
+        if args[:2] == ["uv", "build"]:
+            make_wheel(Path(args[args.index("--out-dir") + 1]))
         return ""
 
 
@@ -182,7 +175,6 @@ def recorded_project(
     *,
     dirty: bool = False,
     stages: bool = False,
-    packages: bool = False,
 ) -> Path:
     root = tmp_path / "repo"
     root.mkdir()
@@ -191,9 +183,6 @@ def recorded_project(
     if stages:  # a commit whose build session stages the wheel on the host
         (root / "harness").mkdir()
         (root / "harness" / "stage.py").write_text("")
-    if packages:  # a commit whose build session calls the backend in-process
-        (root / "harness").mkdir(exist_ok=True)
-        (root / "harness" / "package.py").write_text("")
     git(root, "add", ".")
     git(root, "commit", "-qm", "x")
     head = git(root, "rev-parse", "HEAD")
@@ -248,25 +237,18 @@ def test_repro_stages_the_wheel_of_a_commit_that_does(tmp_path: Path) -> None:
     assert not fake.staged
 
 
-def test_repro_builds_the_wheel_as_the_commit_did(tmp_path: Path) -> None:
+def test_repro_builds_the_wheel_with_uv_build_in_the_fresh_clone(tmp_path: Path) -> None:
     original = image(tmp_path / "a.tar", BASE_LAYER, APP_LAYER)
-    root = recorded_project(tmp_path, original, stages=True, packages=True)
+    root = recorded_project(tmp_path, original, stages=True)
     fake = StandIn([BASE_LAYER, APP_LAYER], LABELS)
     assert run_main(root, fake, "repro")[0] == 0
-    packaged = [c for c in fake.calls if c.args[1:3] == ["-m", "harness.package"]]
-    assert len(packaged) == 1
-    assert packaged[0].cwd is not None
-    assert packaged[0].args[3:] == [str(packaged[0].cwd / "dist")]
-    assert not [c for c in fake.calls if c.args[1:3] == ["-m", "build"]]
-    # A commit from before harness.package: pypa's frontend, which makes the same bytes.
-    (tmp_path / "old").mkdir()
-    old = recorded_project(
-        tmp_path / "old", image(tmp_path / "b.tar", BASE_LAYER, APP_LAYER), stages=True
-    )
-    fake = StandIn([BASE_LAYER, APP_LAYER], LABELS)
-    assert run_main(old, fake, "repro")[0] == 0
-    assert [c for c in fake.calls if c.args[1:3] == ["-m", "build"]]
-    assert not [c for c in fake.calls if c.args[1:3] == ["-m", "harness.package"]]
+    (built,) = [c for c in fake.calls if c.args[:2] == ["uv", "build"]]
+    assert built.cwd is not None
+    assert built.cwd.name == "source"  # the clone, not the checkout
+    assert built.args[built.args.index("--out-dir") + 1] == str(built.cwd / "dist")
+    assert "--no-build-isolation" in built.args  # the backend pinned by the lock, no download
+    assert built.env is not None
+    assert built.env["SOURCE_DATE_EPOCH"] == git(root, "log", "-1", "--format=%ct")
 
 
 def test_repro_refuses_a_dirty_or_unreproducible_record(tmp_path: Path) -> None:

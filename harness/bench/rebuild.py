@@ -101,7 +101,7 @@ def rebuilds(
         "only the offline build needs (the tutorial installs from the network)"
     )
     p1a.note = (
-        "ours: python -m harness.package (sdist and wheel, as `nox -s build`) + "
+        "ours: uv build (sdist and wheel, as `nox -s build`) + "
         "python -m harness.stage (the project layer, on the host) + the image as `nox -s image` "
         "builds it (reproducible: an archive with rewritten timestamps, FROM the kept runtime "
         "base, then docker load); "

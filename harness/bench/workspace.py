@@ -119,10 +119,10 @@ class Workspace:
 
         def build_ours(tag: str) -> str:
             # What `nox -s build image` does for a change: sdist and wheel as the build session
-            # makes them (python -m harness.package, the backend from the dev lock), then the
+            # makes them (uv build, the backend from uv.lock), then the
             # wheel staged as the project layer (python -m harness.stage).
             self.run(
-                [sys.executable, *build.wheel_build_command(Path("dist"))[1:]],
+                build.wheel_build_command(Path("dist"), python=sys.executable),
                 cwd=ours,
                 env=build_env,
                 timeout=BUILD_TIMEOUT,

@@ -83,16 +83,15 @@ def csv_field(field: str) -> str:
     return field
 
 
-def wheel_build_command(outdir: Path, python: str = "python") -> list[str]:
-    """sdist and wheel as the build session makes them: ``python -m harness.package``, run in
-    the project's root, calls the backend from the dev lock in-process (the same poetry-core
-    on every rebuild, and no build env to create); the caller sets SOURCE_DATE_EPOCH."""
-    return [python, "-m", "harness.package", str(outdir)]
-
-
-def frontend_build_command(outdir: Path, python: str = "python") -> list[str]:
-    """The same sdist and wheel through pypa's frontend, for a commit without harness.package."""
-    return [python, "-m", "build", "--no-isolation", "--outdir", str(outdir)]
+def wheel_build_command(outdir: Path, python: str | None = None) -> list[str]:
+    """sdist and wheel as the build session makes them: ``uv build``, both from the source tree,
+    with the backend (poetry-core, from uv.lock) of the environment of ``python`` (default: the
+    session's, which nox names in UV_PYTHON); the caller sets SOURCE_DATE_EPOCH."""
+    interpreter = ["--python", python] if python else []
+    return [
+        "uv", "build", *interpreter, "--sdist", "--wheel", "--no-build-isolation",
+        "--out-dir", str(outdir), "--quiet",
+    ]  # fmt: skip
 
 
 def staging_command(wheel: Path, dest: Path, python: str = "python") -> list[str]:

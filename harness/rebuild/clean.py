@@ -14,7 +14,6 @@ from harness.core.docker import Docker
 
 BUILD_TIMEOUT = 1800.0
 STAGE_MODULE = Path("harness/stage.py")
-PACKAGE_MODULE = Path("harness/package.py")
 
 
 @dataclass(frozen=True)
@@ -75,10 +74,8 @@ def rebuild(
     dist = checkout / "dist"
     log(f"rebuild: wheel, staging and wheelhouse of {source.commit[:12]} in a fresh clone")
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
-    if (checkout / PACKAGE_MODULE).is_file():
-        wheel = build.wheel_build_command(dist, python=sys.executable)
-    else:  # a commit from before it: the frontend, which makes the same bytes
-        wheel = build.frontend_build_command(dist, python=sys.executable)
+    # Every commit's sdist and wheel are the backend's bytes, whichever frontend called it.
+    wheel = build.wheel_build_command(dist, python=sys.executable)
     runner(wheel, cwd=checkout, env=env, timeout=BUILD_TIMEOUT, merge=True)
     if (checkout / STAGE_MODULE).is_file():
         # The project layer, staged by the commit's own module as its build session does; a
