@@ -123,7 +123,7 @@ def test_parse_args_refuses_nonsense(args: list[str]) -> None:
 
 
 def test_settings_say_what_ran() -> None:
-    settings = bench_options.Options(skip_pipeline=True).settings("wrk")
+    settings = bench_options.Options(skip_pipeline=True).settings()
     assert settings["P4 runs"] == 0
     assert settings["P5"].startswith("wrk, 10 connections, 3 x 10 s")
 

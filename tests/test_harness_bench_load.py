@@ -1,4 +1,4 @@
-"""harness.bench.load and harness.bench.start: the load clients and the HTTP of the bench.
+"""harness.bench.load and harness.bench.start: wrk's command and output, the bench's HTTP.
 
 A stand-in deathstar (Handler) answers on 127.0.0.1; no timing is asserted: figures depend on
 the machine.
@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import pytest
 
@@ -20,6 +19,7 @@ from harness import HarnessError
 from harness.bench import load as bench_load
 from harness.bench import start as bench_start
 from harness.bench.engine import free_port
+from harness.core.process import RunOptions
 from tests.serving import serving
 
 WRK_OUTPUT = """\
@@ -126,46 +126,18 @@ def server() -> Iterator[int]:
         yield running.server_address[1]
 
 
-def test_python_load_counts_answers_and_latency(server: int) -> None:
-    result = bench_load.python_load("127.0.0.1", server, "/healthz", connections=2, seconds=0.3)
-    assert result.tool == "python-asyncio"
-    assert result.requests > 0
-    assert result.rps > 0
-    assert 0 < result.p50_ms <= result.p99_ms
-    assert result.errors == 0
+def test_load_once_runs_wrk_against_the_list_on_loopback() -> None:
+    ran: list[list[str]] = []
 
+    def runner(args: Sequence[str], **options: Unpack[RunOptions]) -> str:
+        ran.append(list(args))
+        assert options.get("timeout", 0) >= 10  # bounded, past wrk's own duration
+        return WRK_OUTPUT
 
-def test_python_load_counts_non_2xx(server: int) -> None:
-    result = bench_load.python_load("127.0.0.1", server, "/fail", connections=1, seconds=0.2)
-    assert result.non_2xx == result.requests > 0
-
-
-def test_python_load_without_a_server_fails() -> None:
-    with pytest.raises(HarnessError, match="no request"):
-        bench_load.python_load("127.0.0.1", free_port(), "/", connections=1, seconds=0.1)
-
-
-def test_python_load_survives_answers_it_cannot_use(tmp_path: Path) -> None:
-    """No Content-Length and `Connection: close`: socket errors, then fresh connections."""
-
-    class Odd(Handler):
-        """Answers without Content-Length, or with `Connection: close` on /close."""
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            if self.path == "/close":
-                self.send_header("Content-Length", "0")
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-
-    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Odd)) as odd:
-        port = odd.server_address[1]
-        closing = bench_load.python_load("127.0.0.1", port, "/close", connections=1, seconds=0.2)
-        assert closing.requests > 1
-        assert closing.errors == 0
-        with pytest.raises(HarnessError, match="no request"):
-            bench_load.python_load("127.0.0.1", port, "/bare", connections=1, seconds=0.2)
+    result = bench_load.load_once(runner, 40001, connections=10, seconds=10)
+    assert ran[0][0] == "wrk"
+    assert ran[0][-1] == f"http://127.0.0.1:40001{bench_load.LIST_PATH}"
+    assert result.tool == "wrk"
 
 
 def test_http_request_and_wait_ready(server: int) -> None:
@@ -177,12 +149,8 @@ def test_http_request_and_wait_ready(server: int) -> None:
         bench_start.wait_ready(free_port(), timeout=0.05)
 
 
-def test_resolve_load_tool(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert bench_load.resolve_tool("python") == "python"
-    assert bench_load.resolve_tool("wrk") == "wrk"
+def test_without_wrk_p5_is_not_measured_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert bench_load.resolve_tool("auto", install=lambda: False) == "python"
-    assert bench_load.resolve_tool("auto", install=lambda: True) == "wrk"
-    assert not bench_load.install_wrk()  # neither apt-get nor wrk is found
+    assert bench_load.wrk_missing().startswith("not measured: wrk is not installed")
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
-    assert bench_load.resolve_tool("auto") == "wrk"
+    assert bench_load.wrk_missing() == ""

@@ -20,22 +20,6 @@ def test_median_of_odd_and_even_counts() -> None:
         bench_report.median([])
 
 
-def test_percentile_interpolates_like_numpy() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert bench_report.percentile(values, 50) == pytest.approx(50.5)
-    assert bench_report.percentile(values, 99) == pytest.approx(99.01)
-    assert bench_report.percentile(values, 0) == 1.0
-    assert bench_report.percentile(values, 100) == 100.0
-    assert bench_report.percentile([7.0], 99) == 7.0
-    assert bench_report.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
-
-
-@pytest.mark.parametrize(("values", "pct"), [([], 50), ([1.0], -1), ([1.0], 101)])
-def test_percentile_refuses_nonsense(values: list[float], pct: float) -> None:
-    with pytest.raises(ValueError, match="percentile"):
-        bench_report.percentile(values, pct)
-
-
 def test_ratio() -> None:
     assert bench_report.ratio(3.0, 4.0) == 0.75
     assert bench_report.ratio(3.0, 0.0) is None

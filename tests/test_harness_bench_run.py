@@ -22,6 +22,7 @@ import pytest
 from harness.bench import __main__ as bench_main
 from harness.bench import cpu
 from harness.bench import engine as bench_engine
+from harness.bench import load as bench_load
 from harness.bench.start import BARE_SERVER, FRAMEWORK_IMPORT
 from harness.core import process, wheelhouse
 from harness.core.build import BuildPlan
@@ -205,6 +206,12 @@ def download_fastapi(command: Sequence[str]) -> None:
     (dest / "fastapi-1-py3-none-any.whl").write_bytes(b"w" * 1000)
 
 
+@pytest.fixture(autouse=True)
+def wrk_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in engine answers wrk's command; the machine need not have wrk."""
+    monkeypatch.setattr(bench_load, "wrk_missing", lambda: "")
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
@@ -234,7 +241,7 @@ FLOOR_TICKS = {"test-3.11": 1_500, "integration": 2_500}
 
 QUICK = [
     "--runs", "2", "--start-runs", "1", "--load-runs", "1", "--load-seconds", "1",
-    "--env-runs", "1", "--load-tool", "wrk",
+    "--env-runs", "1",
 ]  # fmt: skip
 
 
@@ -535,3 +542,15 @@ def test_cleanup_removes_containers_and_tries_every_image(
         ["rmi", "5ee1c0ffee00"],
     ]
     assert not cleaner.work.exists()
+
+
+def test_without_wrk_p5_is_a_row_that_says_it_was_not_measured(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench_load, "wrk_missing", lambda: bench_load.NOT_MEASURED)
+    engine = FakeEngine()
+    code, data = run_bench(project, engine, "--runs", "1", "--skip-pipeline")
+    assert code == 0
+    (p5,) = [f for f in data["figures"] if f["id"].startswith("P5")]
+    assert p5["error"] == bench_load.NOT_MEASURED
+    assert not [c for c in engine.calls if c.args[0] == "wrk"]

@@ -61,9 +61,7 @@ def attempt(key: str, title: str, step: Callable[[], list[Figure]], log: Log) ->
         return [Figure(key, title, "s", error=str(exc))]
 
 
-def measure(
-    engine: Engine, workspace: Workspace, options: Options, tool: str, log: Log
-) -> list[Figure]:
+def measure(engine: Engine, workspace: Workspace, options: Options, log: Log) -> list[Figure]:
     workspace.take_snapshot()
     ours, seed = workspace.sides()
     figures = attempt(
@@ -76,12 +74,16 @@ def measure(
             lambda: start.start_to_ready(engine, ours, seed, options.start_runs, log),
             log,
         )
-        figures += attempt(
-            "P5",
-            "API under load",
-            lambda: load.api_load(engine, ours, options, tool=tool, runner=workspace.run, log=log),
-            log,
-        )
+        if why := load.wrk_missing():
+            log(f"bench: P5 {why}")
+            figures.append(Figure("P5", "API under load", "req/s", error=why))
+        else:
+            figures += attempt(
+                "P5",
+                "API under load",
+                lambda: load.api_load(engine, ours, options, runner=workspace.run, log=log),
+                log,
+            )
     nox = NoxRuns(engine, workspace, options, log)
     figures += attempt("P6", "environments", nox.environments, log)
     if not options.skip_pipeline:
@@ -93,14 +95,13 @@ def main(argv: Sequence[str], *, runner: Runner = run_command, root: Path = ROOT
     options = parse_args(argv)
     engine = Engine(runner, print)
     workspace = Workspace(root, engine, runner, options.base_image)
-    tool = load.resolve_tool(options.load_tool)
     started = time.perf_counter()
     try:
         try:
             version = preflight(engine, options, root, runner)
             print(f"bench: Docker engine {version}; working in {engine.work}")
             facts = machine(version)
-            figures = measure(engine, workspace, options, tool, print)
+            figures = measure(engine, workspace, options, print)
         finally:
             engine.cleanup()
     except HarnessError as exc:
@@ -113,7 +114,7 @@ def main(argv: Sequence[str], *, runner: Runner = run_command, root: Path = ROOT
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         revision=gitinfo.revision(root),
         duration=time.perf_counter() - started,
-        settings=options.settings(tool),
+        settings=options.settings(),
     )
     out = options.output_dir
     records.write_json(out / "results.json", doc)

@@ -1,29 +1,23 @@
-"""P5: the API under load, by wrk when it is installed, else a small asyncio client.
+"""P5: the API under load, driven by wrk (Debian's package).
 
-``api_load`` fills a container of our image with targets, then lists them under load. Both
-clients keep a fixed number of HTTP/1.1 keep-alive connections busy for a fixed duration
-against one URL on 127.0.0.1 and report requests per second, p50 and p99 latency, and errors:
-answers outside 2xx and socket errors (refused, reset, timed out).
+``api_load`` fills a container of our image with targets, then lists them under load: wrk keeps
+a fixed number of HTTP/1.1 keep-alive connections busy for a fixed duration against one URL on
+127.0.0.1 and reports requests per second, p50 and p99 latency, and errors: answers outside 2xx
+and socket errors (refused, reset, timed out). Without wrk, P5 is not measured.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import time
-from asyncio import LimitOverrunError
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness import HarnessError
 from harness.bench.engine import Engine
 from harness.bench.options import Options
-from harness.bench.report import Figure, Target, percentile
+from harness.bench.report import Figure, Target
 from harness.bench.start import http_request, wait_ready
 from harness.bench.workspace import Side
 from harness.core.process import Runner
@@ -93,132 +87,18 @@ def parse_wrk(output: str) -> LoadResult:
     )
 
 
-@dataclass
-class _Tally:
-    """What the asyncio client's connections have seen so far."""
-
-    latencies: list[float]
-    non_2xx: int = 0
-    socket_errors: int = 0
+NOT_MEASURED = "not measured: wrk is not installed (`apt-get install wrk`, Debian's package)"
 
 
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> tuple[int, bool]:
-    """Send one request, read its answer; the status and whether the server keeps the line."""
-    writer.write(request)
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip().lower()
-    if "content-length" not in headers:
-        raise ValueError("an answer without Content-Length")
-    await reader.readexactly(int(headers["content-length"]))
-    return status, headers.get("connection") != "close"
+def wrk_missing() -> str:
+    """Why P5 cannot be measured here, or "" when wrk is on PATH."""
+    return "" if shutil.which("wrk") else NOT_MEASURED
 
 
-async def _connection(host: str, port: int, request: bytes, deadline: float, tally: _Tally) -> None:
-    line: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-    try:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            try:
-                if line is None:
-                    line = await asyncio.wait_for(asyncio.open_connection(host, port), TIMEOUT)
-                status, keep = await asyncio.wait_for(_exchange(*line, request), TIMEOUT)
-            except (OSError, EOFError, TimeoutError, ValueError, IndexError, LimitOverrunError):
-                # Refused, reset, closed mid-answer (IncompleteReadError is an EOFError), timed
-                # out, or an answer that is not HTTP: one socket error, then a new connection.
-                tally.socket_errors += 1
-                keep = False
-            else:
-                tally.latencies.append(time.perf_counter() - started)
-                if not 200 <= status < 300:
-                    tally.non_2xx += 1
-            if not keep and line is not None:
-                await _close(line[1])
-                line = None
-    finally:
-        if line is not None:
-            await _close(line[1])
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-
-
-async def _load(host: str, port: int, path: str, connections: int, seconds: float) -> _Tally:
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n"
-    ).encode()
-    tally = _Tally(latencies=[])
-    deadline = time.perf_counter() + seconds
-    await asyncio.gather(
-        *(_connection(host, port, request, deadline, tally) for _ in range(connections))
-    )
-    return tally
-
-
-def python_load(host: str, port: int, path: str, *, connections: int, seconds: float) -> LoadResult:
-    """The fallback client: asyncio, keep-alive, one request in flight per connection."""
-    started = time.perf_counter()
-    tally = asyncio.run(_load(host, port, path, connections, seconds))
-    elapsed = time.perf_counter() - started
-    done = len(tally.latencies)
-    if not done:
-        raise HarnessError(f"no request to http://{host}:{port}{path} got an answer")
-    return LoadResult(
-        tool="python-asyncio",
-        requests=done,
-        seconds=elapsed,
-        rps=done / elapsed,
-        p50_ms=percentile(tally.latencies, 50) * 1e3,
-        p99_ms=percentile(tally.latencies, 99) * 1e3,
-        non_2xx=tally.non_2xx,
-        socket_errors=tally.socket_errors,
-    )
-
-
-def install_wrk() -> bool:
-    """``apt-get install -y wrk`` where that can work (root, Debian's apt); True if it did."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return False
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "wrk"]
-    try:
-        done = subprocess.run(command, capture_output=True, env=env, timeout=300, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0 and shutil.which("wrk") is not None
-
-
-def resolve_tool(choice: str, install: Callable[[], bool] = install_wrk) -> str:
-    """``wrk`` or ``python``: ``auto`` takes wrk, installing it from Debian's archive if it can."""
-    if choice == "auto":
-        return "wrk" if shutil.which("wrk") or install() else "python"
-    return choice
-
-
-FALLBACK_NOTE = (
-    "measured with the fallback Python client (wrk is not installed): it shares the cores "
-    "with the server, so these figures are NOT comparable with wrk's"
-)
-
-
-def load_once(
-    runner: Runner, tool: str, port: int, *, connections: int, seconds: float
-) -> LoadResult:
-    if tool == "wrk":
-        url = f"http://127.0.0.1:{port}{LIST_PATH}"
-        command = wrk_command(url, connections=connections, seconds=seconds)
-        return parse_wrk(runner(command, timeout=seconds + 60))
-    return python_load("127.0.0.1", port, LIST_PATH, connections=connections, seconds=seconds)
+def load_once(runner: Runner, port: int, *, connections: int, seconds: float) -> LoadResult:
+    url = f"http://127.0.0.1:{port}{LIST_PATH}"
+    command = wrk_command(url, connections=connections, seconds=seconds)
+    return parse_wrk(runner(command, timeout=seconds + 60))
 
 
 def api_load(
@@ -226,7 +106,6 @@ def api_load(
     ours: Side,
     options: Options,
     *,
-    tool: str,
     runner: Runner,
     log: Callable[[str], None],
 ) -> list[Figure]:
@@ -248,7 +127,7 @@ def api_load(
             raise HarnessError(f"GET {LIST_PATH} does not list the {options.rows} targets")
 
         def once(seconds: float) -> LoadResult:
-            return load_once(runner, tool, port, connections=options.connections, seconds=seconds)
+            return load_once(runner, port, connections=options.connections, seconds=seconds)
 
         once(1.0)  # warm-up, not counted
         for run in range(1, options.load_runs + 1):
@@ -264,10 +143,7 @@ def api_load(
             )
     errors.aggregate = "sum"
     rps.note = (
-        f"{tool}, {options.connections} keep-alive connections for "
+        f"wrk, {options.connections} keep-alive connections for "
         f"{options.load_seconds:g} s per run, through the published port on 127.0.0.1"
     )
-    if tool != "wrk":
-        rps.note += f"; {FALLBACK_NOTE}"
-        log(f"bench: P5 {FALLBACK_NOTE}")
     return [rps, p50, p99, errors]

@@ -25,7 +25,6 @@ class Options:
     load_seconds: float = 10.0
     connections: int = 10
     rows: int = 100
-    load_tool: str = "auto"
     env_runs: int = 3
     pipeline_runs: int = 1
     skip_pipeline: bool = False
@@ -35,12 +34,12 @@ class Options:
     test_session: str = "test-3.11"
     command: str = "nox -s bench"
 
-    def settings(self, load_tool: str) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
         return {
             "P1 runs per side": self.runs,
             "P3 runs per side": self.start_runs,
             "P4 runs": 0 if self.skip_pipeline else self.pipeline_runs,
-            "P5": f"{load_tool}, {self.connections} connections, {self.load_runs} x "
+            "P5": f"wrk, {self.connections} connections, {self.load_runs} x "
             f"{self.load_seconds:g} s, {self.rows} rows",
             "P6 runs per backend": self.env_runs,
         }
@@ -64,7 +63,6 @@ def parse_args(argv: Sequence[str]) -> Options:
     add("--load-runs", type=int, default=defaults.load_runs, help="P5 load runs (default 3)")
     add("--load-seconds", type=float, default=defaults.load_seconds, help="per run (10)")
     add("--connections", type=int, default=defaults.connections, help="P5 connections (10)")
-    add("--load-tool", choices=["auto", "wrk", "python"], default=defaults.load_tool)
     add("--env-runs", type=int, default=defaults.env_runs, help="P6 runs per backend (3)")
     add("--pipeline-runs", type=int, default=defaults.pipeline_runs, help="P4 runs (1)")
     add("--base-image", default=os.environ.get("DEATHSTAR_BASE_IMAGE", defaults.base_image))

@@ -7,7 +7,6 @@ plain strings: ``s``, ``ms``, ``bytes``, ``req/s`` and ``count``; kB and MB are 
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,18 +21,6 @@ def median(values: Sequence[float]) -> float:
     if not values:
         raise ValueError("the median of no values is undefined")
     return float(statistics.median(values))
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """The pct-th percentile, interpolating linearly between closest ranks (numpy's default)."""
-    if not values:
-        raise ValueError("a percentile of no values is undefined")
-    if not 0 <= pct <= 100:
-        raise ValueError(f"percentile must be within 0..100, got {pct}")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * pct / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def ratio(value: float | None, baseline: float | None) -> float | None:
