@@ -77,7 +77,7 @@ def verify(
 VERIFICATIONS = (
     ("verify",),
     ("verify-attestation", "--type", "cyclonedx"),
-    ("verify-attestation", "--type", "slsaprovenance"),
+    ("verify-attestation", "--type", "slsaprovenance1"),
 )
 
 

@@ -117,11 +117,11 @@ def test_sign_attest_and_verify_with_the_key(tmp_path: Path) -> None:
     key = ["--key", "env://COSIGN_KEY", "--tlog-upload=false", "--yes", *http]
     assert calls[1] == ["sign", *key, IMAGE]
     assert calls[2][:-3] == ["attest", *key, "--replace", "--type", "cyclonedx"]
-    assert calls[3][: len(key) + 4] == ["attest", *key, "--replace", "--type", "slsaprovenance"]
+    assert calls[3][: len(key) + 4] == ["attest", *key, "--replace", "--type", "slsaprovenance1"]
     public = ["--key", "env://DEATHSTAR_COSIGN_PUBLIC_KEY", "--insecure-ignore-tlog=true", *http]
     assert calls[4] == ["verify", *public, IMAGE]
     assert calls[5] == ["verify-attestation", *public, "--type", "cyclonedx", IMAGE]
-    assert calls[6] == ["verify-attestation", *public, "--type", "slsaprovenance", IMAGE]
+    assert calls[6] == ["verify-attestation", *public, "--type", "slsaprovenance1", IMAGE]
 
 
 def test_only_signing_children_get_the_key_and_none_gets_it_in_argv(tmp_path: Path) -> None:
@@ -185,8 +185,8 @@ def test_a_failed_verification_fails_the_signing(tmp_path: Path) -> None:
     [
         ("cyclonedx", envelope("https://cyclonedx.org/bom", {"other": "sbom"})),
         ("cyclonedx", envelope("https://cyclonedx.org/bom", SBOM, "sha256:" + "e" * 64)),
-        ("slsaprovenance", envelope("https://slsa.dev/provenance/v0.2", {"builder": {}})),
-        ("slsaprovenance", "not json"),
+        ("slsaprovenance1", envelope("https://slsa.dev/provenance/v0.2", {"builder": {}})),
+        ("slsaprovenance1", "not json"),
     ],
     ids=["other-sbom", "other-digest", "other-provenance", "garbage"],
 )

@@ -1,8 +1,9 @@
-"""The SLSA provenance (v0.2 predicate, cosign's ``slsaprovenance``) of the released image.
+"""The SLSA Provenance v1 predicate (cosign's ``slsaprovenance1``) of the released image.
 
-It says what the records and the checkout say: the commit and its release tag, the hashes of
-the locks the build used, the base image's digest, the builder's versions, the image record
+It says what the records and the checkout say: the release tag and its commit, the hashes of
+the lock and its exports, the base image's digest, the builder's versions, the image record
 and the verification ``nox -s integration`` recorded. Nothing in it is a clock of the push.
+The tests check it against in-toto's own model of the format (in-toto-attestation).
 """
 
 from __future__ import annotations
@@ -48,38 +49,33 @@ def predicate(project: Path, version: str, env: Mapping[str, str]) -> dict[str, 
         .get("urls", {})
         .get("Source", SOURCE)
     )
-    lock_hashes = lock_digests(project)
-    materials: list[dict[str, Any]] = [
-        {"uri": f"git+{source}@refs/tags/v{version}", "digest": {"sha1": record.commit}},
+    release = {"uri": f"git+{source}@refs/tags/v{version}", "digest": {"gitCommit": record.commit}}
+    dependencies: list[dict[str, Any]] = [
+        release,
         {"uri": f"docker-image:{record.base_image}", "digest": digest_of(record.base_digest)},
         *(
             {"uri": f"git+{source}@{record.commit}#{path}", "digest": {"sha256": digest}}
-            for path, digest in lock_hashes.items()
+            for path, digest in lock_digests(project).items()
         ),
     ]
     return {
-        "builder": {"id": builder_id(env)},
-        "buildType": BUILD_TYPE,
-        "invocation": {
-            "configSource": {
-                "uri": f"git+{source}@refs/tags/v{version}",
-                "digest": {"sha1": record.commit},
+        "buildDefinition": {
+            "buildType": BUILD_TYPE,
+            "externalParameters": {
+                "source": release,
                 "entryPoint": "nox -s image integration",
+                "baseImage": record.base_image,
+                "version": version,
             },
-            "parameters": {"base_image": record.base_image, "version": version},
+            "internalParameters": {
+                "builder": record.builder,
+                "reproducible": record.reproducible,
+                "imageRecord": asdict(record),
+                "verified": verified,
+            },
+            "resolvedDependencies": dependencies,
         },
-        "buildConfig": {
-            "builder": record.builder,
-            "base_digest": record.base_digest,
-            "locks": lock_hashes,
-            "image_record": asdict(record),
-            "verified": verified,
-        },
-        "metadata": {
-            "reproducible": record.reproducible,
-            "completeness": {"parameters": True, "environment": False, "materials": True},
-        },
-        "materials": materials,
+        "runDetails": {"builder": {"id": builder_id(env)}},
     }
 
 

@@ -9,7 +9,7 @@ Two ways to sign:
 - keyless (``--keyless``), in GitHub Actions: the workflow's OIDC token, Fulcio and the public
   Rekor log; the read-back checks the certificate names this workflow.
 
-After signing, ``cosign verify`` and ``cosign verify-attestation`` (cyclonedx, slsaprovenance)
+After signing, ``cosign verify`` and ``cosign verify-attestation`` (cyclonedx, slsaprovenance1)
 must succeed against the registry with the public key (or the workflow identity), and each
 attestation must be about the pushed digest and carry what was attested.
 """
@@ -42,10 +42,10 @@ PASSED_THROUGH = (
 )  # fmt: skip
 COSIGN_TIMEOUT = 300.0
 SBOM_TYPE = "cyclonedx"
-PROVENANCE_TYPE = "slsaprovenance"
+PROVENANCE_TYPE = "slsaprovenance1"
 PREDICATE_TYPES = {
     SBOM_TYPE: "https://cyclonedx.org/bom",
-    PROVENANCE_TYPE: "https://slsa.dev/provenance/v0.2",
+    PROVENANCE_TYPE: "https://slsa.dev/provenance/v1",
 }
 
 
