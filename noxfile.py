@@ -89,7 +89,9 @@ def install_groups(session: nox.Session, *groups: str, project: bool = True) -> 
         selection = ["--no-default-groups", *(f"--group={group}" for group in groups)]
     else:
         selection = [f"--only-group={group}" for group in groups]
-    session.run_install("uv", "sync", "--locked", "--quiet", *selection)
+    # nox's recipe: the session's venv is uv's project environment (whatever its backend).
+    env = {"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}
+    session.run_install("uv", "sync", "--locked", "--quiet", *selection, env=env)
 
 
 def check_exports(session: nox.Session, *exports: locks.Export) -> None:
