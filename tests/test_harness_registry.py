@@ -66,7 +66,7 @@ def test_login_tags_and_digests_with_valid_credentials(fake: FakeRegistry) -> No
     assert registry.tags("team/unknown") == []
     assert registry.manifest_digest("team/app", "1.0.0") == DIGEST
     assert registry.manifest_digest("team/app", "9.9.9") is None
-    assert registry.image_config("team/app", "latest") == (DIGEST, CONFIG)
+    assert registry.image_config("team/app", "latest") == (DIGEST, DIGEST, CONFIG)
     assert registry.image_config("team/app", "9.9.9") is None
 
 
@@ -276,10 +276,10 @@ def test_an_index_is_followed_to_its_linux_amd64_image(fake: FakeRegistry) -> No
         {"digest": DIGEST, "platform": {"os": "linux", "architecture": "amd64"}},
     )
     fake.put("team/app", "multi", body)
-    assert client(fake).image_config("team/app", "multi") == (sha256(body), CONFIG)
+    assert client(fake).image_config("team/app", "multi") == (sha256(body), DIGEST, CONFIG)
     single = index({"digest": DIGEST})  # the only entry, platform or not
     fake.put("team/app", "single", single)
-    assert client(fake).image_config("team/app", "single") == (sha256(single), CONFIG)
+    assert client(fake).image_config("team/app", "single") == (sha256(single), DIGEST, CONFIG)
 
 
 def test_an_index_entry_must_be_served_by_its_digest(fake: FakeRegistry) -> None:

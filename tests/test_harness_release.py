@@ -82,8 +82,8 @@ def engine(project: Path, registry: FakeRegistry) -> FakeEngine:
     }
     fake = FakeEngine(labels={IMAGE_ID: labels, EVIL: labels})
 
-    def pushed(ref: str, image: str) -> None:
-        registry.put(REPOSITORY, ref.rsplit(":", 1)[1], image_manifest(image))
+    def pushed(ref: str, image: str) -> str:
+        return registry.put(REPOSITORY, ref.rsplit(":", 1)[1], image_manifest(image))
 
     fake.pushed = pushed
     return fake
@@ -565,14 +565,76 @@ def test_a_tag_missing_after_the_push_fails_the_read_back(
 def test_tags_naming_different_manifests_fail_the_read_back(
     project: Path, registry: FakeRegistry, engine: FakeEngine
 ) -> None:
-    def pushed(ref: str, image: str) -> None:
+    def pushed(ref: str, image: str) -> str:
         tag = ref.rsplit(":", 1)[1]
         body = image_manifest(image)
-        registry.put(REPOSITORY, tag, body + b" " * (tag == "latest"))  # same config, other bytes
+        return registry.put(REPOSITORY, tag, body + b" " * (tag == "latest"))  # other bytes
 
     engine.pushed = pushed
     err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
     assert "push failed: the tags name 2 different manifests: " in err
+
+
+def index_of(*manifests: tuple[bytes, str]) -> bytes:
+    entries = [
+        {"digest": sha256(body), "platform": {"os": "linux", "architecture": arch}}
+        for body, arch in manifests
+    ]
+    return json.dumps({"schemaVersion": 2, "manifests": entries}).encode()
+
+
+def test_a_tag_moved_to_an_index_holding_the_image_is_not_signed(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    """PoC: after the push every tag was moved to an index of the verified amd64 image and an
+    arm64 one; the push reported the index's digest as verified and signed it."""
+    other = registry.put(REPOSITORY, "other", image_manifest("sha256:" + "99" * 32))
+    hostile = index_of((image_manifest(IMAGE_ID), "amd64"), (registry.manifests[
+        (REPOSITORY, other)], "arm64"))  # fmt: skip
+
+    def pushed(ref: str, image: str) -> str:
+        written = registry.put(REPOSITORY, ref.rsplit(":", 1)[1], image_manifest(image))
+        if ref.endswith(":latest"):  # the last push: move every tag
+            for tag in registry.tags(REPOSITORY):
+                registry.put(REPOSITORY, tag, hostile)
+        return written
+
+    engine.pushed = pushed
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
+    assert err == (
+        f"push failed: registry tag 0.3.1 names an image index ({sha256(hostile)}), not the "
+        f"manifest {PUSHED} the push wrote: someone moved the tag after the push; nothing was "
+        "signed, do not use it"
+    )
+
+
+def test_a_tag_moved_to_another_manifest_of_the_image_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    """The same config in other manifest bytes is still not what the push wrote."""
+    moved = image_manifest(IMAGE_ID) + b"\n"
+
+    def move(argv: list[str]) -> None:
+        if argv[0] == "push":
+            registry.put(REPOSITORY, "0.3.1", moved)
+
+    engine.after = move
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
+    assert err == (
+        f"push failed: registry tag 0.3.1 names manifest {sha256(moved)}, not {PUSHED}, which "
+        "the push wrote: someone moved the tag after the push; nothing was signed, do not use it"
+    )
+
+
+def test_a_push_that_reports_no_digest_is_not_confirmed(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    engine.rules = [(["push"], "pushed, somehow", 0)]
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
+    assert err.startswith(
+        f"push failed: docker push {registry.address}/{REPOSITORY}:0.3.1 reported no manifest "
+        "digest for 0.3.1; the registry already holds"
+    )
 
 
 def test_failed_push_removes_local_tags_and_reports(
@@ -596,7 +658,7 @@ def test_partial_push_says_what_the_registry_holds(
     project: Path, registry: FakeRegistry, engine: FakeEngine
 ) -> None:
     engine.rules = [
-        (["push", f"{registry.address}/tea-n-tech/deathstar:0.3.1"], "d: digest: x", 0),
+        (["push", f"{registry.address}/{REPOSITORY}:0.3.1"], f"0.3.1: digest: {PUSHED} size: 1", 0),
         (["push"], "connection reset by peer", 1),
         (["image", "rm"], "conflict: unable to remove", 1),  # cleanup trouble stays a warning
     ]
