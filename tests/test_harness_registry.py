@@ -182,6 +182,50 @@ def test_redirect_to_another_host_is_not_followed(
     assert elsewhere.requests == []
 
 
+def test_a_backslash_does_not_hide_the_realm_host_credentials_go_to(
+    bearer: FakeRegistry, elsewhere: FakeRegistry
+) -> None:
+    """PoC: urllib.parse read 127.0.0.1 after the backslash; requests connected to 127.0.0.2,
+    the part before it, and sent it the basic credentials."""
+    realm = f"http://{elsewhere.address}\\@{bearer.address}/token"
+    bearer.realm = realm.replace("\\", "\\\\")  # quoted in the challenge: one backslash
+    with pytest.raises(HarnessError) as refused:
+        client(bearer).check_login("team/app")
+    assert str(refused.value) == (
+        f"registry {bearer.address} names a token realm that is not a plain URL: "
+        f"{json.dumps(realm)[1:-1]}; nothing was sent there"
+    )
+    assert elsewhere.requests == []
+
+
+def test_a_backslash_does_not_hide_where_a_redirect_goes(
+    fake: FakeRegistry, elsewhere: FakeRegistry
+) -> None:
+    location = f"http://{elsewhere.address}\\@{fake.address}/v2/"
+    fake.canned["/v2/"] = (307, {"Location": location}, b"")
+    with pytest.raises(HarnessError, match="names a redirect of answer /v2/ that is not a plain"):
+        client(fake).check_login("team/app")
+    assert elsewhere.requests == []
+
+
+@pytest.mark.parametrize(
+    "realm",
+    [
+        "https://registry.example\\@registry.example/token",
+        "https://evil.example\\.registry.example/token",
+        "https://registry.example/to ken",
+        "https://registry.example/token\t",
+        "https://registry.example\x00.evil.example/token",
+        "https://registry.example/\x7f",
+        "https://registry.example/\u2028",
+        "https://registry.example:99999/token",  # no whitespace, but no URL urllib3 reads
+    ],
+)
+def test_realms_with_a_backslash_whitespace_or_control_character_are_refused(realm: str) -> None:
+    with pytest.raises(HarnessError, match="names a token realm that is not a plain URL"):
+        RegistryClient("registry.example", None).check_realm(realm)
+
+
 def test_redirect_on_the_same_host_is_followed(fake: FakeRegistry) -> None:
     fake.canned["/v2/"] = (302, {"Location": "/v2/team/app/tags/list"}, b"")
     client(fake).check_login("team/app")
