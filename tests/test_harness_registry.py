@@ -283,6 +283,7 @@ def test_bearer_challenge_without_realm_is_refused(bearer: FakeRegistry) -> None
         (b'{"manifests": "x"}', "index 1.0.0 names no single linux/amd64 image"),
         (b'{"manifests": [{"digest": "sha256:../x"}]}', "names no single linux/amd64 image"),
         (b"{" * 100_000, "is not a JSON object"),
+        (b'{"schemaVersion": 2' + b"0" * 5000 + b"}", "manifest 1.0.0 is not a JSON object"),
     ],
 )
 def test_hostile_manifests_are_refused(fake: FakeRegistry, body: bytes, refusal: str) -> None:

@@ -180,6 +180,14 @@ def test_a_failed_verification_fails_the_signing(tmp_path: Path) -> None:
         signed(tmp_path, fake)
 
 
+def huge_envelope() -> str:
+    """A statement holding an integer of more digits than CPython converts."""
+    statement = envelope("https://slsa.dev/provenance/v0.2", "HUGE")
+    payload = json.loads(statement)["payload"]
+    inner = base64.b64decode(payload).replace(b'"HUGE"', b"1" + b"0" * 5000)
+    return json.dumps({"payload": base64.b64encode(inner).decode()})
+
+
 @pytest.mark.parametrize(
     ("kind", "answer"),
     [
@@ -187,8 +195,11 @@ def test_a_failed_verification_fails_the_signing(tmp_path: Path) -> None:
         ("cyclonedx", envelope("https://cyclonedx.org/bom", SBOM, "sha256:" + "e" * 64)),
         ("slsaprovenance", envelope("https://slsa.dev/provenance/v0.2", {"builder": {}})),
         ("slsaprovenance", "not json"),
+        ("slsaprovenance", '{"payload": 1' + "0" * 5000 + "}"),
+        ("slsaprovenance", huge_envelope()),
+        ("slsaprovenance", '{"payload": "\u00e9"}'),
     ],
-    ids=["other-sbom", "other-digest", "other-provenance", "garbage"],
+    ids=["other-sbom", "other-digest", "other-provenance", "garbage", "huge", "huge-inner", "b64"],
 )
 def test_an_attestation_that_is_not_ours_fails_the_read_back(
     tmp_path: Path, kind: str, answer: str

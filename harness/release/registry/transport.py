@@ -3,7 +3,6 @@ credentials nowhere but the origin that asked for them."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -14,6 +13,7 @@ from urllib.parse import urljoin
 import requests
 
 from harness import HarnessError
+from harness.core.untrusted import parse_json
 from harness.release.registry.names import (
     base_url,
     check_registry,
@@ -35,10 +35,7 @@ MAX_REDIRECTS = 3
 
 
 def json_object(body: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        data = None
+    data = parse_json(body)
     if not isinstance(data, dict):
         raise HarnessError(f"{what} is not a JSON object")
     return data
