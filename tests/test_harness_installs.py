@@ -167,6 +167,22 @@ def test_a_file_changed_during_the_run_leaves_the_stamp_older_than_the_install(
     assert len(again.installed) == 3, "a stamp of the old lock passed for the new one"
 
 
+def test_a_lock_changed_after_the_noxfile_loaded_is_installed(project: Project) -> None:
+    """PoC: in `nox -s lock test` the test session compared the venv's stamp with the lock as
+    read at load, skipped the install, and ran on the old pins."""
+    installs.install(project.session(), project.inputs(), project.steps())  # stamped from A
+    inputs = project.inputs()  # the noxfile loads: A
+    (project.root / "dev.txt").write_text("pytest==10\n", encoding="utf-8")  # the lock session
+    later = project.session()
+    installs.install(later, inputs, project.steps())
+    assert later.logged == []
+    assert len(later.installed) == 3, "the venv kept the old pins"
+    assert later.warned == [
+        "pyproject.toml or a lock changed since the noxfile read them: the venv is not "
+        "stamped, and the next run installs again"
+    ]
+
+
 def test_under_no_install_nothing_is_stamped_and_the_session_is_told(project: Project) -> None:
     skipped = project.session(no_install=True)
     installs.install(skipped, project.inputs(), project.steps())
@@ -202,7 +218,7 @@ def test_a_lock_changed_while_installing_leaves_the_venv_unstamped(
     session.during_install.append(lambda: dev.write_text("pytest==10\n", encoding="utf-8"))
     installs.install(session, inputs, project.steps())
     assert session.warned == [
-        "pyproject.toml or a lock changed while this session installed: the venv is not "
+        "pyproject.toml or a lock changed since the noxfile read them: the venv is not "
         "stamped, and the next run installs again"
     ]
     assert len(no_compile) == 1, "the venv is still compiled"

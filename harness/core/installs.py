@@ -4,8 +4,9 @@ nox installs into a reused venv on every run. uv finds the pinned requirements s
 quickly, but it rebuilds the editable project each time (a poetry-core build) and compileall
 walks site-packages again. The last step of an install that finished writes a stamp into the
 venv: a digest of the install's commands and of what they read (pyproject.toml and the locks,
-as read when the noxfile loaded; the venv's pyvenv.cfg). A later session whose digest matches
-has nothing to install; any change installs again. The files are read once, before the
+as read when the noxfile loaded; the venv's pyvenv.cfg). A later session whose digest matches,
+while the files on disk are still those bytes, has nothing to install; any change installs
+again. The files are read once, before the
 sessions are made from them, and again after a session's install: when they changed in
 between, the venv is not stamped (the next run installs again). Environment settings such as
 ``UV_*`` and ``PIP_*`` are not in the digest, and a hand-made change inside the venv is not
@@ -159,7 +160,9 @@ def install(session: Session, inputs: Inputs, steps: Steps) -> None:
             session.install(*step)
         return
     stamp = Stamp.of(Path(venv), inputs, steps)
-    if stamp.is_current():
+    # The stamp matches the bytes read when the noxfile loaded; a session after `nox -s lock`
+    # or a `git pull` must install what is on disk now.
+    if stamp.is_current() and inputs.read_again() == inputs:
         session.log("nothing to install: the venv was installed from these locks and pyproject")
         return
     stamp.forget()
@@ -167,7 +170,7 @@ def install(session: Session, inputs: Inputs, steps: Steps) -> None:
         session.install(*step)
     if inputs.read_again() != inputs:  # the steps may have read other bytes than the digest
         session.warn(
-            "pyproject.toml or a lock changed while this session installed: the venv is not "
+            "pyproject.toml or a lock changed since the noxfile read them: the venv is not "
             "stamped, and the next run installs again"
         )
         session.run_install(*stamp.finish_command(stamped=False), silent=True)
