@@ -9,12 +9,15 @@ import contextlib
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import HarnessError
+from harness import ROOT, HarnessError
 from harness.core import records
 from harness.core.docker import Docker
 from harness.release import credentials, gates
@@ -678,3 +681,72 @@ def test_labels_that_are_not_json_are_no_labels(
 ) -> None:
     engine.rules = [(["image", "inspect", "--format", "{{json .Config.Labels}}"], "<no value>", 0)]
     assert "image.revision='', not " in refused(project, registry, engine)
+
+
+# --- a signal during the push -----------------------------------------------------------------
+
+STOPPED_PUSH = """
+import base64, io, json, os, signal, sys
+from pathlib import Path
+from harness.core.docker import Docker
+from harness.release.__main__ import main
+from tests.fakedocker import FakeEngine, FakeRegistry
+
+project, log, image_id, labels, number = sys.argv[1:]
+engine = FakeEngine(labels={image_id: json.loads(labels)})
+
+def after(argv):
+    call = engine.calls[-1]
+    if argv[0] == "login":  # what docker login writes: the password, in the throwaway config
+        auth = base64.b64encode(b"deploy:" + call.stdin.encode()).decode()
+        config = Path(call.env["DOCKER_CONFIG"], "config.json")
+        config.write_text(json.dumps({"auths": {argv[1]: {"auth": auth}}}))
+    with open(log, "a") as out:
+        out.write(json.dumps({"argv": argv, "config": (call.env or {}).get("DOCKER_CONFIG")}))
+        out.write("\\n")
+    if argv[0] == "push":
+        os.kill(os.getpid(), int(number))
+
+engine.after = after
+with FakeRegistry(password="s3cret").serving() as registry:
+    argv = ["--project-dir", project, "--registry", registry.address, "--confirm", "--unsigned"]
+    env = {"REGISTRY_USERNAME": "deploy", "REGISTRY_PASSWORD": "s3cret"}
+    sys.exit(main(argv, env, io.StringIO(), Docker(engine)))
+"""
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_during_the_push_leaves_no_credential_or_tag_behind(
+    project: Path, tmp_path: Path, stop: signal.Signals
+) -> None:
+    """PoC: SIGTERM during `docker push` left user:password in the throwaway docker config
+    under /tmp, and the registry-qualified tags in the engine."""
+    log, scratch = tmp_path / "calls.jsonl", tmp_path / "tmp"
+    scratch.mkdir()
+    labels = json.dumps({
+        "org.opencontainers.image.revision": git(project, "rev-parse", "HEAD"),
+        "org.opencontainers.image.version": "0.3.1",
+    })  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", STOPPED_PUSH, str(project), str(log), IMAGE_ID, labels, str(stop)],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 128 + stop, result.stderr
+    assert result.stderr == (
+        f"push stopped by {stop.name}: the throwaway login and the local registry tags are "
+        "removed; the registry may hold some tags, unsigned: run the push again\n"
+    )
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    config = next(c["config"] for c in calls if c["argv"][0] == "login")
+    assert config.startswith(str(scratch))
+    assert not Path(config).exists()
+    assert list(scratch.iterdir()) == []  # nothing of the push is left on disk
+    tagged = [c["argv"][2] for c in calls if c["argv"][0] == "tag"]
+    removed = [c["argv"][2] for c in calls if c["argv"][:2] == ["image", "rm"]]
+    assert len(tagged) == 4
+    assert removed == tagged

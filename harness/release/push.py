@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from types import FrameType
 
 from harness import HarnessError
 from harness.core.docker import Docker
@@ -31,6 +33,36 @@ _PUSHED = re.compile(
 
 class PushError(HarnessError):
     """A failure after pushing began: the registry may hold some of the tags already."""
+
+
+STOPPING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class Stopped(BaseException):
+    """A signal ended the push; like KeyboardInterrupt, nothing on the way catches it."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(signal.Signals(number).name)
+        self.number = number
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, `timeout`), SIGHUP and SIGINT end the push as an exception,
+    so the throwaway login (the password docker wrote to disk) and the local tags are removed;
+    by default SIGTERM and SIGHUP end Python without any cleanup."""
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        for each in STOPPING:  # a second signal must not cut the cleanup short
+            signal.signal(each, signal.SIG_IGN)
+        raise Stopped(number)
+
+    previous = {number: signal.signal(number, stop) for number in STOPPING}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextmanager
@@ -52,7 +84,7 @@ def publish(
     plan: Plan, docker: Docker, sign: Callable[[str, Mapping[str, str]], None] | None = None
 ) -> str:
     """Log in, push, read back; then, while the login lasts, ``sign(digest, docker_env)``."""
-    with ExitStack() as stack:
+    with stopped_by_signals(), ExitStack() as stack:
         try:
             env = stack.enter_context(docker_login(plan, docker))
         except HarnessError as exc:
