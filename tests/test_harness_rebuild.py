@@ -18,7 +18,7 @@ from harness.core import archive, records
 from harness.core.docker import Docker
 from harness.rebuild import __main__ as rebuild_main
 from harness.rebuild import compare, remote
-from harness.rebuild.clean import Source, check_base, check_builder
+from harness.rebuild.clean import Source, check_base, check_builder, check_released
 from harness.release.registry import RegistryClient, RemoteImage
 from harness.stage import stage
 from tests.archives import layer_tar, save_archive
@@ -529,3 +529,17 @@ def test_the_rebuild_gets_none_of_the_callers_credentials(
             assert name not in call.env, call.args[:3]
         assert "secret" not in shown, call.args[:3]
         assert call.env.get("PIP_FIND_LINKS") == "/wheels"  # the tools' settings pass
+
+
+@pytest.mark.parametrize(
+    ("commit", "version"), [("d" * 40, "0.1.0"), ("HEAD", "latest"), ("HEAD", "0.1.0")]
+)
+def test_an_unknown_commit_or_a_version_no_tag_can_carry_is_not_rebuilt(
+    released: Released, commit: str, version: str
+) -> None:
+    head = git(released.root, "rev-parse", "HEAD")
+    if (commit, version) == ("HEAD", "0.1.0"):  # released, but the tag is not in this clone
+        git(released.root, "tag", "-d", "v0.1.0")
+    source = Source(head if commit == "HEAD" else commit, version, "base:1", "sha256:" + "b" * 64)
+    with pytest.raises(HarnessError, match=f"is in no release tag of version {version} in "):
+        check_released(released.root, source)
