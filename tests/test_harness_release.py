@@ -605,9 +605,27 @@ def test_a_tag_moved_to_an_index_holding_the_image_is_not_signed(
     engine.pushed = pushed
     err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
     assert err == (
-        f"push failed: registry tag 0.3.1 names an image index ({sha256(hostile)}), not the "
-        f"manifest {PUSHED} the push wrote: someone moved the tag after the push; nothing was "
-        "signed, do not use it"
+        f"push failed: registry tag 0.3.1 names {sha256(hostile)}, not {PUSHED}, which the push "
+        "wrote: someone moved the tag after the push; nothing was signed, do not use it"
+    )
+
+
+def test_an_index_the_push_wrote_must_be_the_verified_image_itself(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    """An engine that wraps the verified manifest in an index pushes something integration did
+    not verify by that ID; an index whose digest is the image ID is the verified image."""
+    wrapped = index_of((image_manifest(IMAGE_ID), "amd64"))
+
+    def pushed(ref: str, image: str) -> str:
+        registry.put(REPOSITORY, f"m-{ref.rsplit(':', 1)[1]}", image_manifest(image))
+        return registry.put(REPOSITORY, ref.rsplit(":", 1)[1], wrapped)
+
+    engine.pushed = pushed
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
+    assert err == (
+        f"push failed: the push of 0.3.1 wrote an image index ({sha256(wrapped)}), not the "
+        f"verified image {IMAGE_ID}; nothing was signed, do not use it"
     )
 
 
@@ -624,8 +642,8 @@ def test_a_tag_moved_to_another_manifest_of_the_image_is_refused(
     engine.after = move
     err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
     assert err == (
-        f"push failed: registry tag 0.3.1 names manifest {sha256(moved)}, not {PUSHED}, which "
-        "the push wrote: someone moved the tag after the push; nothing was signed, do not use it"
+        f"push failed: registry tag 0.3.1 names {sha256(moved)}, not {PUSHED}, which the push "
+        "wrote: someone moved the tag after the push; nothing was signed, do not use it"
     )
 
 

@@ -2,8 +2,9 @@
 
 ``docker push REF`` pushes whatever REF names when it runs, so each ref is checked to name the
 verified image right before its push, and afterwards every tag in the registry must name
-exactly the manifest that push reported writing (never an index that merely contains it), whose
-config is the verified image's. Only that digest is reported and signed.
+exactly what that push reported writing: the verified image's manifest, or an index only if it
+is the verified image itself (never one that merely contains it), whose config is the verified
+image's. Only that digest is reported and signed.
 """
 
 from __future__ import annotations
@@ -181,18 +182,18 @@ def read_back(plan: Plan, pushed: Mapping[str, str], client: RegistryClient | No
 
 
 def check_tag(plan: Plan, tag: str, found: tuple[str, str, str], written: str) -> None:
-    """A tag must name the manifest its push wrote; a tag moved since is never signed."""
+    """A tag must name the manifest its push wrote (a tag moved since is never signed), and an
+    index only if it is the verified image itself (its ID under the containerd store)."""
     digest, image_digest, config = found
-    moved = "someone moved the tag after the push; nothing was signed, do not use it"
-    if image_digest != digest:
-        raise PushError(
-            f"registry tag {tag} names an image index ({digest}), not the manifest {written} "
-            f"the push wrote: {moved}"
-        )
     if digest != written:
         raise PushError(
-            f"registry tag {tag} names manifest {digest}, not {written}, which the push wrote: "
-            f"{moved}"
+            f"registry tag {tag} names {digest}, not {written}, which the push wrote: someone "
+            "moved the tag after the push; nothing was signed, do not use it"
+        )
+    if digest not in (image_digest, plan.image_id):  # an index, and not the verified image
+        raise PushError(
+            f"the push of {tag} wrote an image index ({digest}), not the verified image "
+            f"{plan.image_id}; nothing was signed, do not use it"
         )
     if config != plan.config_digest:
         raise PushError(
