@@ -20,7 +20,7 @@ import pytest
 from harness import ROOT, HarnessError
 from harness.core import records
 from harness.core.docker import Docker
-from harness.release import credentials, gates
+from harness.release import credentials, gates, push
 from harness.release.__main__ import main
 from harness.release.registry import Credentials
 from harness.release.tags import Release
@@ -768,3 +768,11 @@ def test_a_signal_during_the_push_leaves_no_credential_or_tag_behind(
     removed = [c["argv"][2] for c in calls if c["argv"][:2] == ["image", "rm"]]
     assert len(tagged) == 4
     assert removed == tagged
+
+
+def test_a_signal_is_an_exception_only_while_the_push_runs() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(push.Stopped) as stopped, push.stopped_by_signals():
+        os.kill(os.getpid(), signal.SIGTERM)  # its handler runs as os.kill returns
+    assert stopped.value.number == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handlers are back
