@@ -71,12 +71,14 @@ class FakeDocker:
 @dataclass
 class FakeEngine(FakeDocker):
     """An engine with images (by ID, with labels) and refs; ``docker push`` hands the image a
-    ref names *at that moment* to ``pushed``, as the real one does. ``after`` runs after every
-    docker call, so a test can retarget a ref between two of the harness's steps."""
+    ref names *at that moment* to ``pushed``, as the real one does, and reports the digest of the
+    manifest it wrote (what ``pushed`` returns, else docker's manifest of the image). ``after``
+    runs after every docker call, so a test can retarget a ref between two of the harness's
+    steps."""
 
     labels: dict[str, dict[str, str]] = field(default_factory=dict)  # image ID -> labels
     refs: dict[str, str] = field(default_factory=dict)  # ref -> image ID
-    pushed: Callable[[str, str], None] | None = None  # (ref, image ID) on each push
+    pushed: Callable[[str, str], str | None] | None = None  # (ref, image ID) on each push
     after: Callable[[list[str]], None] | None = None
 
     def image(self, ref: str) -> str | None:
@@ -101,9 +103,10 @@ class FakeEngine(FakeDocker):
                 self.refs[ref] = str(self.image(source))
                 return ""
             case ["push", ref] if image:
-                if self.pushed is not None:
-                    self.pushed(ref, image)
-                return f"{ref.rsplit(':', 1)[1]}: digest: sha256:{'0' * 64} size: 1"
+                written = self.pushed(ref, image) if self.pushed is not None else None
+                digest = written or sha256(image_manifest(image))
+                tag = ref.rsplit(":", 1)[1]
+                return f"The push refers to repository [x]\n{tag}: digest: {digest} size: 1"
             case ["image", "rm", ref] if ref in self.refs:
                 del self.refs[ref]
                 return ""

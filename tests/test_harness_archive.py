@@ -122,3 +122,34 @@ def test_a_deeply_nested_manifest_is_one_line(tmp_path: Path) -> None:
         add_member(tar, "manifest.json", b"[" * 100_000)
     with pytest.raises(HarnessError, match="not an image archive"):
         archive.read_archive(path)
+
+
+HUGE = "1" + "0" * 5000  # more digits than CPython converts to an int
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        {"manifest.json": f'[{{"Config": "c.json", "Layers": [], "n": {HUGE}}}]'},
+        {
+            "manifest.json": '[{"Config": "c.json", "Layers": []}]',
+            "c.json": f'{{"rootfs": {{"diff_ids": []}}, "n": {HUGE}}}',
+        },
+        {
+            "manifest.json": '[{"Config": "c.json", "Layers": []}]',
+            "c.json": '{"rootfs": {"diff_ids": []}}',
+            "index.json": f'{{"manifests": [], "n": {HUGE}}}',
+        },
+    ],
+    ids=["manifest", "config", "index"],
+)
+def test_an_integer_python_will_not_convert_is_one_line(
+    tmp_path: Path, members: dict[str, str]
+) -> None:
+    """PoC: more than 4,300 digits in a member raised CPython's ValueError, a traceback."""
+    path = tmp_path / "huge.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            add_member(tar, name, data.encode())
+    with pytest.raises(HarnessError, match=r"is not an image archive|config is not readable"):
+        archive.read_archive(path)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-from collections.abc import Mapping, Sequence
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,11 +18,11 @@ from harness.core import archive, records
 from harness.core.docker import Docker
 from harness.rebuild import __main__ as rebuild_main
 from harness.rebuild import compare, remote
-from harness.rebuild.clean import Source, check_base, check_builder
+from harness.rebuild.clean import Source, check_base, check_builder, check_released
 from harness.release.registry import RegistryClient, RemoteImage
 from harness.stage import stage
 from tests.archives import layer_tar, save_archive
-from tests.fakedocker import FakeDocker
+from tests.fakedocker import FakeDocker, FakeRegistry, image_manifest, sha256
 from tests.gitrepo import git
 from tests.test_harness_stage import make_wheel
 
@@ -198,11 +201,13 @@ def recorded_project(
     return root
 
 
-def run_main(root: Path, fake: FakeDocker, *args: str) -> tuple[int, str, list[str]]:
+def run_main(
+    root: Path, fake: FakeDocker, *args: str, env: Mapping[str, str] | None = None
+) -> tuple[int, str, list[str]]:
     printed: list[str] = []
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = rebuild_main.main(list(args), {}, root=root, runner=fake, out=printed.append)
+        code = rebuild_main.main(list(args), env or {}, root=root, runner=fake, out=printed.append)
     return code, out.getvalue(), printed
 
 
@@ -264,7 +269,7 @@ def test_repro_refuses_a_dirty_or_unreproducible_record(tmp_path: Path) -> None:
 
 def served_image(labels: Mapping[str, object]) -> RemoteImage:
     config = {"config": {"Labels": dict(labels)}, "rootfs": {"diff_ids": ["sha256:" + "1" * 64]}}
-    return RemoteImage("sha256:index", "sha256:image", "sha256:config", config)
+    return RemoteImage("sha256:image", "sha256:image", "sha256:config", config)
 
 
 GOOD_LABELS = {
@@ -351,7 +356,7 @@ def test_verify_refuses_labels_that_would_inject_or_mislead(
 def test_verify_refuses_a_malformed_config_in_one_line(
     monkeypatch: pytest.MonkeyPatch, config: dict[str, object]
 ) -> None:
-    served = RemoteImage("sha256:index", "sha256:image", "sha256:config", config)
+    served = RemoteImage("sha256:image", "sha256:image", "sha256:config", config)
     monkeypatch.setattr(RegistryClient, "image", lambda self, r, ref: served)
     with pytest.raises(HarnessError, match="config") as refused:
         remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {})
@@ -372,3 +377,154 @@ def test_config_changes_are_escaped_bounded_and_survive_deep_nesting() -> None:
     assert len(lines) == compare.MAX_CONFIG_LINES + 1
     assert lines[-1] == f"... and {102 - compare.MAX_CONFIG_LINES} more fields"
     assert any(line.startswith("config.Labels.x\\u001b[2J\\nreproducible") for line in lines)
+
+
+# --- verify end to end: a registry (tests/fakedocker.py), a clone, a stand-in builder ---------
+
+REGISTRY_ENV = {"REGISTRY_USERNAME": "deploy", "REGISTRY_PASSWORD": "s3cret"}
+
+
+@dataclass
+class Released:
+    """A clone whose commit is tagged v0.1.0, and a registry serving the image it builds."""
+
+    root: Path
+    registry: FakeRegistry
+    labels: dict[str, str]
+    manifest: bytes
+
+    def ref(self, reference: str = ":0.1.0") -> str:
+        return f"{self.registry.address}/team/deathstar{reference}"
+
+    def builder(self) -> StandIn:
+        return StandIn([BASE_LAYER, APP_LAYER], self.labels)
+
+
+@pytest.fixture
+def released(tmp_path: Path) -> Iterator[Released]:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    (root / "README").write_text("x")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "release")
+    git(root, "tag", "v0.1.0")
+    labels = {**GOOD_LABELS, "org.opencontainers.image.revision": git(root, "rev-parse", "HEAD")}
+    labels["org.opencontainers.image.base.name"] = "base:1"
+    diff_ids = [digest(BASE_LAYER), digest(APP_LAYER)]
+    # The config bytes the stand-in builder writes (tests/archives.py): a faithful rebuild.
+    config = json.dumps(
+        {"config": {"Labels": labels}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    ).encode()
+    with FakeRegistry().serving() as registry:
+        manifest = image_manifest(registry.put_blob("team/deathstar", config))
+        registry.put("team/deathstar", "0.1.0", manifest)
+        yield Released(root, registry, labels, manifest)
+
+
+def test_verify_rebuilds_a_released_image_and_finds_it_reproducible(released: Released) -> None:
+    code, out, errors = run_main(
+        released.root, released.builder(), "verify", released.ref(), env=REGISTRY_ENV
+    )
+    assert (code, errors) == (0, [])
+    assert "(v0.1.0)" in out
+    assert out.splitlines()[-1].startswith("reproducible: ")
+
+
+def test_verify_refuses_an_index_whose_other_entries_it_cannot_rebuild(
+    released: Released,
+) -> None:
+    """PoC: an index of the rebuilt amd64 image and any arm64 image was called reproducible."""
+    arm = image_manifest("sha256:" + "99" * 32)
+    released.registry.put("team/deathstar", "arm", arm)
+    entries = [
+        {"digest": sha256(released.manifest), "platform": {"os": "linux", "architecture": "amd64"}},
+        {"digest": sha256(arm), "platform": {"os": "linux", "architecture": "arm64"}},
+    ]
+    index = json.dumps({"schemaVersion": 2, "manifests": entries}).encode()
+    released.registry.put("team/deathstar", "multi", index)
+    builder = released.builder()
+    code, out, errors = run_main(
+        released.root, builder, "verify", released.ref(":multi"), env=REGISTRY_ENV
+    )
+    assert code == 1
+    assert "reproducible" not in out
+    assert errors == [
+        f"verify: {released.ref(':multi')} is an image index ({sha256(index)}); a rebuild "
+        "checks one image, not the index nor its other entries: verify its linux/amd64 image "
+        f"itself, {released.ref('@' + sha256(released.manifest))}"
+    ]
+    assert not [c for c in builder.calls if c.args[:2] == ["git", "clone"]]
+
+
+def test_verify_rebuilds_only_a_commit_its_release_tag_contains(released: Released) -> None:
+    """PoC: any commit object in the clone (a fetched PR head) was checked out and its build
+    code run."""
+    git(released.root, "checkout", "-qb", "pr")
+    (released.root / "harness").mkdir()
+    (released.root / "harness" / "package.py").write_text("import os  # runs in the rebuild\n")
+    git(released.root, "add", ".")
+    git(released.root, "commit", "-qm", "a pull request")
+    unreleased = git(released.root, "rev-parse", "HEAD")
+    released.labels["org.opencontainers.image.revision"] = unreleased
+    config = json.dumps({"config": {"Labels": released.labels}, "rootfs": {"diff_ids": []}})
+    blob = released.registry.put_blob("team/deathstar", config.encode())
+    released.registry.put("team/deathstar", "pr", image_manifest(blob))
+    builder = released.builder()
+    code, _, errors = run_main(
+        released.root, builder, "verify", released.ref(":pr"), env=REGISTRY_ENV
+    )
+    assert code == 1
+    assert errors == [
+        f"verify: commit {unreleased[:12]} is in no release tag of version 0.1.0 in "
+        f"{released.root} (`git fetch --tags` if the tag is missing); only a released "
+        "commit's code is rebuilt"
+    ]
+    assert not [c for c in builder.calls if c.args[:2] == ["git", "clone"]]
+    git(released.root, "tag", "v0.2.0")  # another version's tag does not vouch for it
+    assert run_main(released.root, builder, "verify", released.ref(":pr"), env=REGISTRY_ENV)[0]
+
+
+def test_the_rebuild_gets_none_of_the_callers_credentials(
+    released: Released, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PoC: the commit's build code ran with the caller's whole environment, REGISTRY_PASSWORD
+    included."""
+    secrets = {
+        **REGISTRY_ENV,
+        "GITHUB_TOKEN": "ghp-secret",
+        "COSIGN_PASSWORD": "cosign-secret",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "oidc-secret",
+        "PIP_INDEX_URL": "https://user:pip-secret@pypi.example/simple",
+        "PIP_FIND_LINKS": "/wheels",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    builder = released.builder()
+    code, _, errors = run_main(
+        released.root, builder, "verify", released.ref(), env=dict(os.environ)
+    )
+    assert (code, errors) == (0, [])
+    children = [c for c in builder.calls if c.args[0] != "docker" or c.args[1] == "buildx"]
+    assert any(c.args[:2] == ["git", "clone"] for c in children)
+    for call in children:
+        assert call.env is not None, f"{call.args[:3]} inherits the whole environment"
+        shown = " ".join(f"{k}={v}" for k, v in call.env.items())
+        for name in ("REGISTRY_PASSWORD", "REGISTRY_USERNAME", "GITHUB_TOKEN", "COSIGN_PASSWORD"):
+            assert name not in call.env, call.args[:3]
+        assert "secret" not in shown, call.args[:3]
+        assert call.env.get("PIP_FIND_LINKS") == "/wheels"  # the tools' settings pass
+
+
+@pytest.mark.parametrize(
+    ("commit", "version"), [("d" * 40, "0.1.0"), ("HEAD", "latest"), ("HEAD", "0.1.0")]
+)
+def test_an_unknown_commit_or_a_version_no_tag_can_carry_is_not_rebuilt(
+    released: Released, commit: str, version: str
+) -> None:
+    head = git(released.root, "rev-parse", "HEAD")
+    if (commit, version) == ("HEAD", "0.1.0"):  # released, but the tag is not in this clone
+        git(released.root, "tag", "-d", "v0.1.0")
+    source = Source(head if commit == "HEAD" else commit, version, "base:1", "sha256:" + "b" * 64)
+    with pytest.raises(HarnessError, match=f"is in no release tag of version {version} in "):
+        check_released(released.root, source)

@@ -66,7 +66,7 @@ def test_login_tags_and_digests_with_valid_credentials(fake: FakeRegistry) -> No
     assert registry.tags("team/unknown") == []
     assert registry.manifest_digest("team/app", "1.0.0") == DIGEST
     assert registry.manifest_digest("team/app", "9.9.9") is None
-    assert registry.image_config("team/app", "latest") == (DIGEST, CONFIG)
+    assert registry.image_config("team/app", "latest") == (DIGEST, DIGEST, CONFIG)
     assert registry.image_config("team/app", "9.9.9") is None
 
 
@@ -182,6 +182,50 @@ def test_redirect_to_another_host_is_not_followed(
     assert elsewhere.requests == []
 
 
+def test_a_backslash_does_not_hide_the_realm_host_credentials_go_to(
+    bearer: FakeRegistry, elsewhere: FakeRegistry
+) -> None:
+    """PoC: urllib.parse read 127.0.0.1 after the backslash; requests connected to 127.0.0.2,
+    the part before it, and sent it the basic credentials."""
+    realm = f"http://{elsewhere.address}\\@{bearer.address}/token"
+    bearer.realm = realm.replace("\\", "\\\\")  # quoted in the challenge: one backslash
+    with pytest.raises(HarnessError) as refused:
+        client(bearer).check_login("team/app")
+    assert str(refused.value) == (
+        f"registry {bearer.address} names a token realm that is not a plain URL: "
+        f"{json.dumps(realm)[1:-1]}; nothing was sent there"
+    )
+    assert elsewhere.requests == []
+
+
+def test_a_backslash_does_not_hide_where_a_redirect_goes(
+    fake: FakeRegistry, elsewhere: FakeRegistry
+) -> None:
+    location = f"http://{elsewhere.address}\\@{fake.address}/v2/"
+    fake.canned["/v2/"] = (307, {"Location": location}, b"")
+    with pytest.raises(HarnessError, match="names a redirect of answer /v2/ that is not a plain"):
+        client(fake).check_login("team/app")
+    assert elsewhere.requests == []
+
+
+@pytest.mark.parametrize(
+    "realm",
+    [
+        "https://registry.example\\@registry.example/token",
+        "https://evil.example\\.registry.example/token",
+        "https://registry.example/to ken",
+        "https://registry.example/token\t",
+        "https://registry.example\x00.evil.example/token",
+        "https://registry.example/\x7f",
+        "https://registry.example/\u2028",
+        "https://registry.example:99999/token",  # no whitespace, but no URL urllib3 reads
+    ],
+)
+def test_realms_with_a_backslash_whitespace_or_control_character_are_refused(realm: str) -> None:
+    with pytest.raises(HarnessError, match="names a token realm that is not a plain URL"):
+        RegistryClient("registry.example", None).check_realm(realm)
+
+
 def test_redirect_on_the_same_host_is_followed(fake: FakeRegistry) -> None:
     fake.canned["/v2/"] = (302, {"Location": "/v2/team/app/tags/list"}, b"")
     client(fake).check_login("team/app")
@@ -239,6 +283,7 @@ def test_bearer_challenge_without_realm_is_refused(bearer: FakeRegistry) -> None
         (b'{"manifests": "x"}', "index 1.0.0 names no single linux/amd64 image"),
         (b'{"manifests": [{"digest": "sha256:../x"}]}', "names no single linux/amd64 image"),
         (b"{" * 100_000, "is not a JSON object"),
+        (b'{"schemaVersion": 2' + b"0" * 5000 + b"}", "manifest 1.0.0 is not a JSON object"),
     ],
 )
 def test_hostile_manifests_are_refused(fake: FakeRegistry, body: bytes, refusal: str) -> None:
@@ -276,10 +321,10 @@ def test_an_index_is_followed_to_its_linux_amd64_image(fake: FakeRegistry) -> No
         {"digest": DIGEST, "platform": {"os": "linux", "architecture": "amd64"}},
     )
     fake.put("team/app", "multi", body)
-    assert client(fake).image_config("team/app", "multi") == (sha256(body), CONFIG)
+    assert client(fake).image_config("team/app", "multi") == (sha256(body), DIGEST, CONFIG)
     single = index({"digest": DIGEST})  # the only entry, platform or not
     fake.put("team/app", "single", single)
-    assert client(fake).image_config("team/app", "single") == (sha256(single), CONFIG)
+    assert client(fake).image_config("team/app", "single") == (sha256(single), DIGEST, CONFIG)
 
 
 def test_an_index_entry_must_be_served_by_its_digest(fake: FakeRegistry) -> None:

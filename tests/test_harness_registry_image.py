@@ -128,6 +128,13 @@ def test_a_config_that_is_not_a_json_object_is_refused(fake: FakeRegistry) -> No
     )
 
 
+def test_a_config_with_an_integer_python_will_not_convert_is_refused(fake: FakeRegistry) -> None:
+    """PoC: more than 4,300 digits raised CPython's ValueError, a traceback."""
+    config = fake.put_blob("team/app", b'{"architecture": 1' + b"0" * 5000 + b"}")
+    fake.put("team/app", "big", image_manifest(config))
+    assert refusal(fake, "big") == f"registry {fake.address}'s config {config} is not a JSON object"
+
+
 def test_a_missing_image_or_config_is_refused(fake: FakeRegistry) -> None:
     assert refusal(fake, "9.9.9") == f"registry {fake.address} has no manifest 9.9.9 in team/app"
     del fake.blobs[("team/app", CONFIG)]

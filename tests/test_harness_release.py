@@ -9,15 +9,18 @@ import contextlib
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import HarnessError
+from harness import ROOT, HarnessError
 from harness.core import records
 from harness.core.docker import Docker
-from harness.release import credentials, gates
+from harness.release import credentials, gates, push
 from harness.release.__main__ import main
 from harness.release.registry import Credentials
 from harness.release.tags import Release
@@ -82,8 +85,8 @@ def engine(project: Path, registry: FakeRegistry) -> FakeEngine:
     }
     fake = FakeEngine(labels={IMAGE_ID: labels, EVIL: labels})
 
-    def pushed(ref: str, image: str) -> None:
-        registry.put(REPOSITORY, ref.rsplit(":", 1)[1], image_manifest(image))
+    def pushed(ref: str, image: str) -> str:
+        return registry.put(REPOSITORY, ref.rsplit(":", 1)[1], image_manifest(image))
 
     fake.pushed = pushed
     return fake
@@ -565,14 +568,94 @@ def test_a_tag_missing_after_the_push_fails_the_read_back(
 def test_tags_naming_different_manifests_fail_the_read_back(
     project: Path, registry: FakeRegistry, engine: FakeEngine
 ) -> None:
-    def pushed(ref: str, image: str) -> None:
+    def pushed(ref: str, image: str) -> str:
         tag = ref.rsplit(":", 1)[1]
         body = image_manifest(image)
-        registry.put(REPOSITORY, tag, body + b" " * (tag == "latest"))  # same config, other bytes
+        return registry.put(REPOSITORY, tag, body + b" " * (tag == "latest"))  # other bytes
 
     engine.pushed = pushed
     err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
     assert "push failed: the tags name 2 different manifests: " in err
+
+
+def index_of(*manifests: tuple[bytes, str]) -> bytes:
+    entries = [
+        {"digest": sha256(body), "platform": {"os": "linux", "architecture": arch}}
+        for body, arch in manifests
+    ]
+    return json.dumps({"schemaVersion": 2, "manifests": entries}).encode()
+
+
+def test_a_tag_moved_to_an_index_holding_the_image_is_not_signed(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    """PoC: after the push every tag was moved to an index of the verified amd64 image and an
+    arm64 one; the push reported the index's digest as verified and signed it."""
+    other = registry.put(REPOSITORY, "other", image_manifest("sha256:" + "99" * 32))
+    hostile = index_of((image_manifest(IMAGE_ID), "amd64"), (registry.manifests[
+        (REPOSITORY, other)], "arm64"))  # fmt: skip
+
+    def pushed(ref: str, image: str) -> str:
+        written = registry.put(REPOSITORY, ref.rsplit(":", 1)[1], image_manifest(image))
+        if ref.endswith(":latest"):  # the last push: move every tag
+            for tag in registry.tags(REPOSITORY):
+                registry.put(REPOSITORY, tag, hostile)
+        return written
+
+    engine.pushed = pushed
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
+    assert err == (
+        f"push failed: registry tag 0.3.1 names {sha256(hostile)}, not {PUSHED}, which the push "
+        "wrote: someone moved the tag after the push; nothing was signed, do not use it"
+    )
+
+
+def test_an_index_the_push_wrote_must_be_the_verified_image_itself(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    """An engine that wraps the verified manifest in an index pushes something integration did
+    not verify by that ID; an index whose digest is the image ID is the verified image."""
+    wrapped = index_of((image_manifest(IMAGE_ID), "amd64"))
+
+    def pushed(ref: str, image: str) -> str:
+        registry.put(REPOSITORY, f"m-{ref.rsplit(':', 1)[1]}", image_manifest(image))
+        return registry.put(REPOSITORY, ref.rsplit(":", 1)[1], wrapped)
+
+    engine.pushed = pushed
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
+    assert err == (
+        f"push failed: the push of 0.3.1 wrote an image index ({sha256(wrapped)}), not the "
+        f"verified image {IMAGE_ID}; nothing was signed, do not use it"
+    )
+
+
+def test_a_tag_moved_to_another_manifest_of_the_image_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    """The same config in other manifest bytes is still not what the push wrote."""
+    moved = image_manifest(IMAGE_ID) + b"\n"
+
+    def move(argv: list[str]) -> None:
+        if argv[0] == "push":
+            registry.put(REPOSITORY, "0.3.1", moved)
+
+    engine.after = move
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
+    assert err == (
+        f"push failed: registry tag 0.3.1 names {sha256(moved)}, not {PUSHED}, which the push "
+        "wrote: someone moved the tag after the push; nothing was signed, do not use it"
+    )
+
+
+def test_a_push_that_reports_no_digest_is_not_confirmed(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    engine.rules = [(["push"], "pushed, somehow", 0)]
+    err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
+    assert err.startswith(
+        f"push failed: docker push {registry.address}/{REPOSITORY}:0.3.1 reported no manifest "
+        "digest for 0.3.1; the registry already holds"
+    )
 
 
 def test_failed_push_removes_local_tags_and_reports(
@@ -596,7 +679,7 @@ def test_partial_push_says_what_the_registry_holds(
     project: Path, registry: FakeRegistry, engine: FakeEngine
 ) -> None:
     engine.rules = [
-        (["push", f"{registry.address}/tea-n-tech/deathstar:0.3.1"], "d: digest: x", 0),
+        (["push", f"{registry.address}/{REPOSITORY}:0.3.1"], f"0.3.1: digest: {PUSHED} size: 1", 0),
         (["push"], "connection reset by peer", 1),
         (["image", "rm"], "conflict: unable to remove", 1),  # cleanup trouble stays a warning
     ]
@@ -616,3 +699,80 @@ def test_labels_that_are_not_json_are_no_labels(
 ) -> None:
     engine.rules = [(["image", "inspect", "--format", "{{json .Config.Labels}}"], "<no value>", 0)]
     assert "image.revision='', not " in refused(project, registry, engine)
+
+
+# --- a signal during the push -----------------------------------------------------------------
+
+STOPPED_PUSH = """
+import base64, io, json, os, signal, sys
+from pathlib import Path
+from harness.core.docker import Docker
+from harness.release.__main__ import main
+from tests.fakedocker import FakeEngine, FakeRegistry
+
+project, log, image_id, labels, number = sys.argv[1:]
+engine = FakeEngine(labels={image_id: json.loads(labels)})
+
+def after(argv):
+    call = engine.calls[-1]
+    if argv[0] == "login":  # what docker login writes: the password, in the throwaway config
+        auth = base64.b64encode(b"deploy:" + call.stdin.encode()).decode()
+        config = Path(call.env["DOCKER_CONFIG"], "config.json")
+        config.write_text(json.dumps({"auths": {argv[1]: {"auth": auth}}}))
+    with open(log, "a") as out:
+        out.write(json.dumps({"argv": argv, "config": (call.env or {}).get("DOCKER_CONFIG")}))
+        out.write("\\n")
+    if argv[0] == "push":
+        os.kill(os.getpid(), int(number))
+
+engine.after = after
+with FakeRegistry(password="s3cret").serving() as registry:
+    argv = ["--project-dir", project, "--registry", registry.address, "--confirm", "--unsigned"]
+    env = {"REGISTRY_USERNAME": "deploy", "REGISTRY_PASSWORD": "s3cret"}
+    sys.exit(main(argv, env, io.StringIO(), Docker(engine)))
+"""
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_during_the_push_leaves_no_credential_or_tag_behind(
+    project: Path, tmp_path: Path, stop: signal.Signals
+) -> None:
+    """PoC: SIGTERM during `docker push` left user:password in the throwaway docker config
+    under /tmp, and the registry-qualified tags in the engine."""
+    log, scratch = tmp_path / "calls.jsonl", tmp_path / "tmp"
+    scratch.mkdir()
+    labels = json.dumps({
+        "org.opencontainers.image.revision": git(project, "rev-parse", "HEAD"),
+        "org.opencontainers.image.version": "0.3.1",
+    })  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", STOPPED_PUSH, str(project), str(log), IMAGE_ID, labels, str(stop)],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 128 + stop, result.stderr
+    assert result.stderr == (
+        f"push stopped by {stop.name}: the throwaway login and the local registry tags are "
+        "removed; the registry may hold some tags, unsigned: run the push again\n"
+    )
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    config = next(c["config"] for c in calls if c["argv"][0] == "login")
+    assert config.startswith(str(scratch))
+    assert not Path(config).exists()
+    assert list(scratch.iterdir()) == []  # nothing of the push is left on disk
+    tagged = [c["argv"][2] for c in calls if c["argv"][0] == "tag"]
+    removed = [c["argv"][2] for c in calls if c["argv"][:2] == ["image", "rm"]]
+    assert len(tagged) == 4
+    assert removed == tagged
+
+
+def test_a_signal_is_an_exception_only_while_the_push_runs() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(push.Stopped) as stopped, push.stopped_by_signals():
+        os.kill(os.getpid(), signal.SIGTERM)  # its handler runs as os.kill returns
+    assert stopped.value.number == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handlers are back

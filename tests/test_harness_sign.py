@@ -25,9 +25,12 @@ DIGEST = "sha256:" + "d" * 64
 IMAGE = f"127.0.0.1:5000/team/app@{DIGEST}"
 LOGIN = "/run/deathstar-test/docker-config"  # a throwaway login's DOCKER_CONFIG
 SBOM = {"bomFormat": "CycloneDX", "components": []}
+V1 = "https://slsa.dev/provenance/v1"
 PROVENANCE = {
-    "builder": {"id": "https://example.invalid/builder"},
-    "invocation": {"configSource": {"uri": "git+x", "digest": {"sha1": "f" * 40}}},
+    "buildDefinition": {
+        "externalParameters": {"source": {"uri": "git+x", "digest": {"gitCommit": "f" * 40}}},
+    },
+    "runDetails": {"builder": {"id": "https://example.invalid/builder"}},
 }
 
 
@@ -180,15 +183,38 @@ def test_a_failed_verification_fails_the_signing(tmp_path: Path) -> None:
         signed(tmp_path, fake)
 
 
+def huge_envelope() -> str:
+    """A statement holding an integer of more digits than CPython converts."""
+    statement = envelope("https://slsa.dev/provenance/v0.2", "HUGE")
+    payload = json.loads(statement)["payload"]
+    inner = base64.b64decode(payload).replace(b'"HUGE"', b"1" + b"0" * 5000)
+    return json.dumps({"payload": base64.b64encode(inner).decode()})
+
+
 @pytest.mark.parametrize(
     ("kind", "answer"),
     [
         ("cyclonedx", envelope("https://cyclonedx.org/bom", {"other": "sbom"})),
         ("cyclonedx", envelope("https://cyclonedx.org/bom", SBOM, "sha256:" + "e" * 64)),
-        ("slsaprovenance1", envelope("https://slsa.dev/provenance/v0.2", {"builder": {}})),
+        ("slsaprovenance1", envelope("https://slsa.dev/provenance/v0.2", PROVENANCE)),
+        ("slsaprovenance1", envelope(V1, {**PROVENANCE, "runDetails": {"builder": {"id": "x"}}})),
+        ("slsaprovenance1", envelope(V1, {**PROVENANCE, "buildDefinition": {}})),
         ("slsaprovenance1", "not json"),
+        ("slsaprovenance1", '{"payload": 1' + "0" * 5000 + "}"),
+        ("slsaprovenance1", huge_envelope()),
+        ("slsaprovenance1", '{"payload": "\u00e9"}'),
     ],
-    ids=["other-sbom", "other-digest", "other-provenance", "garbage"],
+    ids=[
+        "other-sbom",
+        "other-digest",
+        "v0.2-provenance",
+        "other-builder",
+        "no-source",
+        "garbage",
+        "huge",
+        "huge-inner",
+        "b64",
+    ],
 )
 def test_an_attestation_that_is_not_ours_fails_the_read_back(
     tmp_path: Path, kind: str, answer: str

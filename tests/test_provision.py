@@ -6,6 +6,7 @@ it), so the script itself deletes nothing under a tree it did not make but its w
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -148,3 +149,72 @@ def test_a_bad_base_image_setting_is_one_line(work: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("provision: error: BASE_IMAGE=")
     assert result.stderr.count("\n") == 1
+
+
+# --- the engine's daemon.json ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            b'\xef\xbb\xbf{"features": {"containerd-snapshotter": true}}',
+            "is not JSON dockerd reads",
+        ),
+        (b'[{"features": {"containerd-snapshotter": true}}]', 'is not a JSON object with a "feat'),
+        (b"features: {containerd-snapshotter: true}", "is not JSON dockerd reads"),
+        (b'{"features": true}', 'is not a JSON object with a "features" object'),
+        (b'{"debug": 1' + b"0" * 5000 + b"}", "is not JSON dockerd reads"),
+        (b'{"a": "\xff"}', "is not JSON dockerd reads"),
+    ],
+    ids=["bom", "list", "garbage", "features-not-object", "huge-int", "not-utf8"],
+)
+def test_a_daemon_json_it_cannot_read_stops_provision(
+    work: Path, content: bytes, problem: str
+) -> None:
+    """PoC: an unparsable file counted as "store already enabled", and dockerd was restarted
+    without it."""
+    daemon_json = work.parent / "daemon.json"
+    daemon_json.write_bytes(content)
+    result = provision(
+        work, 'enable_containerd_store "$1"; echo "ACTIONS: ${ACTIONS[*]}"', str(daemon_json)
+    )
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(f"provision: error: {daemon_json} {problem}")
+    assert result.stderr.endswith("; fix or remove it, then run again\n")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert daemon_json.read_bytes() == content  # left as it was
+
+
+@pytest.mark.parametrize(
+    ("content", "expected", "enabled"),
+    [
+        (None, {"features": {"containerd-snapshotter": True}}, True),
+        (b"  \n", {"features": {"containerd-snapshotter": True}}, True),
+        (b'{"debug": true}', {"debug": True, "features": {"containerd-snapshotter": True}}, True),
+        (
+            b'{"features": {"containerd-snapshotter": false}}',
+            {"features": {"containerd-snapshotter": True}},
+            True,
+        ),
+        (
+            b'{"features": {"containerd-snapshotter": true}}',
+            {"features": {"containerd-snapshotter": True}},
+            False,
+        ),
+    ],
+    ids=["missing", "blank", "other-settings", "disabled", "enabled"],
+)
+def test_the_containerd_store_is_enabled_keeping_other_settings(
+    work: Path, content: bytes | None, expected: dict[str, object], enabled: bool
+) -> None:
+    daemon_json = work.parent / "docker" / "daemon.json"
+    if content is not None:
+        daemon_json.parent.mkdir()
+        daemon_json.write_bytes(content)
+    result = provision(
+        work, 'enable_containerd_store "$1"; echo "ACTIONS: ${ACTIONS[*]}"', str(daemon_json)
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(daemon_json.read_text()) == expected
+    assert ("enabled the containerd image store" in result.stdout) is enabled

@@ -10,7 +10,6 @@ image agree on both, whatever their compression or layout.
 from __future__ import annotations
 
 import hashlib
-import json
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness import HarnessError
+from harness.core.untrusted import parse_json
 
 CHUNK = 1 << 20
 # Bytes of one JSON member (manifest.json, index.json, the config, a manifest) read into memory:
@@ -67,21 +67,19 @@ def read_archive(path: Path) -> ImageArchive:
     """The image in the archive at ``path`` (the first, if it holds several)."""
     try:
         with tarfile.open(path) as archive:
-            manifest = json.loads(_read_member(archive, "manifest.json", path))
+            manifest = parse_json(_read_member(archive, "manifest.json", path))
             entry = manifest[0]
             raw_config = _read_member(archive, entry["Config"], path)
             members = [str(m) for m in entry["Layers"]]
             manifest_digest = _manifest_digest(archive, path)
     except (OSError, tarfile.TarError) as exc:
         raise HarnessError(f"cannot read the image archive {path}: {exc}") from None
-    except (
-        KeyError, IndexError, TypeError, json.JSONDecodeError, UnicodeDecodeError, RecursionError
-    ):  # fmt: skip
+    except (KeyError, IndexError, TypeError):  # unreadable JSON is None: a TypeError here
         raise HarnessError(f"{path} is not an image archive (no usable manifest.json)") from None
     try:
-        config = json.loads(raw_config)
+        config = parse_json(raw_config)
         diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
-    except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (KeyError, TypeError):
         raise HarnessError(f"{path}: the image config is not readable") from None
     if len(diff_ids) != len(members):
         raise HarnessError(f"{path}: {len(members)} layer files for {len(diff_ids)} diff IDs")
@@ -101,7 +99,7 @@ def _manifest_digest(archive: tarfile.TarFile, path: Path) -> str:
         archive.getmember("index.json")
     except KeyError:
         return ""  # a legacy `docker save` archive has no index
-    index = json.loads(_read_member(archive, "index.json", path))
+    index = parse_json(_read_member(archive, "index.json", path))
     digest = str(index["manifests"][0]["digest"])
     blob = _read_member(archive, f"blobs/sha256/{digest.removeprefix('sha256:')}", path)
     if f"sha256:{hashlib.sha256(blob).hexdigest()}" != digest:

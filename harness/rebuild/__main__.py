@@ -15,7 +15,14 @@ from harness import ROOT, HarnessError
 from harness.core import archive, process, records
 from harness.core.docker import Docker
 from harness.rebuild import remote
-from harness.rebuild.clean import Source, check_base, check_builder, rebuild
+from harness.rebuild.clean import (
+    Source,
+    check_base,
+    check_builder,
+    check_released,
+    rebuild,
+    without_credentials,
+)
 from harness.rebuild.compare import Identity, differences
 
 
@@ -48,7 +55,10 @@ def verify(
 ) -> int:
     """Rebuild the commit a registry image names and compare with what the registry serves."""
     served = remote.read(ref, env)
-    print(f"verify: {ref} is {served.manifest_digest}, built from {served.source.commit[:12]}")
+    tag = check_released(root, served.source, runner)
+    print(
+        f"verify: {ref} is {served.manifest_digest}, built from {served.source.commit[:12]} ({tag})"
+    )
     return _rebuild_and_compare(root, Claim(served.source, served.identity), docker, runner)
 
 
@@ -100,6 +110,7 @@ def main(
     check = commands.add_parser("verify", help="rebuild what a registry image names and compare")
     check.add_argument("ref", help="registry/repository:tag or registry/repository@sha256:...")
     args = parser.parse_args(argv)
+    runner = without_credentials(runner)  # the rebuilt commit's own code runs in children
     docker = Docker(runner)
     try:
         if args.command == "repro":

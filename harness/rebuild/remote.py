@@ -34,7 +34,7 @@ _REFERENCE = re.compile(
 class Served:
     """A registry image: what it is, and the source its labels name."""
 
-    manifest_digest: str  # what the reference names (an index, or the image's manifest)
+    manifest_digest: str  # the image manifest the reference names (an index is refused)
     identity: Identity
     source: Source
 
@@ -64,6 +64,13 @@ def read(ref: str, env: Mapping[str, str]) -> Served:
     registry, repository, reference = parse_reference(ref)
     client = RegistryClient(registry, credentials_from(env))
     image = client.image(repository, reference)
+    if image.manifest_digest != image.image_digest:
+        # A rebuild of one platform's image says nothing about the index or its other entries.
+        raise HarnessError(
+            f"{ref} is an image index ({image.manifest_digest}); a rebuild checks one image, "
+            "not the index nor its other entries: verify its linux/amd64 image itself, "
+            f"{registry}/{repository}@{image.image_digest}"
+        )
     config = image.config
     labels = _mapping(config.get("config"), ref, "config").get("Labels")
     labels = _mapping(labels, ref, "config.Labels")

@@ -15,7 +15,7 @@ from harness.core.sbom import sbom_config_digest, sbom_path
 from harness.release import provenance
 from harness.release.credentials import scrubbed, take_password
 from harness.release.gates import Plan, preflight
-from harness.release.push import PushError, publish
+from harness.release.push import PushError, Stopped, publish
 from harness.release.registry import AUTH_HOSTS_VARIABLE, auth_hosts_from, shown
 from harness.release.sign import KEY_VARIABLE, PASSWORD_VARIABLE, Signer, signer_for, take_material
 
@@ -96,6 +96,13 @@ def main(
     except HarnessError as exc:
         print(f"push refused: {exc}", file=sys.stderr)
         return 1
+    except Stopped as exc:
+        print(
+            f"push stopped by {exc}: the throwaway login and the local registry tags are "
+            "removed; the registry may hold some tags, unsigned: run the push again",
+            file=sys.stderr,
+        )
+        return 128 + exc.number
     signed = ", signed and attested (verified)" if sign else ", unsigned"
     print(f"pushed {len(plan.tags)} tags, all resolve to {digest}{signed}")
     return 0

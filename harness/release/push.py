@@ -1,17 +1,22 @@
 """Pushing a planned release: a throwaway login, the tags in order, the registry read-back.
 
 ``docker push REF`` pushes whatever REF names when it runs, so each ref is checked to name the
-verified image right before its push, and afterwards every tag's manifest in the registry must
-name the verified image's config digest. Only then is the registry's digest reported.
+verified image right before its push, and afterwards every tag in the registry must name
+exactly what that push reported writing: the verified image's manifest, or an index only if it
+is the verified image itself (never one that merely contains it), whose config is the verified
+image's. Only that digest is reported and signed.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from types import FrameType
 
 from harness import HarnessError
 from harness.core.docker import Docker
@@ -19,10 +24,46 @@ from harness.release.gates import Plan
 from harness.release.registry import RegistryClient
 
 PUSH_TIMEOUT = 600.0
+# The line `docker push` ends with, for both image stores: "<tag>: digest: sha256:<hex> size: N".
+_PUSHED = re.compile(
+    r"^(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}): digest: (?P<digest>sha256:[0-9a-f]{64}) "
+    r"size: [0-9]+$",
+    re.MULTILINE | re.ASCII,
+)
 
 
 class PushError(HarnessError):
     """A failure after pushing began: the registry may hold some of the tags already."""
+
+
+STOPPING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class Stopped(BaseException):
+    """A signal ended the push; like KeyboardInterrupt, nothing on the way catches it."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(signal.Signals(number).name)
+        self.number = number
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, `timeout`), SIGHUP and SIGINT end the push as an exception,
+    so the throwaway login (the password docker wrote to disk) and the local tags are removed;
+    by default SIGTERM and SIGHUP end Python without any cleanup."""
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        for each in STOPPING:  # a second signal must not cut the cleanup short
+            signal.signal(each, signal.SIG_IGN)
+        raise Stopped(number)
+
+    previous = {number: signal.signal(number, stop) for number in STOPPING}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextmanager
@@ -44,13 +85,13 @@ def publish(
     plan: Plan, docker: Docker, sign: Callable[[str, Mapping[str, str]], None] | None = None
 ) -> str:
     """Log in, push, read back; then, while the login lasts, ``sign(digest, docker_env)``."""
-    with ExitStack() as stack:
+    with stopped_by_signals(), ExitStack() as stack:
         try:
             env = stack.enter_context(docker_login(plan, docker))
         except HarnessError as exc:
             raise HarnessError(f"{exc}; nothing was pushed") from None
-        push(plan, docker, env)
-        digest = read_back(plan)
+        pushed = push(plan, docker, env)
+        digest = read_back(plan, pushed)
         if sign is not None:
             try:
                 sign(digest, env)
@@ -62,10 +103,14 @@ def publish(
     return digest
 
 
-def push(plan: Plan, docker: Docker, env: Mapping[str, str]) -> None:
-    """Push every tag, each only while it names the verified image; remove the local tags."""
+def push(plan: Plan, docker: Docker, env: Mapping[str, str]) -> dict[str, str]:
+    """Push every tag, each only while it names the verified image; remove the local tags.
+
+    Returns the manifest digest each tag's push reported writing.
+    """
     created: list[str] = []
-    pushed: list[str] = []
+    done: list[str] = []  # tags the registry may hold
+    pushed: dict[str, str] = {}
     try:
         for ref in plan.refs:
             docker("tag", plan.image_id, ref, env=env)
@@ -73,17 +118,28 @@ def push(plan: Plan, docker: Docker, env: Mapping[str, str]) -> None:
         for ref in plan.refs:
             check_target(ref, plan.image_id, docker)
             print(f"pushing {ref}", flush=True)
-            docker("push", ref, env=env, timeout=PUSH_TIMEOUT)
-            pushed.append(ref.rsplit(":", 1)[1])
+            output = docker("push", ref, env=env, timeout=PUSH_TIMEOUT)
+            done.append(ref.rsplit(":", 1)[1])
+            pushed[done[-1]] = written(output, ref)
     except HarnessError as exc:
-        if not pushed:
+        if not done:
             raise HarnessError(f"{exc}; nothing was pushed") from None
         raise PushError(
-            f"{exc}; the registry already holds {', '.join(pushed)} (immutable tags first); "
+            f"{exc}; the registry already holds {', '.join(done)} (immutable tags first); "
             "fix the cause and run the push again: it is idempotent"
         ) from None
     finally:
         _untag(created, docker)
+    return pushed
+
+
+def written(output: str, ref: str) -> str:
+    """The manifest digest ``docker push ref`` reported writing for the tag."""
+    tag = ref.rsplit(":", 1)[1]
+    found = [m["digest"] for m in _PUSHED.finditer(output) if m["tag"] == tag]
+    if not found:
+        raise HarnessError(f"docker push {ref} reported no manifest digest for {tag}")
+    return found[-1]
 
 
 def check_target(ref: str, image_id: str, docker: Docker) -> None:
@@ -105,24 +161,42 @@ def _untag(refs: list[str], docker: Docker) -> None:
             print(f"warning: could not remove the local tag {ref}: {exc}", file=sys.stderr)
 
 
-def read_back(plan: Plan, client: RegistryClient | None = None) -> str:
-    """The digest every pushed tag resolves to, once each names the verified image's config."""
+def read_back(plan: Plan, pushed: Mapping[str, str], client: RegistryClient | None = None) -> str:
+    """The digest every pushed tag resolves to: exactly the manifest its push wrote (never an
+    index holding it), naming the verified image's config."""
     client = client or plan.client()
     try:
         found = {tag: client.image_config(plan.repository, tag) for tag in plan.tags}
     except HarnessError as exc:
         raise PushError(f"{exc}; the push is not confirmed") from None
-    missing = [tag for tag, image in found.items() if image is None]
+    images = {tag: image for tag, image in found.items() if image is not None}
+    missing = [tag for tag in plan.tags if tag not in images]
     if missing:
         raise PushError(f"the registry has no {', '.join(missing)} after the push")
-    configs = {tag: image[1] for tag, image in found.items() if image is not None}
-    for tag, config in configs.items():
-        if config != plan.config_digest:
-            raise PushError(
-                f"registry tag {tag} names image config {config}, not the verified image's "
-                f"{plan.config_digest}: the registry holds another image; do not use it"
-            )
-    digests = sorted({image[0] for image in found.values() if image is not None})
+    for tag, image in images.items():
+        check_tag(plan, tag, image, pushed[tag])
+    digests = sorted(set(pushed.values()))
     if len(digests) != 1:
         raise PushError(f"the tags name {len(digests)} different manifests: {', '.join(digests)}")
     return digests[0]
+
+
+def check_tag(plan: Plan, tag: str, found: tuple[str, str, str], written: str) -> None:
+    """A tag must name the manifest its push wrote (a tag moved since is never signed), and an
+    index only if it is the verified image itself (its ID under the containerd store)."""
+    digest, image_digest, config = found
+    if digest != written:
+        raise PushError(
+            f"registry tag {tag} names {digest}, not {written}, which the push wrote: someone "
+            "moved the tag after the push; nothing was signed, do not use it"
+        )
+    if digest not in (image_digest, plan.image_id):  # an index, and not the verified image
+        raise PushError(
+            f"the push of {tag} wrote an image index ({digest}), not the verified image "
+            f"{plan.image_id}; nothing was signed, do not use it"
+        )
+    if config != plan.config_digest:
+        raise PushError(
+            f"registry tag {tag} names image config {config}, not the verified image's "
+            f"{plan.config_digest}: the registry holds another image; do not use it"
+        )

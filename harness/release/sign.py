@@ -17,7 +17,6 @@ attestation must be about the pushed digest and carry what was attested.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 import tempfile
@@ -28,6 +27,7 @@ from typing import Any
 
 from harness import HarnessError
 from harness.core import process
+from harness.core.untrusted import parse_json
 from harness.release.registry import host_of, is_loopback
 
 KEY_VARIABLE = "COSIGN_KEY"
@@ -193,12 +193,17 @@ class Signer:
 
 
 def same_source(found: object, wanted: Mapping[str, Any]) -> bool:
-    """The provenance names the same commit and the same builder (cosign retypes the rest)."""
-    if not isinstance(found, dict) or not isinstance(found.get("invocation"), dict):
-        return False
-    return bool(
-        found["invocation"].get("configSource") == wanted["invocation"]["configSource"]
-        and found.get("builder") == wanted["builder"]
+    """The provenance names the same source and the same builder (cosign retypes the rest)."""
+
+    def part(predicate: object, *path: str) -> object:
+        for key in path:
+            predicate = predicate.get(key) if isinstance(predicate, dict) else None
+        return predicate
+
+    source = ("buildDefinition", "externalParameters", "source")
+    builder = ("runDetails", "builder")
+    return part(found, *source) is not None and all(
+        part(found, *path) == part(wanted, *path) for path in (source, builder)
     )
 
 
@@ -208,11 +213,11 @@ def attested(output: str, predicate_type: str, digest: str) -> list[Any]:
     algorithm, _, value = digest.partition(":")
     for line in output.splitlines():
         try:
-            envelope = json.loads(line)
-            statement = json.loads(base64.b64decode(envelope["payload"], validate=True))
+            envelope = parse_json(line)
+            statement = parse_json(base64.b64decode(envelope["payload"], validate=True))
             subjects = statement["subject"]
             about = any(s.get("digest", {}).get(algorithm) == value for s in subjects)
-        except (json.JSONDecodeError, binascii.Error, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError):  # ValueError: not base64
             continue
         if about and statement.get("predicateType") == predicate_type:
             found.append(statement.get("predicate"))

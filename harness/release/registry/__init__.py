@@ -9,6 +9,9 @@ Everything a registry answers is untrusted input:
 - Credentials go only to the registry itself and to token realms on its own host or on a host
   allowed for it (:data:`KNOWN_AUTH_HOSTS`, plus ``DEATHSTAR_REGISTRY_AUTH_HOSTS``), over https;
   plain http only when the registry and the realm are both on loopback.
+- A URL the registry gives (a token realm, a redirect) is checked as urllib3 parses it, the
+  parser requests connects with; one with a backslash, whitespace or a control character, where
+  parsers disagree about the host, is refused.
 - Redirects are followed only within the same scheme, host and port: credentials never follow
   a redirect elsewhere, and a redirect elsewhere is refused. The one exception is a blob, which
   registries serve from storage on another host: that redirect is followed over https (plain

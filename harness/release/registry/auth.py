@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from harness import HarnessError
-from harness.release.registry.names import is_loopback, shown
+from harness.release.registry.names import given_url, is_loopback, shown, url_host
 from harness.release.registry.transport import (
     DEADLINE,
     GRACE,
@@ -128,8 +127,8 @@ class AuthTransport(Transport):
 
     def check_realm(self, realm: str) -> str:
         """The realm's host, if our credentials may go there; else a refusal naming it."""
-        parts = urlsplit(realm)
-        host = (parts.hostname or "").lower()
+        parts = given_url(self.registry, realm, "a token realm")
+        host = url_host(parts)
         if parts.scheme not in ("http", "https") or not host:
             raise HarnessError(
                 f"registry {self.registry} names a token realm that is not a URL: {shown(realm)}"

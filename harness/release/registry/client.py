@@ -66,10 +66,10 @@ class RegistryClient(AuthTransport):
         found = self._bounded(f"read manifest {tag}", lambda: self._manifest(repository, tag))
         return None if found is None else found[0]
 
-    def image_config(self, repository: str, tag: str) -> tuple[str, str] | None:
-        """(manifest digest of ``tag``, ``config.digest`` of its linux/amd64 image), or None."""
-        found = self._bounded(f"read manifest {tag}", lambda: self._image(repository, tag))
-        return None if found is None else (found[0], found[2])
+    def image_config(self, repository: str, tag: str) -> tuple[str, str, str] | None:
+        """(manifest digest of ``tag``, digest of its linux/amd64 image manifest: the same
+        unless ``tag`` names an index, ``config.digest`` of that image), or None."""
+        return self._bounded(f"read manifest {tag}", lambda: self._image(repository, tag))
 
     def image(self, repository: str, reference: str) -> RemoteImage:
         """The linux/amd64 image ``reference`` (a tag or a sha256 digest) names, with its config.

@@ -8,6 +8,9 @@ import json
 import re
 from urllib.parse import urlsplit
 
+from urllib3.exceptions import LocationParseError
+from urllib3.util import Url, parse_url
+
 from harness import HarnessError
 
 # The docker reference grammar (distribution/reference), ASCII only.
@@ -21,6 +24,9 @@ _REPOSITORY = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 _NAME_LIMIT = 255  # registry/repository, as docker counts it
+# Where URL parsers disagree: urllib3 (what requests connects with) ends the host at a
+# backslash, urllib.parse does not; whitespace and control characters are never in a URL.
+_AMBIGUOUS = re.compile(r"[\\\s\x00-\x1f\x7f]")
 
 
 def shown(text: object, limit: int = 80) -> str:
@@ -54,6 +60,25 @@ def check_repository(registry: str, repository: str) -> None:
             f"repository '{shown(repository)}' is not a docker repository name (lowercase "
             "letters, digits and . _ - between them, parts separated by /, at most 255 chars)"
         )
+
+
+def given_url(registry: str, url: str, what: str) -> Url:
+    """A URL a registry gave us, parsed as requests will connect to it: the host checked is
+    the host connected to. A backslash, whitespace or a control character is refused."""
+    refusal = HarnessError(
+        f"registry {registry} names {what} that is not a plain URL: {shown(url)}; "
+        "nothing was sent there"
+    )
+    if _AMBIGUOUS.search(url):
+        raise refusal
+    try:
+        return parse_url(url)
+    except LocationParseError:
+        raise refusal from None
+
+
+def url_host(url: Url) -> str:
+    return (url.host or "").strip("[]").lower()
 
 
 def host_of(registry: str) -> str:

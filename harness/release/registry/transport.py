@@ -3,18 +3,26 @@ credentials nowhere but the origin that asked for them."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
 
 from harness import HarnessError
-from harness.release.registry.names import base_url, check_registry, host_of, is_loopback, shown
+from harness.core.untrusted import parse_json
+from harness.release.registry.names import (
+    base_url,
+    check_registry,
+    given_url,
+    host_of,
+    is_loopback,
+    shown,
+    url_host,
+)
 
 T = TypeVar("T")
 
@@ -27,10 +35,7 @@ MAX_REDIRECTS = 3
 
 
 def json_object(body: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        data = None
+    data = parse_json(body)
     if not isinstance(data, dict):
         raise HarnessError(f"{what} is not a JSON object")
     return data
@@ -139,7 +144,9 @@ class Transport:
                     if not response.is_redirect:
                         body = self._read(response, limit, what) if method != "HEAD" else b""
                         return Answer(response.status_code, response.headers, body, left)
-                    target = urljoin(url, response.headers["Location"])
+                    location = response.headers["Location"]
+                    given_url(self.registry, location, f"a redirect of {what}")
+                    target = urljoin(url, location)
                     if not self._same_origin(url, target, what, elsewhere=elsewhere):
                         left, auth = True, None
                         headers = {
@@ -157,15 +164,15 @@ class Transport:
     def _same_origin(self, url: str, target: str, what: str, *, elsewhere: bool) -> bool:
         """Whether a redirect stays on the origin; one elsewhere is refused unless allowed, and
         then it must be https (plain http only from a registry on loopback to loopback)."""
-        old, new = urlsplit(url), urlsplit(target)
-        if (old.scheme, old.hostname, old.port) == (new.scheme, new.hostname, new.port):
+        old, new = given_url(self.registry, url, what), given_url(self.registry, target, what)
+        if (old.scheme, url_host(old), old.port) == (new.scheme, url_host(new), new.port):
             return True
         if not elsewhere:
             raise HarnessError(
                 f"registry {self.registry} redirected {what} to {shown(new.scheme)}://"
                 f"{shown(new.netloc)}; requests with credentials are never redirected elsewhere"
             )
-        loopback = is_loopback(self.host) and is_loopback((new.hostname or "").lower())
+        loopback = is_loopback(self.host) and is_loopback(url_host(new))
         if not (new.scheme == "https" or (new.scheme == "http" and loopback)):
             raise HarnessError(
                 f"registry {self.registry} redirected {what} to {shown(new.scheme)}://"
