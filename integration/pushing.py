@@ -27,7 +27,7 @@ from harness import ROOT
 from harness.core.archive import read_archive
 from harness.core.docker import Docker
 from harness.core.records import INTEGRATION_SUITE, ImageRecord
-from harness.release.registry import Credentials, RegistryClient
+from harness.registry import Credentials, Registry, login, run_skopeo
 
 USERNAME = "release-bot"
 # Random per run: a leak check cannot pass by luck, and no secret lives in the source.
@@ -46,10 +46,7 @@ DIGEST = re.compile(
     r"^pushed (\d+) tags, all resolve to (sha256:[0-9a-f]{64}), (unsigned|signed.*)$"
 )
 # Variables of the caller that would change what the release module does.
-SCRUBBED_ENV = (
-    *GOOD_CREDENTIALS, "DOCKER_CONFIG", "DEATHSTAR_REGISTRY", "DEATHSTAR_REPOSITORY",
-    "DEATHSTAR_REGISTRY_AUTH_HOSTS",
-)  # fmt: skip
+SCRUBBED_ENV = (*GOOD_CREDENTIALS, "DOCKER_CONFIG", "DEATHSTAR_REGISTRY", "DEATHSTAR_REPOSITORY")
 # Images the push tests derive from the recorded one (relabelled); removed after the module.
 DERIVED_REPOSITORY = f"deathstar-push-test-{RUN_ID}-{WORKER}"
 
@@ -121,20 +118,21 @@ class LiveRegistry:
         return f"{self.address}/{repository}"
 
     @contextmanager
-    def client(self) -> Iterator[RegistryClient]:
-        client = RegistryClient(self.address, Credentials(USERNAME, PASSWORD))
-        try:
-            yield client
-        finally:
-            client.session.close()
+    def reader(self) -> Iterator[Registry]:
+        """The registry as the harness reads it: skopeo, under a throwaway docker login."""
+        with login(self.address, Credentials(USERNAME, PASSWORD), Docker()) as env:
+            yield Registry.logged_in_as(self.address, env, run_skopeo)
 
     def tags(self, repository: str) -> list[str]:
-        with self.client() as client:
-            return client.tags(repository)
+        with self.reader() as registry:
+            return registry.tags(repository)
 
     def digests(self, repository: str, tags: set[str]) -> dict[str, str | None]:
-        with self.client() as client:
-            return {tag: client.manifest_digest(repository, tag) for tag in sorted(tags)}
+        with self.reader() as registry:
+            found = {tag: registry.manifest(repository, tag) for tag in sorted(tags)}
+        return {
+            tag: None if manifest is None else manifest.digest for tag, manifest in found.items()
+        }
 
 
 # --- the release project ------------------------------------------------------------------------

@@ -87,6 +87,10 @@ class FakeEngine(FakeDocker):
     def answer(self, args: list[str], *, cwd: Path | None, env: Mapping[str, str] | None) -> str:
         if args[0] != "docker":
             return super().answer(args, cwd=cwd, env=env)
+        if args[1] == "login" and env and env.get("DOCKER_CONFIG"):
+            # What docker login writes (base64 of user:password stands in for it here).
+            config = Path(env["DOCKER_CONFIG"], "config.json")
+            config.write_text(json.dumps({"auths": {args[2]: {"auth": "<login>"}}}))
         out = self._engine(args[1:])
         if self.after is not None:
             self.after(args[1:])
@@ -254,3 +258,52 @@ class FakeRegistry:
         if self.blob_redirect is not None:
             return 307, {"Location": f"{self.blob_redirect}{digest}?signature=fake"}, b""
         return 200, {"Docker-Content-Digest": digest}, self.blobs[(repository, digest)]
+
+
+@dataclass
+class FakeSkopeo:
+    """skopeo reading a FakeRegistry's store, in process: ``inspect --raw``, ``inspect --config
+    --raw`` (an index resolved to its linux/amd64 image, as skopeo does here) and ``list-tags``.
+    A path in the registry's ``canned`` answers first, as over HTTP. Every call is recorded
+    with the environment skopeo would have had."""
+
+    registry: FakeRegistry
+    calls: list[tuple[list[str], dict[str, str]]] = field(default_factory=list)
+
+    def __call__(self, args: Sequence[str], env: Mapping[str, str]) -> bytes:
+        argv = list(args)
+        self.calls.append((argv, dict(env)))
+        ref = argv[-1].removeprefix("docker://").partition("/")[2]
+        if argv[0] == "list-tags":
+            tags = self.registry.tags(ref)
+            canned = self.registry.canned.get(f"/v2/{ref}/tags/list")
+            if canned is not None and canned[0] != 200:
+                raise self.error(f"invalid status code from registry {canned[0]}")
+            if not tags:
+                raise self.error("fetching tags list: invalid status code from registry 404")
+            return json.dumps({"Repository": ref, "Tags": tags}).encode()
+        repository, _, reference = ref.rpartition("@") if "@" in ref else ref.rpartition(":")
+        body = self.body(f"/v2/{repository}/manifests/{reference}", (repository, reference))
+        if "--config" not in argv:
+            return body
+        manifest = json.loads(body)
+        for entry in manifest.get("manifests", []):  # an index: this platform's image
+            if entry.get("platform", {}).get("architecture") == "amd64":
+                manifest = json.loads(self.body("", (repository, entry["digest"])))
+        digest = manifest["config"]["digest"]
+        return self.body(f"/v2/{repository}/blobs/{digest}", (repository, digest), blob=True)
+
+    def body(self, path: str, key: tuple[str, str], *, blob: bool = False) -> bytes:
+        if path in self.registry.canned:
+            status, _, canned = self.registry.canned[path]
+            if status == 200:
+                return canned
+            raise self.error(f"invalid status code from registry {status}")
+        found = (self.registry.blobs if blob else self.registry.manifests).get(key)
+        if found is None:
+            raise self.error("reading manifest: manifest unknown")
+        return found
+
+    @staticmethod
+    def error(message: str) -> process.CommandError:
+        return process.CommandError("skopeo failed", f'level=fatal msg="{message}"', 1)

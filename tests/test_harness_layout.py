@@ -120,3 +120,22 @@ def test_lint_runs_the_one_list_of_hooks_with_the_sessions_tools() -> None:
     assert re.findall(r"^\s+language: (\S+)", config, re.MULTILINE) == ["system"] * len(hooks)
     noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
     assert '"pre-commit", "run", "--all-files"' in noxfile
+
+
+HTTP_CLIENTS = {"requests", "urllib3", "httpx", "http.client", "urllib.request", "aiohttp"}
+
+
+def test_no_release_or_rebuild_code_speaks_http_to_a_registry() -> None:
+    """The registry is docker's (login, push) and skopeo's (reads): no client of our own."""
+    modules = [
+        ROOT / "harness" / "registry.py",
+        *(ROOT / "harness" / "release").rglob("*.py"),
+        *(ROOT / "harness" / "rebuild").rglob("*.py"),
+    ]
+    for path in modules:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        found = {name for name in imported if name.split(".")[0] in {"requests", "urllib3",
+                 "httpx", "aiohttp"} or name in HTTP_CLIENTS}  # fmt: skip
+        assert found == set(), f"{path.relative_to(ROOT)} imports {sorted(found)}"

@@ -19,10 +19,9 @@ from harness.core.docker import Docker
 from harness.rebuild import __main__ as rebuild_main
 from harness.rebuild import compare, remote
 from harness.rebuild.clean import Source, check_base, check_builder, check_released
-from harness.release.registry import RegistryClient, RemoteImage
 from harness.stage import stage
 from tests.archives import layer_tar, save_archive
-from tests.fakedocker import FakeDocker, FakeRegistry, image_manifest, sha256
+from tests.fakedocker import FakeDocker, FakeRegistry, FakeSkopeo, image_manifest, sha256
 from tests.gitrepo import git
 from tests.test_harness_stage import make_wheel
 
@@ -92,6 +91,7 @@ def builder_engine(*, store: bool = True, base: str = "sha256:" + "b" * 64) -> F
             (["version", "--format", "{{.Server.Version}}"], "26.1.5", 0),
             (["buildx", "version"], "github.com/docker/buildx v0.13.1 x", 0),
             (["info", "--format", "{{json .DriverStatus}}"], status, 0),
+            (["login"], "Login Succeeded", 0),
             (["image", "inspect", "--format", "{{.Id}}", f"base:1@{base}"], base, 0),
             (["tag", f"base:1@{base}", pin], "", 0),
             (["image", "inspect", "--format", "{{.Id}}", pin], base, 0),
@@ -202,12 +202,23 @@ def recorded_project(
 
 
 def run_main(
-    root: Path, fake: FakeDocker, *args: str, env: Mapping[str, str] | None = None
+    root: Path,
+    fake: FakeDocker,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    skopeo: FakeSkopeo | None = None,
 ) -> tuple[int, str, list[str]]:
     printed: list[str] = []
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = rebuild_main.main(list(args), env or {}, root=root, runner=fake, out=printed.append)
+        code = rebuild_main.main(
+            list(args),
+            env or {},
+            root=root,
+            runner=fake,
+            out=printed.append,
+            skopeo=skopeo or FakeSkopeo(FakeRegistry()),
+        )
     return code, out.getvalue(), printed
 
 
@@ -267,9 +278,23 @@ def test_repro_refuses_a_dirty_or_unreproducible_record(tmp_path: Path) -> None:
     ]
 
 
-def served_image(labels: Mapping[str, object]) -> RemoteImage:
-    config = {"config": {"Labels": dict(labels)}, "rootfs": {"diff_ids": ["sha256:" + "1" * 64]}}
-    return RemoteImage("sha256:image", "sha256:image", "sha256:config", config)
+def labelled(labels: Mapping[str, object]) -> dict[str, object]:
+    return {"config": {"Labels": dict(labels)}, "rootfs": {"diff_ids": ["sha256:" + "1" * 64]}}
+
+
+def serving(config: Mapping[str, object]) -> FakeSkopeo:
+    """skopeo reading a registry that serves ``config``'s image as team/deathstar:0.1.0."""
+    registry = FakeRegistry(address="127.0.0.1:5000")
+    blob = registry.put_blob("team/deathstar", json.dumps(config).encode())
+    registry.put("team/deathstar", "0.1.0", image_manifest(blob))
+    return FakeSkopeo(registry)
+
+
+def read(config: Mapping[str, object]) -> remote.Served:
+    """What verify reads of the registry image, anonymously."""
+    return remote.read(
+        "127.0.0.1:5000/team/deathstar:0.1.0", {}, Docker(FakeDocker()), serving(config)
+    )
 
 
 GOOD_LABELS = {
@@ -280,24 +305,21 @@ GOOD_LABELS = {
 }
 
 
-def test_verify_reads_the_source_from_the_registry_images_labels(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    asked: list[tuple[str, str]] = []
-
-    def image(self: RegistryClient, repository: str, reference: str) -> RemoteImage:
-        asked.append((repository, reference))
-        return served_image(GOOD_LABELS)
-
-    monkeypatch.setattr(RegistryClient, "image", image)
-    served = remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {})
-    assert asked == [("team/deathstar", "0.1.0")]
+def test_verify_reads_the_source_from_the_registry_images_labels() -> None:
+    config = labelled(GOOD_LABELS)
+    skopeo = serving(config)
+    served = remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {}, Docker(FakeDocker()), skopeo)
+    manifest = skopeo.registry.manifests[("team/deathstar", "0.1.0")]
+    assert [args[-1] for args, _ in skopeo.calls] == [
+        "docker://127.0.0.1:5000/team/deathstar:0.1.0",  # the manifest the tag names, then
+        f"docker://127.0.0.1:5000/team/deathstar@{sha256(manifest)}",  # its config, by digest
+    ]
+    assert served.manifest_digest == sha256(manifest)
     assert served.source == Source(
         "c" * 40, "0.1.0", "python:3.11-slim-bookworm", "sha256:" + "b" * 64
     )
-    assert served.identity == compare.Identity(
-        "", "sha256:config", ["sha256:" + "1" * 64], served_image(GOOD_LABELS).config
-    )
+    blob = json.dumps(config).encode()
+    assert served.identity == compare.Identity("", sha256(blob), ["sha256:" + "1" * 64], config)
 
 
 @pytest.mark.parametrize(
@@ -307,13 +329,10 @@ def test_verify_reads_the_source_from_the_registry_images_labels(
         ("org.opencontainers.image.base.digest", "does not name its base image by digest"),
     ],
 )
-def test_verify_refuses_an_image_that_does_not_say_its_source(
-    monkeypatch: pytest.MonkeyPatch, drop: str, message: str
-) -> None:
+def test_verify_refuses_an_image_that_does_not_say_its_source(drop: str, message: str) -> None:
     labels = {k: v for k, v in GOOD_LABELS.items() if k != drop}
-    monkeypatch.setattr(RegistryClient, "image", lambda self, r, ref: served_image(labels))
     with pytest.raises(HarnessError, match=message):
-        remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {})
+        read(labelled(labels))
 
 
 HOSTILE_LABELS = [
@@ -332,12 +351,10 @@ HOSTILE_LABELS = [
 
 @pytest.mark.parametrize(("change", "message"), HOSTILE_LABELS)
 def test_verify_refuses_labels_that_would_inject_or_mislead(
-    monkeypatch: pytest.MonkeyPatch, change: Mapping[str, object], message: str
+    change: Mapping[str, object], message: str
 ) -> None:
-    labels = {**GOOD_LABELS, **change}
-    monkeypatch.setattr(RegistryClient, "image", lambda self, r, ref: served_image(labels))
     with pytest.raises(HarnessError, match=message) as refused:
-        remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {})
+        read(labelled({**GOOD_LABELS, **change}))
     assert "\n" not in str(refused.value)
     assert "\x1b" not in str(refused.value)
 
@@ -353,13 +370,9 @@ def test_verify_refuses_labels_that_would_inject_or_mislead(
         {"config": {"Labels": GOOD_LABELS}, "rootfs": {"diff_ids": ["sha256:" + "a" * 64] * 1001}},
     ],
 )
-def test_verify_refuses_a_malformed_config_in_one_line(
-    monkeypatch: pytest.MonkeyPatch, config: dict[str, object]
-) -> None:
-    served = RemoteImage("sha256:image", "sha256:image", "sha256:config", config)
-    monkeypatch.setattr(RegistryClient, "image", lambda self, r, ref: served)
+def test_verify_refuses_a_malformed_config_in_one_line(config: dict[str, object]) -> None:
     with pytest.raises(HarnessError, match="config") as refused:
-        remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {})
+        read(config)
     assert "\x1b" not in str(refused.value)
 
 
@@ -399,6 +412,13 @@ class Released:
     def builder(self) -> StandIn:
         return StandIn([BASE_LAYER, APP_LAYER], self.labels)
 
+    def verify(
+        self, builder: StandIn, reference: str = ":0.1.0", env: Mapping[str, str] = REGISTRY_ENV
+    ) -> tuple[int, str, list[str]]:
+        """``verify REF`` of this clone, skopeo reading this registry."""
+        skopeo = FakeSkopeo(self.registry)
+        return run_main(self.root, builder, "verify", self.ref(reference), env=env, skopeo=skopeo)
+
 
 @pytest.fixture
 def released(tmp_path: Path) -> Iterator[Released]:
@@ -423,9 +443,7 @@ def released(tmp_path: Path) -> Iterator[Released]:
 
 
 def test_verify_rebuilds_a_released_image_and_finds_it_reproducible(released: Released) -> None:
-    code, out, errors = run_main(
-        released.root, released.builder(), "verify", released.ref(), env=REGISTRY_ENV
-    )
+    code, out, errors = released.verify(released.builder())
     assert (code, errors) == (0, [])
     assert "(v0.1.0)" in out
     assert out.splitlines()[-1].startswith("reproducible: ")
@@ -444,9 +462,7 @@ def test_verify_refuses_an_index_whose_other_entries_it_cannot_rebuild(
     index = json.dumps({"schemaVersion": 2, "manifests": entries}).encode()
     released.registry.put("team/deathstar", "multi", index)
     builder = released.builder()
-    code, out, errors = run_main(
-        released.root, builder, "verify", released.ref(":multi"), env=REGISTRY_ENV
-    )
+    code, out, errors = released.verify(builder, ":multi")
     assert code == 1
     assert "reproducible" not in out
     assert errors == [
@@ -471,9 +487,7 @@ def test_verify_rebuilds_only_a_commit_its_release_tag_contains(released: Releas
     blob = released.registry.put_blob("team/deathstar", config.encode())
     released.registry.put("team/deathstar", "pr", image_manifest(blob))
     builder = released.builder()
-    code, _, errors = run_main(
-        released.root, builder, "verify", released.ref(":pr"), env=REGISTRY_ENV
-    )
+    code, _, errors = released.verify(builder, ":pr")
     assert code == 1
     assert errors == [
         f"verify: commit {unreleased[:12]} is in no release tag of version 0.1.0 in "
@@ -482,7 +496,7 @@ def test_verify_rebuilds_only_a_commit_its_release_tag_contains(released: Releas
     ]
     assert not [c for c in builder.calls if c.args[:2] == ["git", "clone"]]
     git(released.root, "tag", "v0.2.0")  # another version's tag does not vouch for it
-    assert run_main(released.root, builder, "verify", released.ref(":pr"), env=REGISTRY_ENV)[0]
+    assert released.verify(builder, ":pr")[0]
 
 
 def test_the_rebuild_gets_none_of_the_callers_credentials(
@@ -501,9 +515,7 @@ def test_the_rebuild_gets_none_of_the_callers_credentials(
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
     builder = released.builder()
-    code, _, errors = run_main(
-        released.root, builder, "verify", released.ref(), env=dict(os.environ)
-    )
+    code, _, errors = released.verify(builder, env=dict(os.environ))
     assert (code, errors) == (0, [])
     children = [c for c in builder.calls if c.args[0] != "docker" or c.args[1] == "buildx"]
     assert any(c.args[:2] == ["git", "clone"] for c in children)

@@ -24,6 +24,7 @@ from harness.rebuild.clean import (
     without_credentials,
 )
 from harness.rebuild.compare import Identity, differences
+from harness.registry import Skopeo, run_skopeo
 
 
 def repro(root: Path, docker: Docker, runner: process.Runner) -> int:
@@ -51,10 +52,16 @@ def repro(root: Path, docker: Docker, runner: process.Runner) -> int:
 
 
 def verify(
-    root: Path, ref: str, env: Mapping[str, str], docker: Docker, runner: process.Runner
+    root: Path,
+    ref: str,
+    env: Mapping[str, str],
+    docker: Docker,
+    runner: process.Runner,
+    *,
+    skopeo: Skopeo = run_skopeo,
 ) -> int:
     """Rebuild the commit a registry image names and compare with what the registry serves."""
-    served = remote.read(ref, env)
+    served = remote.read(ref, env, docker, skopeo)
     tag = check_released(root, served.source, runner)
     print(
         f"verify: {ref} is {served.manifest_digest}, built from {served.source.commit[:12]} ({tag})"
@@ -103,6 +110,7 @@ def main(
     root: Path = ROOT,
     runner: process.Runner = process.run,
     out: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    skopeo: Skopeo = run_skopeo,
 ) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.rebuild")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,7 +123,7 @@ def main(
     try:
         if args.command == "repro":
             return repro(root, docker, runner)
-        return verify(root, args.ref, env, docker, runner)
+        return verify(root, args.ref, env, docker, runner, skopeo=skopeo)
     except HarnessError as exc:
         out(f"{args.command}: {exc}")
         return 1

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core import archive
-from harness.release.registry import shown
+from harness.registry import shown
 
 MAX_FILES = 25  # file lines shown per differing layer
 MAX_CONFIG_LINES = 25  # config field lines shown

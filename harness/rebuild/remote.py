@@ -9,14 +9,19 @@ from typing import Any
 
 from harness import HarnessError
 from harness.core import build
+from harness.core.docker import Docker
 from harness.rebuild.clean import Source
 from harness.rebuild.compare import Identity
-from harness.release.registry import (
+from harness.registry import (
     DIGEST,
     TAG,
     Credentials,
-    RegistryClient,
+    Manifest,
+    Registry,
+    Skopeo,
     check_registry,
+    login,
+    run_skopeo,
     shown,
 )
 
@@ -60,18 +65,22 @@ def credentials_from(env: Mapping[str, str]) -> Credentials | None:
 MAX_LAYERS = 1000  # far beyond what an engine stacks (overlayfs: 128); refused beyond
 
 
-def read(ref: str, env: Mapping[str, str]) -> Served:
+def read(ref: str, env: Mapping[str, str], docker: Docker, skopeo: Skopeo = run_skopeo) -> Served:
+    """The image ``ref`` names, read with REGISTRY_USERNAME/PASSWORD's login, else docker's."""
     registry, repository, reference = parse_reference(ref)
-    client = RegistryClient(registry, credentials_from(env))
-    image = client.image(repository, reference)
-    if image.manifest_digest != image.image_digest:
-        # A rebuild of one platform's image says nothing about the index or its other entries.
-        raise HarnessError(
-            f"{ref} is an image index ({image.manifest_digest}); a rebuild checks one image, "
-            "not the index nor its other entries: verify its linux/amd64 image itself, "
-            f"{registry}/{repository}@{image.image_digest}"
-        )
-    config = image.config
+    with login(registry, credentials_from(env), docker, env) as docker_env:
+        reader = Registry.logged_in_as(registry, docker_env, skopeo)
+        manifest = reader.manifest(repository, reference)
+        if manifest is None:
+            raise HarnessError(f"registry {registry} has no manifest {reference} in {repository}")
+        if manifest.is_index:
+            # A rebuild of one platform's image says nothing about the index or its other entries.
+            raise HarnessError(
+                f"{ref} is an image index ({manifest.digest}); a rebuild checks one image, not "
+                "the index nor its other entries: verify its linux/amd64 image itself, "
+                f"{registry}/{repository}@{platform_image(manifest)}"
+            )
+        config_digest, config = reader.config(repository, manifest)
     labels = _mapping(config.get("config"), ref, "config").get("Labels")
     labels = _mapping(labels, ref, "config.Labels")
     revision, version = _label(labels, REVISION), _label(labels, VERSION)
@@ -104,10 +113,22 @@ def read(ref: str, env: Mapping[str, str]) -> Served:
     ):
         raise HarnessError(f"{ref}'s config has no list of sha256 layer digests (rootfs.diff_ids)")
     # A registry may re-encode the manifest: the config and the layers are the image.
-    identity = Identity("", image.config_digest, diff_ids, config)
-    return Served(
-        image.manifest_digest, identity, Source(revision, version, base_image, base_digest)
-    )
+    identity = Identity("", config_digest, diff_ids, config)
+    return Served(manifest.digest, identity, Source(revision, version, base_image, base_digest))
+
+
+def platform_image(index: Manifest) -> str:
+    """The digest of an index's linux/amd64 entry, for the refusal to name; "?" without one."""
+    entries = index.body.get("manifests")
+    for entry in entries if isinstance(entries, list) else []:
+        platform = entry.get("platform") if isinstance(entry, dict) else None
+        if isinstance(platform, dict) and (platform.get("os"), platform.get("architecture")) == (
+            "linux",
+            "amd64",
+        ):
+            digest = entry.get("digest")
+            return digest if isinstance(digest, str) and DIGEST.fullmatch(digest) else "?"
+    return "?"
 
 
 def _mapping(value: object, ref: str, what: str) -> dict[str, Any]:

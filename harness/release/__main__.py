@@ -12,11 +12,11 @@ from typing import TextIO
 from harness import ROOT, HarnessError
 from harness.core.docker import Docker
 from harness.core.sbom import sbom_config_digest, sbom_path
+from harness.registry import Skopeo, run_skopeo, shown
 from harness.release import provenance
 from harness.release.credentials import scrubbed, take_password
 from harness.release.gates import Plan, preflight
 from harness.release.push import PushError, Stopped, publish
-from harness.release.registry import AUTH_HOSTS_VARIABLE, auth_hosts_from, shown
 from harness.release.sign import KEY_VARIABLE, PASSWORD_VARIABLE, Signer, signer_for, take_material
 
 DEFAULT_REGISTRY = "ghcr.io"
@@ -37,14 +37,6 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespac
         "--repository",
         default=env.get("DEATHSTAR_REPOSITORY", DEFAULT_REPOSITORY),
         help="repository in the registry (DEATHSTAR_REPOSITORY, default %(default)s)",
-    )
-    parser.add_argument(
-        "--auth-host",
-        dest="auth_hosts",
-        action="append",
-        default=sorted(auth_hosts_from(env)),
-        help="a host besides the registry's own that may receive the credentials as its token "
-        f"realm (repeatable; {AUTH_HOSTS_VARIABLE}=host,host; auth.docker.io is known)",
     )
     parser.add_argument("--confirm", action="store_true", help="really push")
     signing = parser.add_mutually_exclusive_group()
@@ -68,7 +60,11 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespac
 
 
 def main(
-    argv: Sequence[str], env: Mapping[str, str], stdin: TextIO, docker: Docker | None = None
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    stdin: TextIO,
+    docker: Docker | None = None,
+    skopeo: Skopeo = run_skopeo,
 ) -> int:
     # The secrets are read once, here; no child and no later code sees them in an environment
     # but the one child that needs each (docker login, cosign sign/attest).
@@ -77,8 +73,7 @@ def main(
     docker = Docker(scrubbed((docker or Docker()).runner))
     try:
         args = parse_args(argv, env)
-        args.auth_hosts = frozenset(host.lower() for host in args.auth_hosts)
-        plan = preflight(args, env, password, stdin, docker)
+        plan = preflight(args, env, password, stdin, docker, skopeo=skopeo)
         signer = signer_for(
             plan.registry, material, keyless=args.keyless, unsigned=args.unsigned,
             runner=docker.runner,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -14,15 +15,18 @@ from packaging.version import InvalidVersion, Version
 from harness import HarnessError
 from harness.core import git, locks, records
 from harness.core.docker import Docker
-from harness.release.credentials import credentials
-from harness.release.registry import (
+from harness.registry import (
     DIGEST,
     Credentials,
-    RegistryClient,
+    Registry,
+    Skopeo,
     check_registry,
     check_repository,
+    login,
+    run_skopeo,
     shown,
 )
+from harness.release.credentials import credentials
 from harness.release.tags import Release, image_tags
 
 
@@ -37,10 +41,17 @@ class Plan:
     tags: list[str]
     credentials: Credentials | None  # None: use the existing `docker login`
     credentials_source: str
-    auth_hosts: frozenset[str]  # token-realm hosts allowed besides the registry's own
+    skopeo: Skopeo = run_skopeo  # what reads the registry (tests pass a stand-in)
+    # The environment docker and skopeo see (no secret): where the user's docker login is.
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
 
-    def client(self) -> RegistryClient:
-        return RegistryClient(self.registry, self.credentials, auth_hosts=self.auth_hosts)
+    def login(self, docker: Docker) -> AbstractContextManager[dict[str, str]]:
+        """The throwaway login of the plan's credentials, or the user's own docker login."""
+        return login(self.registry, self.credentials, docker, self.environment)
+
+    def reader(self, docker_env: Mapping[str, str]) -> Registry:
+        """The registry, read with the login ``docker_env``'s docker config holds."""
+        return Registry.logged_in_as(self.registry, docker_env, self.skopeo)
 
     @property
     def repository_ref(self) -> str:
@@ -159,7 +170,13 @@ def image_labels(image_id: str, docker: Docker) -> dict[str, object]:
 
 
 def preflight(
-    args: argparse.Namespace, env: Mapping[str, str], password: str, stdin: TextIO, docker: Docker
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    password: str,
+    stdin: TextIO,
+    docker: Docker,
+    *,
+    skopeo: Skopeo = run_skopeo,
 ) -> Plan:
     check_registry(args.registry)
     check_repository(args.registry, args.repository)
@@ -173,12 +190,7 @@ def preflight(
     release = release_at_head(git.tags_at_head(project), version)
     record = verified_image(project, head, version, docker)
     creds, source = credentials(
-        args.registry,
-        env,
-        password=password,
-        password_stdin=args.password_stdin,
-        stdin=stdin,
-        runner=docker.runner,
+        args.registry, env, password=password, password_stdin=args.password_stdin, stdin=stdin
     )
     plan = Plan(
         registry=args.registry,
@@ -190,7 +202,18 @@ def preflight(
         tags=image_tags(release, head, git.all_tags(project)),
         credentials=creds,
         credentials_source=source,
-        auth_hosts=args.auth_hosts,
+        skopeo=skopeo,
+        environment=dict(env),
     )
-    plan.client().check_login(args.repository)
+    check_access(plan, docker)
     return plan
+
+
+def check_access(plan: Plan, docker: Docker) -> None:
+    """Refuse early, with nothing pushed, when the registry is down or refuses the login:
+    ``docker login`` checks the credentials, and the repository's tags are read with them."""
+    try:
+        with plan.login(docker) as docker_env:
+            plan.reader(docker_env).tags(plan.repository)
+    except HarnessError as exc:
+        raise HarnessError(f"registry {plan.registry}: {exc}") from None

@@ -9,19 +9,17 @@ image's. Only that digest is reported and signed.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from types import FrameType
 
 from harness import HarnessError
 from harness.core.docker import Docker
+from harness.registry import Manifest, Registry
 from harness.release.gates import Plan
-from harness.release.registry import RegistryClient
 
 PUSH_TIMEOUT = 600.0
 # The line `docker push` ends with, for both image stores: "<tag>: digest: sha256:<hex> size: N".
@@ -66,32 +64,17 @@ def stopped_by_signals() -> Iterator[None]:
             signal.signal(number, handler)
 
 
-@contextmanager
-def docker_login(plan: Plan, docker: Docker) -> Iterator[dict[str, str]]:
-    """An environment whose Docker config is logged in; a throwaway one for our credentials."""
-    if plan.credentials is None:
-        yield dict(os.environ)
-        return
-    with tempfile.TemporaryDirectory(prefix="deathstar-push-") as config_dir:
-        env = {**os.environ, "DOCKER_CONFIG": config_dir}
-        docker(
-            "login", plan.registry, "--username", plan.credentials.username, "--password-stdin",
-            stdin=plan.credentials.password, env=env,
-        )  # fmt: skip
-        yield env
-
-
 def publish(
     plan: Plan, docker: Docker, sign: Callable[[str, Mapping[str, str]], None] | None = None
 ) -> str:
     """Log in, push, read back; then, while the login lasts, ``sign(digest, docker_env)``."""
     with stopped_by_signals(), ExitStack() as stack:
         try:
-            env = stack.enter_context(docker_login(plan, docker))
+            env = stack.enter_context(plan.login(docker))
         except HarnessError as exc:
             raise HarnessError(f"{exc}; nothing was pushed") from None
         pushed = push(plan, docker, env)
-        digest = read_back(plan, pushed)
+        digest = read_back(plan, pushed, plan.reader(env))
         if sign is not None:
             try:
                 sign(digest, env)
@@ -161,40 +144,44 @@ def _untag(refs: list[str], docker: Docker) -> None:
             print(f"warning: could not remove the local tag {ref}: {exc}", file=sys.stderr)
 
 
-def read_back(plan: Plan, pushed: Mapping[str, str], client: RegistryClient | None = None) -> str:
+def read_back(plan: Plan, pushed: Mapping[str, str], registry: Registry) -> str:
     """The digest every pushed tag resolves to: exactly the manifest its push wrote (never an
     index holding it), naming the verified image's config."""
-    client = client or plan.client()
     try:
-        found = {tag: client.image_config(plan.repository, tag) for tag in plan.tags}
+        found = {tag: registry.manifest(plan.repository, tag) for tag in plan.tags}
     except HarnessError as exc:
         raise PushError(f"{exc}; the push is not confirmed") from None
-    images = {tag: image for tag, image in found.items() if image is not None}
-    missing = [tag for tag in plan.tags if tag not in images]
+    missing = [tag for tag, manifest in found.items() if manifest is None]
     if missing:
         raise PushError(f"the registry has no {', '.join(missing)} after the push")
-    for tag, image in images.items():
-        check_tag(plan, tag, image, pushed[tag])
+    for tag, manifest in found.items():
+        if manifest is not None:  # the missing ones were refused above
+            check_tag(plan, tag, manifest, pushed[tag], registry)
     digests = sorted(set(pushed.values()))
     if len(digests) != 1:
         raise PushError(f"the tags name {len(digests)} different manifests: {', '.join(digests)}")
     return digests[0]
 
 
-def check_tag(plan: Plan, tag: str, found: tuple[str, str, str], written: str) -> None:
+def check_tag(plan: Plan, tag: str, manifest: Manifest, written: str, registry: Registry) -> None:
     """A tag must name the manifest its push wrote (a tag moved since is never signed), and an
     index only if it is the verified image itself (its ID under the containerd store)."""
-    digest, image_digest, config = found
-    if digest != written:
+    if manifest.digest != written:
         raise PushError(
-            f"registry tag {tag} names {digest}, not {written}, which the push wrote: someone "
-            "moved the tag after the push; nothing was signed, do not use it"
+            f"registry tag {tag} names {manifest.digest}, not {written}, which the push wrote: "
+            "someone moved the tag after the push; nothing was signed, do not use it"
         )
-    if digest not in (image_digest, plan.image_id):  # an index, and not the verified image
+    if manifest.is_index and manifest.digest != plan.image_id:
         raise PushError(
-            f"the push of {tag} wrote an image index ({digest}), not the verified image "
-            f"{plan.image_id}; nothing was signed, do not use it"
+            f"the push of {tag} wrote an image index ({manifest.digest}), not the verified "
+            f"image {plan.image_id}; nothing was signed, do not use it"
         )
+    config = manifest.config_digest
+    if manifest.is_index:
+        try:
+            config, _ = registry.config(plan.repository, manifest)
+        except HarnessError as exc:
+            raise PushError(f"{exc}; the push is not confirmed") from None
     if config != plan.config_digest:
         raise PushError(
             f"registry tag {tag} names image config {config}, not the verified image's "

@@ -28,7 +28,7 @@ from typing import Any
 from harness import HarnessError
 from harness.core import process
 from harness.core.untrusted import parse_json
-from harness.release.registry import host_of, is_loopback
+from harness.registry import host_of, is_loopback
 
 KEY_VARIABLE = "COSIGN_KEY"
 PASSWORD_VARIABLE = "COSIGN_PASSWORD"  # noqa: S105 (the name of a variable)

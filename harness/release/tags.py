@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from harness import HarnessError
-from harness.release.registry import TAG
+from harness.registry import TAG
 
 # The regular expression semver.org suggests, with the leading "v" our git tags carry.
 SEMVER_TAG = re.compile(

@@ -1,0 +1,291 @@
+"""A registry: logged in with docker, read with skopeo; names as docker reads them.
+
+The harness speaks no registry protocol. ``docker login`` checks and keeps the credentials (in
+a throwaway docker config, or the user's own login and credential helpers); skopeo
+(containers/image) reads with that login, follows the token flow, and bounds what it reads.
+What it returns is checked here against the digests we expect: a manifest's digest is the
+sha256 of the bytes served, and a config must be the blob its manifest names. Release and
+rebuild both reach registries through this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from harness import HarnessError
+from harness.core import process
+from harness.core.docker import Docker
+from harness.core.untrusted import parse_json
+
+# The docker reference grammar (distribution/reference), ASCII only.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_REGISTRY = re.compile(
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:.]+\])(?::(?P<port>[0-9]+))?",
+    re.ASCII,
+)
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
+_NAME_LIMIT = 255  # registry/repository, as docker counts it
+INDEX_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    }
+)
+SKOPEO_TIMEOUT = 120.0
+OUTPUT_LIMIT = 8 * 1024 * 1024  # skopeo caps manifests and configs at 4 MiB; a tag list here
+# What a skopeo child may see of this environment: no credential, only where to find docker's.
+_PASSED = ("PATH", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "DOCKER_CONFIG")
+_UNKNOWN = re.compile(
+    r"manifest unknown|name unknown|status code from registry 404|not found", re.I
+)
+
+
+def shown(text: object, limit: int = 80) -> str:
+    """Untrusted text for a one-line message: escaped, on one line, and short."""
+    escaped = json.dumps(str(text))[1:-1]
+    return escaped if len(escaped) <= limit else escaped[:limit] + "..."
+
+
+def check_registry(registry: str) -> None:
+    """``host[:port]`` as docker reads it: a host only with a dot, a port, or ``localhost``.
+
+    Anything else docker takes as a Docker Hub namespace (``myregistry/app`` is
+    ``docker.io/myregistry/app``): the push would go somewhere other than the plan says.
+    """
+    match = _REGISTRY.fullmatch(registry)
+    port = match["port"] if match else None
+    if (
+        match is None
+        or not ("." in registry or ":" in registry or registry == "localhost")
+        or (port is not None and not 0 < int(port) < 65536)
+    ):
+        raise HarnessError(
+            f"registry '{shown(registry)}' is not a registry host[:port] docker would push to "
+            "(a host needs a dot, a port, or to be localhost)"
+        )
+
+
+def check_repository(registry: str, repository: str) -> None:
+    if not _REPOSITORY.fullmatch(repository) or len(f"{registry}/{repository}") > _NAME_LIMIT:
+        raise HarnessError(
+            f"repository '{shown(repository)}' is not a docker repository name (lowercase "
+            "letters, digits and . _ - between them, parts separated by /, at most 255 chars)"
+        )
+
+
+def host_of(registry: str) -> str:
+    return (urlsplit(f"//{registry}").hostname or "").lower()
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def sha256(body: bytes) -> str:
+    return f"sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+Skopeo = Callable[[Sequence[str], Mapping[str, str]], bytes]
+
+
+def run_skopeo(args: Sequence[str], env: Mapping[str, str]) -> bytes:
+    """``skopeo ARGS``: its stdout as bytes (refused past OUTPUT_LIMIT), or one line on why it
+    failed; bounded in time."""
+    try:
+        with subprocess.Popen(
+            ["skopeo", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=dict(env),
+        ) as child:  # fmt: skip
+            try:
+                out, err = child.communicate(timeout=SKOPEO_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+                raise HarnessError(f"skopeo {args[0]} did not finish within {SKOPEO_TIMEOUT:g} s")
+    except FileNotFoundError:
+        raise HarnessError(
+            "skopeo is not installed; install it (`apt-get install skopeo`, or `bash .ci/provision`)"
+        ) from None
+    if child.returncode != 0:
+        text = err.decode("utf-8", "replace")
+        raise process.CommandError(f"skopeo {args[0]} failed", text, child.returncode)
+    if len(out) > OUTPUT_LIMIT:
+        raise HarnessError(f"skopeo {args[0]} returned more than {OUTPUT_LIMIT} bytes; refused")
+    return out
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as the registry served it: its digest is the sha256 of those bytes."""
+
+    digest: str
+    body: dict[str, Any] = field(repr=False)
+
+    @property
+    def is_index(self) -> bool:
+        return self.body.get("mediaType") in INDEX_TYPES or "manifests" in self.body
+
+    @property
+    def config_digest(self) -> str:
+        config = self.body.get("config")
+        digest = config.get("digest") if isinstance(config, dict) else None
+        return digest if isinstance(digest, str) and DIGEST.fullmatch(digest) else ""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """One registry host, read with skopeo; ``auth_file`` a docker config.json (docker's own
+    default when None: ``$DOCKER_CONFIG`` or ``~/.docker``)."""
+
+    host: str
+    auth_file: Path | None = None
+    skopeo: Skopeo = run_skopeo
+
+    @classmethod
+    def logged_in_as(cls, host: str, env: Mapping[str, str], skopeo: Skopeo) -> Registry:
+        """The registry, read with the docker login that ``env``'s docker config holds."""
+        return cls(host, docker_auth_file(env), skopeo)
+
+    def _run(self, command: str, ref: str, *options: str) -> bytes:
+        args = [command, *options]
+        if self.auth_file is not None and self.auth_file.is_file():
+            args += ["--authfile", str(self.auth_file)]
+        if is_loopback(host_of(self.host)):
+            args.append("--tls-verify=false")  # plain http only on loopback, as docker does
+        env = {key: os.environ[key] for key in _PASSED if key in os.environ}
+        return self.skopeo([*args, f"docker://{self.host}/{ref}"], env)
+
+    def manifest(self, repository: str, reference: str) -> Manifest | None:
+        """The manifest ``reference`` (a tag or a digest) names, or None if there is none."""
+        check_repository(self.host, repository)
+        if not (TAG.fullmatch(reference) or DIGEST.fullmatch(reference)):
+            raise HarnessError(f"'{shown(reference)}' is neither a tag nor a sha256 digest")
+        sep = "@" if reference.startswith("sha256:") else ":"
+        try:
+            body = self._run("inspect", f"{repository}{sep}{reference}", "--raw")
+        except process.CommandError as exc:
+            if _UNKNOWN.search(exc.output):
+                return None
+            raise self._failed(f"read manifest {reference}", exc) from None
+        digest = sha256(body)
+        if sep == "@" and digest != reference:
+            raise HarnessError(
+                f"registry {self.host} answered manifest {reference} with bytes whose sha256 "
+                f"is {digest}"
+            )
+        manifest = parse_json(body)
+        if not isinstance(manifest, dict):
+            raise HarnessError(f"registry {self.host}'s manifest {reference} is not a JSON object")
+        return Manifest(digest, manifest)
+
+    def config(self, repository: str, manifest: Manifest) -> tuple[str, dict[str, Any]]:
+        """(digest, JSON) of the image config ``manifest`` names, checked against its digest;
+        of an index, the config of the image skopeo picks for this platform."""
+        if not manifest.is_index and not manifest.config_digest:
+            raise HarnessError(
+                f"registry {self.host}'s manifest {manifest.digest} names no sha256 config"
+            )
+        try:
+            body = self._run("inspect", f"{repository}@{manifest.digest}", "--config", "--raw")
+        except process.CommandError as exc:
+            raise self._failed(f"read the config of {manifest.digest}", exc) from None
+        digest = sha256(body)
+        if not manifest.is_index and digest != manifest.config_digest:
+            raise HarnessError(
+                f"registry {self.host} answered config {manifest.config_digest} with bytes "
+                f"whose sha256 is {digest}; refusing it"
+            )
+        config = parse_json(body)
+        if not isinstance(config, dict):
+            raise HarnessError(f"registry {self.host}'s config {digest} is not a JSON object")
+        return digest, config
+
+    def tags(self, repository: str) -> list[str]:
+        """The repository's tags; none when it does not exist yet."""
+        check_repository(self.host, repository)
+        try:
+            listed = parse_json(self._run("list-tags", repository))
+        except process.CommandError as exc:
+            if _UNKNOWN.search(exc.output):
+                return []
+            raise self._failed("list tags", exc) from None
+        tags = listed.get("Tags") if isinstance(listed, dict) else None
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise HarnessError(f"registry {self.host}'s tag list is not a list of names")
+        return sorted(tags)
+
+    def _failed(self, what: str, exc: process.CommandError) -> HarnessError:
+        return HarnessError(
+            f"could not {what} from registry {self.host}: {shown(process.reason(exc.output), 160)}"
+        )
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A registry login: a username and a password or token."""
+
+    username: str
+    password: str = field(repr=False)  # never printed, never logged
+
+
+@contextmanager
+def login(
+    host: str,
+    credentials: Credentials | None,
+    docker: Docker,
+    environ: Mapping[str, str] = os.environ,
+) -> Iterator[dict[str, str]]:
+    """``environ`` with a docker config that holds a login to ``host``: with ``credentials``, a
+    throwaway config that ``docker login --password-stdin`` writes and that is removed after
+    (the password reaches docker on stdin only); without, the user's own."""
+    if credentials is None:
+        yield dict(environ)
+        return
+    with tempfile.TemporaryDirectory(prefix="deathstar-login-") as config_dir:
+        env = {**environ, "DOCKER_CONFIG": config_dir}
+        docker(
+            "login", host, "--username", credentials.username, "--password-stdin",
+            stdin=credentials.password, env=env,
+        )  # fmt: skip
+        yield env
+
+
+def logged_in(host: str, env: Mapping[str, str]) -> bool:
+    """Whether docker's config names a login (or a credential helper) for ``host``; its
+    secrets are never read here: docker and skopeo use them."""
+    path = docker_auth_file(env)
+    config = parse_json(path.read_bytes()) if path is not None and path.is_file() else None
+    if not isinstance(config, dict):
+        return False
+    auths, helpers = config.get("auths"), config.get("credHelpers")
+    return bool(
+        (isinstance(auths, dict) and host in auths)
+        or (isinstance(helpers, dict) and host in helpers)
+        or (isinstance(config.get("credsStore"), str) and config["credsStore"])
+    )
+
+
+def docker_auth_file(env: Mapping[str, str]) -> Path | None:
+    """docker's config.json: ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
+    if env.get("DOCKER_CONFIG"):
+        return Path(env["DOCKER_CONFIG"]) / "config.json"
+    home = env.get("HOME")
+    return Path(home) / ".docker" / "config.json" if home else None
