@@ -85,8 +85,10 @@ REFUSALS = [
     ),
     Refusal(
         "wrong-password",
-        ("registry {registry} refused the credentials (401)",),
+        ("docker login {registry} failed", "401 Unauthorized"),
         credentials={"REGISTRY_USERNAME": USERNAME, "REGISTRY_PASSWORD": WRONG_PASSWORD},
     ),
-    Refusal("no-registry", ("registry {registry} does not answer",), dead_registry=True),
+    Refusal(
+        "no-registry", ("docker login {registry} failed", "connection refused"), dead_registry=True
+    ),
 ]
