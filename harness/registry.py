@@ -119,10 +119,12 @@ def run_skopeo(args: Sequence[str], env: Mapping[str, str]) -> bytes:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.communicate()
-                raise HarnessError(f"skopeo {args[0]} did not finish within {SKOPEO_TIMEOUT:g} s")
+                raise HarnessError(
+                    f"skopeo {args[0]} did not finish within {SKOPEO_TIMEOUT:g} s"
+                ) from None
     except FileNotFoundError:
         raise HarnessError(
-            "skopeo is not installed; install it (`apt-get install skopeo`, or `bash .ci/provision`)"
+            "skopeo is not installed; install it (`apt-get install skopeo` or `bash .ci/provision`)"
         ) from None
     if child.returncode != 0:
         text = err.decode("utf-8", "replace")
