@@ -187,16 +187,8 @@ class Registry:
             if _UNKNOWN.search(exc.output):
                 return None
             raise self._failed(f"read manifest {reference}", exc) from None
-        digest = sha256(body)
-        if sep == "@" and digest != reference:
-            raise HarnessError(
-                f"registry {self.host} answered manifest {reference} with bytes whose sha256 "
-                f"is {digest}"
-            )
-        manifest = parse_json(body)
-        if not isinstance(manifest, dict):
-            raise HarnessError(f"registry {self.host}'s manifest {reference} is not a JSON object")
-        return Manifest(digest, manifest)
+        expected = reference if sep == "@" else None
+        return Manifest(*self._checked(body, f"manifest {reference}", expected))
 
     def config(self, repository: str, manifest: Manifest) -> tuple[str, dict[str, Any]]:
         """(digest, JSON) of the image config ``manifest`` names, checked against its digest;
@@ -209,16 +201,21 @@ class Registry:
             body = self._run("inspect", f"{repository}@{manifest.digest}", "--config", "--raw")
         except process.CommandError as exc:
             raise self._failed(f"read the config of {manifest.digest}", exc) from None
-        digest = sha256(body)
-        if not manifest.is_index and digest != manifest.config_digest:
+        expected = None if manifest.is_index else manifest.config_digest
+        return self._checked(body, f"config {expected or manifest.digest}", expected)
+
+    def _checked(self, body: bytes, what: str, digest: str | None) -> tuple[str, dict[str, Any]]:
+        """(sha256, JSON object) of ``body``, which must be ``digest`` when one is expected."""
+        found = sha256(body)
+        if digest is not None and found != digest:
             raise HarnessError(
-                f"registry {self.host} answered config {manifest.config_digest} with bytes "
-                f"whose sha256 is {digest}; refusing it"
+                f"registry {self.host} answered {what} with bytes whose sha256 is {found}; "
+                "refusing it"
             )
-        config = parse_json(body)
-        if not isinstance(config, dict):
-            raise HarnessError(f"registry {self.host}'s config {digest} is not a JSON object")
-        return digest, config
+        value = parse_json(body)
+        if not isinstance(value, dict):
+            raise HarnessError(f"registry {self.host}'s {what} is not a JSON object")
+        return found, value
 
     def tags(self, repository: str) -> list[str]:
         """The repository's tags; none when it does not exist yet."""
