@@ -19,8 +19,7 @@ import pytest
 from harness import HarnessError
 from harness.bench import load as bench_load
 from harness.bench import start as bench_start
-from harness.bench.engine import free_port
-from tests.serving import serving
+from tests.serving import refused_port, serving
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:40001/v1/targets?limit=100
@@ -141,8 +140,8 @@ def test_python_load_counts_non_2xx(server: int) -> None:
 
 
 def test_python_load_without_a_server_fails() -> None:
-    with pytest.raises(HarnessError, match="no request"):
-        bench_load.python_load("127.0.0.1", free_port(), "/", connections=1, seconds=0.1)
+    with refused_port() as port, pytest.raises(HarnessError, match="no request"):
+        bench_load.python_load("127.0.0.1", port, "/", connections=1, seconds=0.1)
 
 
 def test_python_load_survives_answers_it_cannot_use(tmp_path: Path) -> None:
@@ -173,8 +172,8 @@ def test_http_request_and_wait_ready(server: int) -> None:
     assert status == 201
     assert json.loads(body) == {"name": "a"}
     bench_start.wait_ready(server, timeout=5)
-    with pytest.raises(HarnessError, match="no 200"):
-        bench_start.wait_ready(free_port(), timeout=0.05)
+    with refused_port() as port, pytest.raises(HarnessError, match="no 200"):
+        bench_start.wait_ready(port, timeout=0.05)
 
 
 def test_resolve_load_tool(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,6 @@ htpasswd) and the bearer-token challenge (GHCR, Docker Hub). A second server on 
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +23,7 @@ from harness.release.registry import (
     parse_challenge,
 )
 from tests.fakedocker import FakeRegistry, image_manifest, sha256
+from tests.serving import refused_port
 
 USER, PASSWORD = "deploy", "s3cret"
 CONFIG = "sha256:" + "ab" * 32
@@ -91,12 +91,10 @@ def test_wrong_or_missing_credentials_are_refused(fake: FakeRegistry) -> None:
 
 
 def test_registry_that_does_not_answer() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    registry = RegistryClient(f"127.0.0.1:{port}", None, timeout=2)
-    with pytest.raises(HarnessError, match=r"does not answer \(ConnectionError\)"):
-        registry.check_login("team/app")
+    with refused_port() as port:
+        registry = RegistryClient(f"127.0.0.1:{port}", None, timeout=2)
+        with pytest.raises(HarnessError, match=r"does not answer \(ConnectionError\)"):
+            registry.check_login("team/app")
 
 
 def test_password_is_not_in_the_repr() -> None:
