@@ -438,6 +438,24 @@ def test_two_servers_on_port_0_at_once_each_answer_for_themselves(
         assert len(posts) == 1, "a server logged another server's request"
 
 
+def test_readiness_takes_only_the_address_its_own_server_wrote(
+    http: requests.Session, tmp_path: Path
+) -> None:
+    """A port file another process wrote (an earlier run, another server) is not taken."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        server = Server(sleeper, tmp_path / "log", tmp_path / "port", http)
+        other = portfile.Listening("127.0.0.1", 8080, sleeper.pid + 1)
+        server.port_file.write_text(other.dumps())
+        assert server.reported_port() == 0
+        ours = portfile.Listening("127.0.0.1", 8080, sleeper.pid)
+        server.port_file.write_text(ours.dumps())  # as the child would have written it
+        assert server.reported_port() == 8080
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=STOP_WITHIN)
+
+
 @pytest.mark.usefixtures("clean_env")
 def test_healthcheck_of_port_0_needs_the_port_file(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
