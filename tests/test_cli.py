@@ -208,9 +208,9 @@ def test_module_healthcheck_nothing_listening() -> None:
 class Server:
     proc: subprocess.Popen[bytes]
     log: Path
-    port_file: Path
+    port_file: Path | None  # None: the port is read from its "listening on" log line
     http: requests.Session
-    port: int = 0  # unknown until the server reports it in its port file
+    port: int = 0  # unknown until the server reports it
 
     @property
     def url(self) -> str:
@@ -232,9 +232,9 @@ class Server:
     def wait_ready(self) -> None:
         """Until the server this test started answers /healthz with 200.
 
-        The port comes from the server: the port file it writes once it serves, naming its
-        PID. The server holds that port while it lives, so a 200 from it, with the process
-        still running afterwards, is the answer of this server and of no other.
+        The port comes from the server: the port file it writes once it serves, or the line it
+        logs, either naming its PID. The server holds that port while it lives, so a 200 from
+        it, with the process still running afterwards, is this server's answer and no other's.
         """
         deadline = time.monotonic() + READY_WITHIN
         while time.monotonic() < deadline:
@@ -247,7 +247,13 @@ class Server:
         pytest.fail(f"server not ready within {READY_WITHIN}s:\n{self.log.read_text()}")
 
     def reported_port(self) -> int:
-        """The port in the port file if this server wrote it (its PID), else 0: not yet."""
+        """The port this server (its PID) reported, else 0: not yet."""
+        if self.port_file is None:
+            for line in self.log.read_text().splitlines(keepends=True):
+                entry = strict_json(line) if line.endswith("\n") else {}  # whole lines only
+                if entry.get("msg", "").startswith("listening on "):
+                    return int(entry["port"]) if entry["pid"] == self.proc.pid else 0
+            return 0
         try:
             listening = portfile.read(self.port_file)
         except portfile.PortFileError:
@@ -262,23 +268,30 @@ class Server:
 
 
 def launch(
-    directory: Path, name: str, http: requests.Session, *args: str, **extra_env: str
+    directory: Path,
+    name: str,
+    http: requests.Session,
+    *args: str,
+    port_file: bool = True,
+    **extra_env: str,
 ) -> Server:
-    """``deathstar api`` on a port it picks itself (``--port 0``), not yet waited for."""
-    log, port_file = directory / f"{name}.log", directory / f"{name}.port"
-    argv = [
-        *module_command(), "api", "--host", "127.0.0.1", "--port", "0",
-        "--port-file", str(port_file), *args,
-    ]  # fmt: skip
+    """``deathstar api`` on a port it picks itself (``--port 0``), not yet waited for.
+
+    It reports the port in a port file, or without one only in its log.
+    """
+    log, file = directory / f"{name}.log", directory / f"{name}.port"
+    argv = [*module_command(), "api", "--host", "127.0.0.1", "--port", "0", *args]
+    if port_file:
+        argv += ["--port-file", str(file)]
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, env=child_env(**extra_env)
         )
-    return Server(proc, log, port_file, http)
+    return Server(proc, log, file if port_file else None, http)
 
 
 class StartServer(Protocol):
-    def __call__(self, database: Path, *, ready: bool = True) -> Server: ...
+    def __call__(self, database: Path, *, ready: bool = True, port_file: bool = True) -> Server: ...
 
 
 @pytest.fixture
@@ -292,8 +305,9 @@ def http() -> Iterator[requests.Session]:
 def start_server(tmp_path: Path, http: requests.Session) -> Iterator[StartServer]:
     started: list[Server] = []
 
-    def start(database: Path, *, ready: bool = True) -> Server:
-        server = launch(tmp_path, f"server-{len(started)}", http, "--database", str(database))
+    def start(database: Path, *, ready: bool = True, port_file: bool = True) -> Server:
+        name = f"server-{len(started)}"
+        server = launch(tmp_path, name, http, "--database", str(database), port_file=port_file)
         started.append(server)
         if ready:
             server.wait_ready()
@@ -313,6 +327,8 @@ def test_server_serves_and_stops_cleanly_on_sigterm(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = start_server(tmp_path / "x.db")
+    port_file = server.port_file
+    assert port_file is not None
 
     created = http.post(
         f"{server.url}/v1/targets", json={"name": "Alderaan", "system": "Alderaan"}, timeout=5
@@ -346,14 +362,14 @@ def test_server_serves_and_stops_cleanly_on_sigterm(
     from_file = run(
         [*module_command(), "healthcheck"],
         DEATHSTAR_PORT="0",
-        DEATHSTAR_PORT_FILE=str(server.port_file),
+        DEATHSTAR_PORT_FILE=str(port_file),
     )
     assert from_file.returncode == 0, from_file.stderr
     with refused_port() as port:
         # A proxy in the environment (nothing listens there) must not reroute the local probe.
         dead_proxy = f"http://127.0.0.1:{port}"
         proxied = run(
-            [*module_command(), "healthcheck", "--port-file", str(server.port_file)],
+            [*module_command(), "healthcheck", "--port-file", str(port_file)],
             http_proxy=dead_proxy,
             HTTP_PROXY=dead_proxy,
         )
@@ -364,8 +380,8 @@ def test_server_serves_and_stops_cleanly_on_sigterm(
         assert main(["healthcheck", "--port", str(server.port)]) == 0
 
     assert server.stop(signal.SIGTERM) == 0
-    assert not server.port_file.exists(), "a stopped server left its port file"
-    assert list(server.port_file.parent.glob(f".{server.port_file.name}.*")) == []
+    assert not port_file.exists(), "a stopped server left its port file"
+    assert list(port_file.parent.glob(f".{port_file.name}.*")) == []
 
     entries = server.log_entries()
     assert all({"ts", "level", "logger", "msg"} <= set(e) for e in entries)
@@ -384,7 +400,7 @@ def test_server_serves_and_stops_cleanly_on_sigterm(
 def test_server_stops_cleanly_on_sigint(
     start_server: StartServer, http: requests.Session, tmp_path: Path
 ) -> None:
-    server = start_server(tmp_path / "x.db")
+    server = start_server(tmp_path / "x.db", port_file=False)  # the port from its log line
     assert http.get(f"{server.url}/v1/targets", timeout=5).status_code == 200
     assert server.stop(signal.SIGINT) == 0
     assert any(e["logger"] == ACCESS_LOGGER for e in server.log_entries())
@@ -444,12 +460,13 @@ def test_readiness_takes_only_the_address_its_own_server_wrote(
     """A port file another process wrote (an earlier run, another server) is not taken."""
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        server = Server(sleeper, tmp_path / "log", tmp_path / "port", http)
+        port_file = tmp_path / "port"
+        server = Server(sleeper, tmp_path / "log", port_file, http)
         other = portfile.Listening("127.0.0.1", 8080, sleeper.pid + 1)
-        server.port_file.write_text(other.dumps())
+        port_file.write_text(other.dumps())
         assert server.reported_port() == 0
         ours = portfile.Listening("127.0.0.1", 8080, sleeper.pid)
-        server.port_file.write_text(ours.dumps())  # as the child would have written it
+        port_file.write_text(ours.dumps())  # as the child would have written it
         assert server.reported_port() == 8080
     finally:
         sleeper.kill()

@@ -39,11 +39,11 @@ def short_id(image_id: str) -> str:
 
 def published_port(output: str) -> int:
     """The host port of a ``docker port CONTAINER PORT/tcp`` answer (``127.0.0.1:49153``)."""
-    for line in output.splitlines():
-        host, _, port = line.strip().rpartition(":")
-        if host and port.isdigit():
-            return int(port)
-    raise HarnessError(f"docker named no published port: {output.strip()!r}")
+    # One line per host address it is published on, all with the same port: the first one.
+    _, _, port = output.strip().partition("\n")[0].rpartition(":")
+    if not port.isdigit():
+        raise HarnessError(f"docker named no published port: {output.strip()!r}")
+    return int(port)
 
 
 class Engine:
