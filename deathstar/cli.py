@@ -7,7 +7,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from deathstar import __version__
+from deathstar import __version__, portfile
 from deathstar.config import LOG_LEVELS, ConfigError, Settings
 
 
@@ -22,7 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     api = commands.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", help="address to bind (DEATHSTAR_HOST, default 127.0.0.1)")
-    api.add_argument("--port", help="port to bind (DEATHSTAR_PORT, default 8080)")
+    api.add_argument(
+        "--port", help="port to bind, 0 for one the system picks (DEATHSTAR_PORT, default 8080)"
+    )
+    api.add_argument(
+        "--port-file",
+        help="once serving, write where it listens to this file as JSON {host, port, pid}; "
+        "removed on exit (DEATHSTAR_PORT_FILE)",
+    )
     api.add_argument("--database", help="SQLite file (DEATHSTAR_DATABASE, default ./deathstar.db)")
     api.add_argument(
         "--log-level",
@@ -34,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.add_argument("--port", help="port of the local API (DEATHSTAR_PORT, default 8080)")
     health.add_argument(
+        "--port-file",
+        help="probe the port the API wrote to this file instead (DEATHSTAR_PORT_FILE)",
+    )
+    health.add_argument(
         "--timeout", type=float, default=2.0, help="seconds to wait for an answer (default 2)"
     )
     return parser
@@ -44,19 +55,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     flags = vars(args)
     try:
-        if args.command == "healthcheck":  # reads the port only
-            return healthcheck(Settings.resolve(flags, only=("port",)).port, args.timeout)
+        if args.command == "healthcheck":  # reads where to probe only
+            return healthcheck(Settings.resolve(flags, only=("port", "port_file")), args.timeout)
         settings = Settings.resolve(flags)
     except ConfigError as exc:
         parser.exit(2, f"deathstar: error: {exc}\n")
     return serve(settings)
 
 
-def healthcheck(port: int, timeout: float) -> int:
+def probed_port(settings: Settings) -> int:
+    """The port the healthcheck probes: the one the port file names, if one is set.
+
+    Raises ConfigError for port 0 without a port file (no way to know which port the server
+    picked) and PortFileError when the file does not name a port (yet).
+    """
+    if settings.port_file is not None:
+        return portfile.read(settings.port_file).port
+    if settings.port == 0:
+        raise ConfigError(
+            "port 0 lets the server pick its port; give the healthcheck --port-file "
+            "(DEATHSTAR_PORT_FILE), the file `deathstar api --port-file` writes"
+        )
+    return settings.port
+
+
+def healthcheck(settings: Settings, timeout: float) -> int:
     # Here, not at the top: `deathstar api` does not need urllib and starts without it.
     import urllib.error  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
+    try:
+        port = probed_port(settings)
+    except portfile.PortFileError as exc:
+        print(f"deathstar: unhealthy: {exc}", file=sys.stderr)
+        return 1
     url = f"http://127.0.0.1:{port}/healthz"
     # No proxies: an HTTP_PROXY in the container's environment must not reroute a local probe.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -104,6 +136,21 @@ def serve(settings: Settings) -> int:
         TargetStore(settings.database).close()
     except (sqlite3.Error, OSError) as exc:
         return fail(f"cannot open the database {str(settings.database)!r}: {exc}")
+    port_file = None if settings.port_file is None else portfile.PortFile(settings.port_file)
+    try:
+        return _serve(settings, port_file)
+    finally:
+        if port_file is not None:
+            port_file.remove()
+
+
+def _serve(settings: Settings, port_file: portfile.PortFile | None) -> int:
+    if port_file is not None:
+        try:
+            port_file.prepare()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            return fail(f"cannot write the port file {str(port_file.path)!r}: {reason}")
     try:
         sock = listen(settings.host, settings.port)
     except OSError as exc:
@@ -117,5 +164,4 @@ def serve(settings: Settings) -> int:
         from deathstar.app import create_app  # noqa: PLC0415
 
         logs.configure(settings.log_level)
-        server.run(create_app(settings), sock, settings)
-    return 0
+        return server.run(create_app(settings), sock, settings, port_file)

@@ -70,6 +70,7 @@ FLAGGED: dict[str, tuple[str, str, Callable[[str, str], Any]]] = {
     "port": ("--port", "DEATHSTAR_PORT", parse_port),
     "database": ("--database", "DEATHSTAR_DATABASE", _as_path),
     "log_level": ("--log-level", "DEATHSTAR_LOG_LEVEL", parse_log_level),
+    "port_file": ("--port-file", "DEATHSTAR_PORT_FILE", _as_path),
 }
 
 # Server limits, set by variable only: tuning, not something to choose per run.
@@ -85,6 +86,7 @@ class Settings:
     port: int = 8080
     database: Path = Path("deathstar.db")
     log_level: str = "info"
+    port_file: Path | None = None  # where `api` says where it listens, `healthcheck` looks
     revision: str = UNKNOWN
     created: str = UNKNOWN
     head_timeout: float = 10.0  # seconds to send a request head (again: its body), or an idle close

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import resource
 import signal
 import socket
@@ -22,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from deathstar.config import Settings
+from deathstar.portfile import Listening, PortFile
 
 HEAD_TIMEOUT = 10.0  # seconds to send a complete request head; as many again for its body
 KEEP_ALIVE_TIMEOUT = 5  # at most, seconds an idle keep-alive connection stays open
@@ -30,6 +33,7 @@ MAX_CONNECTIONS = 1000
 # File descriptors kept free of connections: the database, its WAL and shm files, logs, and
 # one to accept (and refuse) a connection over the cap with.
 RESERVED_FDS = 24
+LOGGER = logging.getLogger("deathstar")
 
 
 def connection_cap(limit: int = MAX_CONNECTIONS) -> int:
@@ -134,7 +138,47 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def run(app: ASGIApp, sock: socket.socket, settings: Settings) -> None:
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn's server that says where it listens once it serves: the app has started and the
+    socket accepts. With ``--port 0`` that is how a caller learns the port (uvicorn logs no
+    address for a socket it was given)."""
+
+    def __init__(
+        self, config: uvicorn.Config, listening: Listening, port_file: PortFile | None
+    ) -> None:
+        super().__init__(config)
+        self.listening = listening
+        self.port_file = port_file
+        self.failed = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        failure = self._publish()
+        if failure is not None:
+            # Whoever waits for the file would wait in vain: stop, and say why.
+            LOGGER.error(failure)
+            self.failed = self.should_exit = True
+            return
+        at = self.listening
+        LOGGER.info(
+            "listening on %s", at.url, extra={"host": at.host, "port": at.port, "pid": at.pid}
+        )
+
+    def _publish(self) -> str | None:
+        """Write the port file, if there is one; None, or why it could not be written."""
+        if self.port_file is None:
+            return None
+        try:
+            self.port_file.publish(self.listening)
+        except OSError as exc:
+            return f"cannot write the port file {self.port_file.path}: {exc.strerror or exc}"
+        return None
+
+
+def run(
+    app: ASGIApp, sock: socket.socket, settings: Settings, port_file: PortFile | None = None
+) -> int:
+    """Serve on ``sock`` until a signal stops it; the exit status (1: the port file failed)."""
     limits = {
         "max_connections": connection_cap(settings.max_connections),
         "head_timeout": settings.head_timeout,
@@ -160,8 +204,11 @@ def run(app: ASGIApp, sock: socket.socket, settings: Settings) -> None:
         stop_requested.append(signum)
 
     previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGTERM, signal.SIGINT)}
+    host, port = sock.getsockname()[:2]
+    server = AnnouncingServer(config, Listening(host, port, os.getpid()), port_file)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return 1 if server.failed else 0

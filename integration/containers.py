@@ -258,6 +258,21 @@ class Launcher:
                 http.trust_env = False
                 yield Service(container, f"http://{address}", http)
 
+    @contextmanager
+    def unpublished(self, owner: str, env: Mapping[str, str]) -> Iterator[Any]:
+        """A container of the recorded image that publishes no port and is not waited for
+        (with ``DEATHSTAR_PORT=0`` the port is the server's to pick); the testcontainers one.
+        """
+        container = (
+            DockerContainer(self.image_id)
+            .with_kwargs(labels=dict(LABELS))
+            .with_network(self.network)
+        )
+        for key, value in env.items():
+            container.with_env(key, value)
+        with self.ledger.running(container, "deathstar container, unpublished", owner):
+            yield container
+
     def run(self, owner: str, image: str, argv: list[str], timeout: float, **kwargs: Any) -> str:
         """Run argv[0] as the entrypoint of a throwaway container; its output, if it exits 0."""
         container = (
@@ -297,6 +312,10 @@ class Lab:
     def service(self, **kwargs: Any) -> Service:
         """A service that is removed after the test."""
         return self.stack.enter_context(self.serving(**kwargs))
+
+    def unpublished(self, **env: str) -> Any:
+        """A container that publishes no port, removed after the test (``Launcher.unpublished``)."""
+        return self.stack.enter_context(self.launcher.unpublished(self.owner, env))
 
     def run(self, image: str, argv: list[str], timeout: float = 60, **kwargs: Any) -> str:
         return self.launcher.run(self.owner, image, argv, timeout, **kwargs)

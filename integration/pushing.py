@@ -11,7 +11,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -20,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from containers import LOOPBACK, RUN_ID, WORKER
+from containers import RUN_ID, WORKER
 from packaging.version import Version
 
 from harness import ROOT
@@ -62,13 +61,6 @@ def git(*args: str, cwd: Path) -> str:
     )
     assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr.strip()}"
     return result.stdout.strip()
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def expected_tags(version: str, head: str) -> set[str]:

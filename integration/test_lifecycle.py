@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from containers import Lab, Service, exists, wait_until
@@ -27,16 +28,48 @@ def test_runs_as_a_fixed_non_root_user(service: Service, image_attrs: dict[str, 
     assert cmdline.split("\0")[1:3] == ["/opt/venv/bin/deathstar", "api"]
 
 
-def test_healthcheck_turns_the_container_healthy(service: Service) -> None:
+def healthy(attrs: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The container's health once Docker's HEALTHCHECK has found it healthy."""
+
     def health() -> dict[str, Any] | None:
-        state: dict[str, Any] = service.attrs()["State"]
+        state: dict[str, Any] = attrs()["State"]
         assert state["Running"], state
         status: dict[str, Any] = state["Health"]
         assert status["Status"] != "unhealthy", status
         return status if status["Status"] == "healthy" else None
 
-    status = wait_until(health, HEALTHY_WITHIN, what="State.Health.Status == healthy")
+    status: dict[str, Any] = wait_until(
+        health, HEALTHY_WITHIN, what="State.Health.Status == healthy"
+    )
+    return status
+
+
+def test_healthcheck_turns_the_container_healthy(service: Service) -> None:
+    status = healthy(service.attrs)
     assert status["Log"][-1]["ExitCode"] == 0, status["Log"][-1]
+
+
+def test_port_0_in_the_image_with_a_port_file(lab: Lab) -> None:
+    """The server picks its port; the HEALTHCHECK probes the one the server wrote down."""
+    port_file = "/tmp/deathstar.port"  # noqa: S108 - inside the container, which is ours
+    container = lab.unpublished(DEATHSTAR_PORT="0", DEATHSTAR_PORT_FILE=port_file)
+    wrapped = container.get_wrapped_container()
+
+    def attrs() -> dict[str, Any]:
+        wrapped.reload()
+        return dict(wrapped.attrs)
+
+    status = healthy(attrs)
+    assert status["Log"][-1]["ExitCode"] == 0, status["Log"][-1]
+    written = container.exec(["cat", port_file])
+    assert written.exit_code == 0, written.output
+    reported = json.loads(written.output)
+    assert reported == {"host": "0.0.0.0", "port": reported["port"], "pid": 1}  # noqa: S104
+    assert reported["port"] != 0
+    # Without the file the healthcheck cannot know the port: it says so rather than probe 0.
+    blind = container.exec(["env", "-u", "DEATHSTAR_PORT_FILE", "deathstar", "healthcheck"])
+    assert blind.exit_code == 2
+    assert b"port 0 lets the server pick its port" in blind.output
 
 
 def test_sigterm_stops_it_cleanly_and_every_log_line_is_json(lab: Lab) -> None:

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import warnings
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,6 @@ from pushing import (
     docker,
     expected_tags,
     fabricated_project,
-    free_port,
     local_refs,
     plan_refs,
     push,
@@ -54,6 +54,7 @@ from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import HttpWaitStrategy
 
 from harness.core.records import ImageRecord
+from tests.serving import refused_port
 
 with warnings.catch_warnings():
     # testcontainers' registry module applies its own deprecated wait decorator at import.
@@ -232,9 +233,14 @@ def test_password_from_stdin(project: Project, live_registry: LiveRegistry) -> N
 @pytest.mark.parametrize("refusal", REFUSALS, ids=[r.id for r in REFUSALS])
 def test_refusal(refusal: Refusal, project: Project, live_registry: LiveRegistry) -> None:
     repository = f"test/refuse-{refusal.id}"
-    registry = f"{LOOPBACK}:{free_port()}" if refusal.dead_registry else live_registry.address
-    refusal.prepare(project)
-    result = release(project, registry, repository, "--confirm", credentials=refusal.credentials)
+    with ExitStack() as held:
+        registry = live_registry.address
+        if refusal.dead_registry:  # a port held, not released: nothing else can answer there
+            registry = f"{LOOPBACK}:{held.enter_context(refused_port())}"
+        refusal.prepare(project)
+        result = release(
+            project, registry, repository, "--confirm", credentials=refusal.credentials
+        )
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
     assert result.stdout == "", "a refusal prints no plan"

@@ -7,6 +7,7 @@ nothing. These poll often instead; an idle server's thread wakes a few hundred t
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,3 +40,17 @@ def serving(server: S) -> Iterator[S]:
         yield server
     finally:
         stop(server, thread)
+
+
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where connections are refused, for the ``with`` block.
+
+    The port stays bound (never listening, so a connection gets a reset) until the block ends:
+    nothing else, such as another xdist worker's server, can take it meanwhile, as it could a
+    port that was picked and released. Bound without SO_REUSEADDR, which a second socket on
+    the port would need on both sides.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])

@@ -9,30 +9,24 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import requests
 
 import deathstar
+from deathstar import portfile
 from deathstar.cli import main
 from deathstar.logs import ACCESS_LOGGER
 from tests.conftest import strict_json
+from tests.serving import refused_port
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_WITHIN = 15.0  # seconds a server may take to answer /healthz before the test fails
 STOP_WITHIN = 10.0  # seconds a server may take to exit after a signal before the test fails
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (the OS picked it and we released it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -125,6 +119,7 @@ def test_bad_flag_is_one_line_and_exit_2(
         ("api", "DEATHSTAR_LOG_LEVEL", "loud"),
         ("healthcheck", "DEATHSTAR_PORT", "abc"),
         ("healthcheck", "DEATHSTAR_PORT", "70000"),
+        ("healthcheck", "DEATHSTAR_PORT_FILE", " "),
     ],
 )
 def test_bad_variable_is_one_line_and_exit_2(
@@ -145,8 +140,8 @@ def test_bad_variable_is_one_line_and_exit_2(
 
 @pytest.mark.usefixtures("clean_env")
 def test_healthcheck_nothing_listening_in_process(capsys: pytest.CaptureFixture[str]) -> None:
-    port = free_port()
-    assert main(["healthcheck", "--port", str(port), "--timeout", "5"]) == 1
+    with refused_port() as port:
+        assert main(["healthcheck", "--port", str(port), "--timeout", "5"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"deathstar: unhealthy: http://127.0.0.1:{port}/healthz: ")
     assert err.count("\n") == 1
@@ -156,9 +151,9 @@ def test_healthcheck_nothing_listening_in_process(capsys: pytest.CaptureFixture[
 def test_healthcheck_port_from_environment(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    port = free_port()
-    monkeypatch.setenv("DEATHSTAR_PORT", str(port))
-    assert main(["healthcheck"]) == 1
+    with refused_port() as port:
+        monkeypatch.setenv("DEATHSTAR_PORT", str(port))
+        assert main(["healthcheck"]) == 1
     assert f"127.0.0.1:{port}/healthz" in capsys.readouterr().err
 
 
@@ -198,8 +193,8 @@ def test_script_usage_errors(argv: list[str]) -> None:
 
 
 def test_module_healthcheck_nothing_listening() -> None:
-    port = free_port()
-    result = run([*module_command(), "healthcheck", "--port", str(port)])
+    with refused_port() as port:
+        result = run([*module_command(), "healthcheck", "--port", str(port)])
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
@@ -212,9 +207,10 @@ def test_module_healthcheck_nothing_listening() -> None:
 @dataclass
 class Server:
     proc: subprocess.Popen[bytes]
-    port: int
     log: Path
+    port_file: Path | None  # None: the port is read from its "listening on" log line
     http: requests.Session
+    port: int = 0  # unknown until the server reports it
 
     @property
     def url(self) -> str:
@@ -234,20 +230,68 @@ class Server:
         return entries
 
     def wait_ready(self) -> None:
+        """Until the server this test started answers /healthz with 200.
+
+        The port comes from the server: the port file it writes once it serves, or the line it
+        logs, either naming its PID. The server holds that port while it lives, so a 200 from
+        it, with the process still running afterwards, is this server's answer and no other's.
+        """
         deadline = time.monotonic() + READY_WITHIN
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if self.http.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):
-                pass
+            self.port = self.port or self.reported_port()
+            if self.port and self.answers() and self.proc.poll() is None:
+                return
             time.sleep(0.05)
         pytest.fail(f"server not ready within {READY_WITHIN}s:\n{self.log.read_text()}")
 
+    def reported_port(self) -> int:
+        """The port this server (its PID) reported, else 0: not yet."""
+        if self.port_file is None:
+            for line in self.log.read_text().splitlines(keepends=True):
+                entry = strict_json(line) if line.endswith("\n") else {}  # whole lines only
+                if entry.get("msg", "").startswith("listening on "):
+                    return int(entry["port"]) if entry["pid"] == self.proc.pid else 0
+            return 0
+        try:
+            listening = portfile.read(self.port_file)
+        except portfile.PortFileError:
+            return 0
+        return listening.port if listening.pid == self.proc.pid else 0
 
-StartServer = Callable[[Path], Server]
+    def answers(self) -> bool:
+        try:
+            return self.http.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):
+            return False
+
+
+def launch(
+    directory: Path,
+    name: str,
+    http: requests.Session,
+    *args: str,
+    port_file: bool = True,
+    **extra_env: str,
+) -> Server:
+    """``deathstar api`` on a port it picks itself (``--port 0``), not yet waited for.
+
+    It reports the port in a port file, or without one only in its log.
+    """
+    log, file = directory / f"{name}.log", directory / f"{name}.port"
+    argv = [*module_command(), "api", "--host", "127.0.0.1", "--port", "0", *args]
+    if port_file:
+        argv += ["--port-file", str(file)]
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, env=child_env(**extra_env)
+        )
+    return Server(proc, log, file if port_file else None, http)
+
+
+class StartServer(Protocol):
+    def __call__(self, database: Path, *, ready: bool = True, port_file: bool = True) -> Server: ...
 
 
 @pytest.fixture
@@ -261,26 +305,12 @@ def http() -> Iterator[requests.Session]:
 def start_server(tmp_path: Path, http: requests.Session) -> Iterator[StartServer]:
     started: list[Server] = []
 
-    def start(database: Path) -> Server:
-        port = free_port()
-        log = tmp_path / f"server-{len(started)}.log"
-        argv = [
-            *module_command(),
-            "api",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--database",
-            str(database),
-        ]
-        with log.open("wb") as stderr:
-            proc = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, env=child_env()
-            )
-        server = Server(proc, port, log, http)
+    def start(database: Path, *, ready: bool = True, port_file: bool = True) -> Server:
+        name = f"server-{len(started)}"
+        server = launch(tmp_path, name, http, "--database", str(database), port_file=port_file)
         started.append(server)
-        server.wait_ready()
+        if ready:
+            server.wait_ready()
         return server
 
     yield start
@@ -297,6 +327,8 @@ def test_server_serves_and_stops_cleanly_on_sigterm(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = start_server(tmp_path / "x.db")
+    port_file = server.port_file
+    assert port_file is not None
 
     created = http.post(
         f"{server.url}/v1/targets", json={"name": "Alderaan", "system": "Alderaan"}, timeout=5
@@ -326,20 +358,30 @@ def test_server_serves_and_stops_cleanly_on_sigterm(
     health = run([*module_command(), "healthcheck", "--port", str(server.port)])
     assert health.returncode == 0, health.stderr
     assert health.stderr == ""
-    # A proxy in the environment (nothing listens there) must not reroute the local probe.
-    dead_proxy = f"http://127.0.0.1:{free_port()}"
-    proxied = run(
-        [*module_command(), "healthcheck", "--port", str(server.port)],
-        http_proxy=dead_proxy,
-        HTTP_PROXY=dead_proxy,
+    # As in an image run with DEATHSTAR_PORT=0: the port the server wrote, not the setting.
+    from_file = run(
+        [*module_command(), "healthcheck"],
+        DEATHSTAR_PORT="0",
+        DEATHSTAR_PORT_FILE=str(port_file),
     )
-    assert proxied.returncode == 0, proxied.stderr
-    for key in [k for k in os.environ if k.startswith("DEATHSTAR_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("http_proxy", dead_proxy)
-    assert main(["healthcheck", "--port", str(server.port)]) == 0
+    assert from_file.returncode == 0, from_file.stderr
+    with refused_port() as port:
+        # A proxy in the environment (nothing listens there) must not reroute the local probe.
+        dead_proxy = f"http://127.0.0.1:{port}"
+        proxied = run(
+            [*module_command(), "healthcheck", "--port-file", str(port_file)],
+            http_proxy=dead_proxy,
+            HTTP_PROXY=dead_proxy,
+        )
+        assert proxied.returncode == 0, proxied.stderr
+        for key in [k for k in os.environ if k.startswith("DEATHSTAR_")]:
+            monkeypatch.delenv(key)
+        monkeypatch.setenv("http_proxy", dead_proxy)
+        assert main(["healthcheck", "--port", str(server.port)]) == 0
 
     assert server.stop(signal.SIGTERM) == 0
+    assert not port_file.exists(), "a stopped server left its port file"
+    assert list(port_file.parent.glob(f".{port_file.name}.*")) == []
 
     entries = server.log_entries()
     assert all({"ts", "level", "logger", "msg"} <= set(e) for e in entries)
@@ -358,7 +400,7 @@ def test_server_serves_and_stops_cleanly_on_sigterm(
 def test_server_stops_cleanly_on_sigint(
     start_server: StartServer, http: requests.Session, tmp_path: Path
 ) -> None:
-    server = start_server(tmp_path / "x.db")
+    server = start_server(tmp_path / "x.db", port_file=False)  # the port from its log line
     assert http.get(f"{server.url}/v1/targets", timeout=5).status_code == 200
     assert server.stop(signal.SIGINT) == 0
     assert any(e["logger"] == ACCESS_LOGGER for e in server.log_entries())
@@ -386,6 +428,89 @@ def test_data_survives_a_restart(
     assert second.stop(signal.SIGTERM) == 0
 
 
+def test_two_servers_on_port_0_at_once_each_answer_for_themselves(
+    start_server: StartServer, http: requests.Session, tmp_path: Path
+) -> None:
+    servers = [start_server(tmp_path / f"{name}.db", ready=False) for name in ("a", "b")]
+    for server in servers:
+        server.wait_ready()
+    assert servers[0].port != servers[1].port
+    for name, server in zip(("a", "b"), servers, strict=True):
+        created = http.post(
+            f"{server.url}/v1/targets", json={"name": f"only-{name}", "system": "x"}, timeout=5
+        )
+        assert created.status_code == 201, created.text
+    for name, server in zip(("a", "b"), servers, strict=True):
+        listing = http.get(f"{server.url}/v1/targets", timeout=5).json()
+        assert [t["name"] for t in listing["items"]] == [f"only-{name}"]
+        assert server.stop(signal.SIGTERM) == 0
+        # The address each reported on stderr as well: its own port, its own PID.
+        entries = server.log_entries()
+        listening = [e for e in entries if e["msg"].startswith("listening on ")]
+        assert [(e["msg"], e["host"], e["port"], e["pid"]) for e in listening] == [
+            (f"listening on {server.url}", "127.0.0.1", server.port, server.proc.pid)
+        ]
+        posts = [e for e in entries if e["logger"] == ACCESS_LOGGER and e["method"] == "POST"]
+        assert len(posts) == 1, "a server logged another server's request"
+
+
+def test_readiness_takes_only_the_address_its_own_server_wrote(
+    http: requests.Session, tmp_path: Path
+) -> None:
+    """A port file another process wrote (an earlier run, another server) is not taken."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        port_file = tmp_path / "port"
+        server = Server(sleeper, tmp_path / "log", port_file, http)
+        other = portfile.Listening("127.0.0.1", 8080, sleeper.pid + 1)
+        port_file.write_text(other.dumps())
+        assert server.reported_port() == 0
+        ours = portfile.Listening("127.0.0.1", 8080, sleeper.pid)
+        port_file.write_text(ours.dumps())  # as the child would have written it
+        assert server.reported_port() == 8080
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=STOP_WITHIN)
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_healthcheck_of_port_0_needs_the_port_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DEATHSTAR_PORT", "0")
+    with pytest.raises(SystemExit) as caught:
+        main(["healthcheck"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deathstar: error: port 0 lets the server pick its port; ")
+    assert "--port-file (DEATHSTAR_PORT_FILE)" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "no port file"),
+        ("nonsense", "cannot read"),
+        ("{}", "names no port"),
+        ("[8080]", "names no port"),
+        ('{"host": "127.0.0.1", "port": 0, "pid": 1}', "names no port"),
+    ],
+)
+def test_healthcheck_without_a_usable_port_file_is_unhealthy(
+    content: str | None, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port_file = tmp_path / "port"
+    if content is not None:
+        port_file.write_text(content)
+    assert main(["healthcheck", "--port", "0", "--port-file", str(port_file)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("deathstar: unhealthy: ")
+    assert reason in err
+    assert err.count("\n") == 1
+
+
 @pytest.mark.usefixtures("clean_env")
 @pytest.mark.parametrize(
     ("variable", "value"), [("DEATHSTAR_PORT", "abc"), ("DEATHSTAR_LOG_LEVEL", "loud")]
@@ -394,10 +519,8 @@ def test_a_flag_replaces_its_bad_variable_and_healthcheck_reads_only_the_port(
     variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv(variable, value)
-    with socket.socket() as probe:  # a port nothing listens on: unhealthy, not a usage error
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    assert main(["healthcheck", "--port", str(port), "--timeout", "1"]) == 1
+    with refused_port() as port:  # nothing listens: unhealthy, not a usage error
+        assert main(["healthcheck", "--port", str(port), "--timeout", "1"]) == 1
     assert "unhealthy" in capsys.readouterr().err
 
 
@@ -445,6 +568,59 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert_one_line_failure(result, f"127.0.0.1:{port}", "in use")
 
 
+def test_unwritable_port_file_is_one_line(tmp_path: Path) -> None:
+    port_file = tmp_path / "missing" / "port"
+    result = run(
+        [*module_command(), "api", "--port", "0", "--port-file", str(port_file),
+         "--database", str(tmp_path / "x.db")]
+    )  # fmt: skip
+    assert_one_line_failure(result, f"cannot write the port file {str(port_file)!r}")
+    assert result.returncode == 1
+
+
+def test_a_failed_start_leaves_no_port_file(tmp_path: Path) -> None:
+    """A port file from an earlier run is gone once a start begins, also one that fails."""
+    port_file = tmp_path / "port"
+    port_file.write_text('{"host": "127.0.0.1", "port": 1, "pid": 1}\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(
+            [*module_command(), "api", "--port", str(port), "--port-file", str(port_file),
+             "--database", str(tmp_path / "x.db")]
+        )  # fmt: skip
+    assert_one_line_failure(result, "in use")
+    assert sorted(p.name for p in tmp_path.iterdir() if "port" in p.name) == []
+
+
+# Serves with a port file that cannot be written once the server is up (its directory is
+# replaced by a file): the server stops rather than serve where no one will find it.
+UNPUBLISHED_PROBE = """
+import shutil, sys
+from pathlib import Path
+from deathstar import cli, portfile
+publish = portfile.PortFile.publish
+def replace_then_publish(self, listening):
+    shutil.rmtree(self.path.parent)
+    self.path.parent.write_text("in the way")
+    publish(self, listening)
+portfile.PortFile.publish = replace_then_publish
+sys.exit(cli.main(["api", "--port", "0", "--port-file", sys.argv[1], "--database", sys.argv[2]]))
+"""
+
+
+def test_a_port_file_that_cannot_be_published_stops_the_server(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    port_file = tmp_path / "run" / "port"
+    result = run([sys.executable, "-c", UNPUBLISHED_PROBE, str(port_file), str(tmp_path / "x.db")])
+    assert result.returncode == 1, result.stderr
+    entries = [strict_json(line) for line in result.stderr.splitlines()]
+    errors = [e for e in entries if e["level"] == "error"]
+    assert [e["msg"].split(":")[0] for e in errors] == [f"cannot write the port file {port_file}"]
+    assert not any(e["msg"].startswith("listening on ") for e in entries)
+
+
 # --- hostile clients against a real server --------------------------------------------------
 
 
@@ -468,24 +644,19 @@ def read_until_closed(sock: socket.socket) -> bytes:
 @pytest.fixture(scope="module")
 def shared_limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp_path = tmp_path_factory.mktemp("limited")
-    port = free_port()
-    log = tmp_path / "limited.log"
-    argv = [*module_command(), "api", "--port", str(port), "--database", str(tmp_path / "l.db")]
-    env = child_env(DEATHSTAR_HEAD_TIMEOUT="1", DEATHSTAR_MAX_CONNECTIONS="20")
     with requests.Session() as http:
         http.trust_env = False
-        with log.open("wb") as stderr:
-            proc = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, env=env
-            )
-        server = Server(proc, port, log, http)
+        server = launch(
+            tmp_path, "limited", http, "--database", str(tmp_path / "l.db"),
+            DEATHSTAR_HEAD_TIMEOUT="1", DEATHSTAR_MAX_CONNECTIONS="20",
+        )  # fmt: skip
         try:
             server.wait_ready()
             yield server
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=STOP_WITHIN)
+            if server.proc.poll() is None:
+                server.proc.send_signal(signal.SIGTERM)
+                server.proc.wait(timeout=STOP_WITHIN)
 
 
 @pytest.fixture

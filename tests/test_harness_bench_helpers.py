@@ -56,6 +56,14 @@ def test_session_times_from_a_nox_report() -> None:
     assert bench_pipeline.session_times({}) == {}
 
 
+def test_published_port_from_docker_port() -> None:
+    assert bench_engine.published_port("127.0.0.1:49153\n") == 49153
+    # An engine that publishes on IPv6 too names it on a line of its own.
+    assert bench_engine.published_port("127.0.0.1:49154\n[::1]:49154\n") == 49154
+    with pytest.raises(HarnessError, match="no published port: ''"):
+        bench_engine.published_port("")
+
+
 def test_short_id() -> None:
     assert bench_engine.short_id("sha256:" + "ab" * 32) == "ab" * 6
     assert bench_engine.short_id("5ee1c0ffee00") == "5ee1c0ffee00"

@@ -18,9 +18,8 @@ import pytest
 from harness import HarnessError
 from harness.bench import load as bench_load
 from harness.bench import start as bench_start
-from harness.bench.engine import free_port
 from harness.core.process import RunOptions
-from tests.serving import serving
+from tests.serving import refused_port, serving
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:40001/v1/targets?limit=100
@@ -145,8 +144,8 @@ def test_http_request_and_wait_ready(server: int) -> None:
     assert status == 201
     assert json.loads(body) == {"name": "a"}
     bench_start.wait_ready(server, timeout=5)
-    with pytest.raises(HarnessError, match="no 200"):
-        bench_start.wait_ready(free_port(), timeout=0.05)
+    with refused_port() as port, pytest.raises(HarnessError, match="no 200"):
+        bench_start.wait_ready(port, timeout=0.05)
 
 
 def test_without_wrk_p5_is_not_measured_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -148,13 +148,14 @@ class FakeEngine(FakeDocker):
     def run(self, args: list[str]) -> str:
         if "--rm" in args:  # the framework's import, timed in the image
             return "0.125\n"
-        port = int(args[args.index("--publish") + 1].split(":")[1])
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        # The engine picks the host port (`127.0.0.1::8080`); `docker port` names it.
+        assert args[args.index("--publish") + 1] == f"127.0.0.1::{bench_engine.PORT}"
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         cid = f"container{len(self.containers)}"
         self.containers[cid] = (server, serving.start(server))
         return cid + "\n"
 
-    def docker(self, args: list[str]) -> str:  # noqa: PLR0911 - one answer per command
+    def docker(self, args: list[str]) -> str:  # noqa: PLR0911, PLR0912 - one answer per command
         command = args[0]
         if command == "version":
             return "20.10.99\n"
@@ -186,6 +187,10 @@ class FakeEngine(FakeDocker):
             return ""
         if command == "run":
             return self.run(args)
+        if command == "port":
+            assert args[2] == f"{bench_engine.PORT}/tcp"
+            server, _ = self.containers[args[1]]
+            return f"127.0.0.1:{server.server_address[1]}\n"
         if command == "rm":
             for cid in args[3:]:
                 serving.stop(*self.containers[cid])

@@ -11,7 +11,7 @@ from tests.test_cli import run
 STARTUP_PROBE = """
 import sys
 from deathstar import cli, server
-def report(app, sock, settings):
+def report(app, sock, settings, port_file):
     loaded = {name for name, module in sys.modules.items() if module is not None}
     print(" ".join(sorted(loaded)))
 server.run = report

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,11 +37,13 @@ def short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def published_port(output: str) -> int:
+    """The host port of a ``docker port CONTAINER PORT/tcp`` answer (``127.0.0.1:49153``)."""
+    # One line per host address it is published on, all with the same port: the first one.
+    _, _, port = output.strip().partition("\n")[0].rpartition(":")
+    if not port.isdigit():
+        raise HarnessError(f"docker named no published port: {output.strip()!r}")
+    return int(port)
 
 
 class Engine:
@@ -79,17 +80,18 @@ class Engine:
 
     @contextmanager
     def container(self, image: str, argv: Sequence[str] = ()) -> Iterator[int]:
-        """A container of ``image`` published on a free 127.0.0.1 port; removed on exit.
+        """A container of ``image`` and its published 127.0.0.1 port; removed on exit.
 
-        ``argv``, if given, replaces the image's entrypoint and command.
+        The engine picks the host port and holds it for the container (a port picked here and
+        released could be taken before the container starts). ``argv``, if given, replaces
+        the image's entrypoint and command.
         """
-        port = free_port()
         cid = self.docker(
             "run", "--detach", "--label", f"{LABEL}={self.token}",
-            "--publish", f"127.0.0.1:{port}:{PORT}", *self._instead(image, argv),
+            "--publish", f"127.0.0.1::{PORT}", *self._instead(image, argv),
         )  # fmt: skip
         try:
-            yield port
+            yield published_port(self.docker("port", cid, f"{PORT}/tcp"))
         finally:
             self.docker("rm", "--force", "--volumes", cid)
 
