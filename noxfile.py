@@ -85,6 +85,8 @@ def install_groups(session: nox.Session, *groups: str, project: bool = True) -> 
     """``uv sync --locked`` into the session's venv: exactly these dependency groups, and with
     ``project`` the project itself (editable) with its locked runtime dependencies. uv decides
     what is up to date, and removes what the lock does not name."""
+    with refusals(session):
+        locks.check_sources()  # uv installs from the URLs the lock names: PyPI's alone
     if project:
         selection = ["--no-default-groups", *(f"--group={group}" for group in groups)]
     else:

@@ -15,12 +15,15 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,9 +53,10 @@ SKOPEO_TIMEOUT = 120.0
 OUTPUT_LIMIT = 8 * 1024 * 1024  # skopeo caps manifests and configs at 4 MiB; a tag list here
 # What a skopeo child may see of this environment: no credential, only where to find docker's.
 _PASSED = ("PATH", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "DOCKER_CONFIG")
-_UNKNOWN = re.compile(
-    r"manifest unknown|name unknown|status code from registry 404|not found", re.I
-)
+# What skopeo says when a registry has no such manifest or repository (its own words, not text
+# a registry chooses, which could make another error read as "absent").
+_UNKNOWN = re.compile(r"manifest unknown|name unknown|status code from registry 404")
+STOPPING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 def shown(text: object, limit: int = 80) -> str:
@@ -107,31 +111,57 @@ Skopeo = Callable[[Sequence[str], Mapping[str, str]], bytes]
 
 
 def run_skopeo(args: Sequence[str], env: Mapping[str, str]) -> bytes:
-    """``skopeo ARGS``: its stdout as bytes (refused past OUTPUT_LIMIT), or one line on why it
-    failed; bounded in time."""
-    try:
-        with subprocess.Popen(
-            ["skopeo", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=dict(env),
-        ) as child:  # fmt: skip
+    """``skopeo ARGS``: its stdout as bytes, or one line on why it failed. Bounded in time and
+    in size: skopeo is stopped as soon as it has written more than OUTPUT_LIMIT bytes (a tag
+    list has no bound of its own), or after SKOPEO_TIMEOUT."""
+    timed_out = threading.Event()
+    with tempfile.TemporaryFile() as errors:
+        try:
+            child = subprocess.Popen(
+                ["skopeo", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=errors, env=dict(env),
+            )  # fmt: skip
+        except FileNotFoundError:
+            raise HarnessError(
+                "skopeo is not installed; install it (`apt-get install skopeo` or "
+                "`bash .ci/provision`)"
+            ) from None
+
+        def stop() -> None:
+            timed_out.set()
+            child.kill()
+
+        timer = threading.Timer(SKOPEO_TIMEOUT, stop)
+        with child:
+            timer.start()
             try:
-                out, err = child.communicate(timeout=SKOPEO_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.communicate()
-                raise HarnessError(
-                    f"skopeo {args[0]} did not finish within {SKOPEO_TIMEOUT:g} s"
-                ) from None
-    except FileNotFoundError:
-        raise HarnessError(
-            "skopeo is not installed; install it (`apt-get install skopeo` or `bash .ci/provision`)"
-        ) from None
-    if child.returncode != 0:
-        text = err.decode("utf-8", "replace")
-        raise process.CommandError(f"skopeo {args[0]} failed", text, child.returncode)
-    if len(out) > OUTPUT_LIMIT:
-        raise HarnessError(f"skopeo {args[0]} returned more than {OUTPUT_LIMIT} bytes; refused")
+                out = _read_at_most(child, OUTPUT_LIMIT)
+            finally:
+                timer.cancel()
+                child.kill()  # a no-op once it has exited
+                child.wait()
+        if timed_out.is_set():
+            raise HarnessError(f"skopeo {args[0]} did not finish within {SKOPEO_TIMEOUT:g} s")
+        if out is None:
+            raise HarnessError(f"skopeo {args[0]} returned more than {OUTPUT_LIMIT} bytes; refused")
+        if child.returncode != 0:
+            errors.seek(0)
+            text = errors.read(64 * 1024).decode("utf-8", "replace")
+            raise process.CommandError(f"skopeo {args[0]} failed", text, child.returncode)
     return out
+
+
+def _read_at_most(child: subprocess.Popen[bytes], limit: int) -> bytes | None:
+    """The child's stdout until it closes; None (and the child killed) past ``limit`` bytes."""
+    assert child.stdout is not None  # noqa: S101 (Popen was given stdout=PIPE)
+    chunks, size = [], 0
+    while chunk := os.read(child.stdout.fileno(), 64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            child.kill()
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @dataclass(frozen=True)
@@ -260,6 +290,9 @@ def login(
         return
     with tempfile.TemporaryDirectory(prefix="deathstar-login-") as config_dir:
         env = {**environ, "DOCKER_CONFIG": config_dir}
+        # An entry for the host keeps docker from handing the password to a default credential
+        # store (a keyring that outlives this directory), and keeps it where skopeo reads it.
+        Path(config_dir, "config.json").write_text(json.dumps({"auths": {host: {}}}))
         docker(
             "login", host, "--username", credentials.username, "--password-stdin",
             stdin=credentials.password, env=env,
@@ -268,18 +301,46 @@ def login(
 
 
 def logged_in(host: str, env: Mapping[str, str]) -> bool:
-    """Whether docker's config names a login (or a credential helper) for ``host``; its
-    secrets are never read here: docker and skopeo use them."""
+    """Whether docker's config holds a login for ``host`` that docker and skopeo both use: an
+    ``auths`` entry with its auth, or a ``credHelpers`` entry (skopeo reads no ``credsStore``).
+    The secrets themselves are never read here."""
     path = docker_auth_file(env)
     config = parse_json(path.read_bytes()) if path is not None and path.is_file() else None
     if not isinstance(config, dict):
         return False
     auths, helpers = config.get("auths"), config.get("credHelpers")
+    entry = auths.get(host) if isinstance(auths, dict) else None
     return bool(
-        (isinstance(auths, dict) and host in auths)
-        or (isinstance(helpers, dict) and host in helpers)
-        or (isinstance(config.get("credsStore"), str) and config["credsStore"])
+        (isinstance(entry, dict) and entry.get("auth"))
+        or (isinstance(helpers, dict) and isinstance(helpers.get(host), str))
     )
+
+
+class Stopped(BaseException):
+    """A signal ended the run; like KeyboardInterrupt, nothing on the way catches it."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(signal.Signals(number).name)
+        self.number = number
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, `timeout`), SIGHUP and SIGINT end the run as an exception,
+    so a throwaway login (the password docker wrote to disk) and local tags are removed; by
+    default SIGTERM and SIGHUP end Python without any cleanup."""
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        for each in STOPPING:  # a second signal must not cut the cleanup short
+            signal.signal(each, signal.SIG_IGN)
+        raise Stopped(number)
+
+    previous = {number: signal.signal(number, stop) for number in STOPPING}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def docker_auth_file(env: Mapping[str, str]) -> Path | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,63 @@ def test_invalid_or_missing_pyproject_is_one_clear_error(tmp_path: Path) -> None
     bad.write_text("[project\n", encoding="utf-8")
     with pytest.raises(HarnessError, match=r"is not valid TOML"):
         locks.load_pyproject(bad)
+
+
+PYPI_FILE = f"{locks.PYPI_FILES}aa/bb/anyio-4.16.0-py3-none-any.whl"
+PYPI_PACKAGE: dict[str, object] = {
+    "name": "anyio",
+    "source": {"registry": locks.PYPI_INDEX},
+    "sdist": {"url": f"{locks.PYPI_FILES}aa/bb/anyio-4.16.0.tar.gz"},
+    "wheels": [{"url": PYPI_FILE}],
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"source": {"registry": "https://evil.example/simple"}}, "anyio comes from"),
+        ({"source": {"git": "https://evil.example/anyio"}}, "anyio comes from"),
+        ({"source": {"url": "https://evil.example/anyio.whl"}}, "anyio comes from"),
+        ({"wheels": [{"url": "https://evil.example/anyio-4.16.0-py3-none-any.whl"}]}, "a file at"),
+        ({"wheels": [{"url": "https://files.pythonhosted.org.evil.example/packages/x"}]}, "a file"),
+        ({"sdist": {"url": "file:///tmp/anyio.tar.gz"}}, "anyio has a file at"),
+        ({"sdist": {"path": "anyio.tar.gz"}}, "anyio has a file at"),
+    ],
+)
+def test_a_lock_naming_anything_but_pypi_is_refused(
+    tmp_path: Path, change: dict[str, object], named: str
+) -> None:
+    """PoC: a wheel URL edited to another host passed `uv lock --check`, and `uv sync --locked`
+    downloaded it."""
+    project: dict[str, object] = {"name": "deathstar", "source": {"editable": "."}}
+    assert locks.foreign_sources({"package": [project, PYPI_PACKAGE]}) == []
+    lock: dict[str, list[dict[str, object]]] = {"package": [project, {**PYPI_PACKAGE, **change}]}
+    assert named in locks.foreign_sources(lock)[0]
+    path = tmp_path / "uv.lock"
+    path.write_text(toml_of(lock))
+    with pytest.raises(HarnessError, match=r"^uv.lock names a source other than PyPI: anyio"):
+        locks.check_sources(path)
+
+
+def test_the_committed_lock_names_pypi_alone_and_a_garbled_one_is_one_line(tmp_path: Path) -> None:
+    locks.check_sources()
+    garbled = tmp_path / "uv.lock"
+    garbled.write_text("[[package]\n")
+    with pytest.raises(HarnessError, match=r"^uv.lock cannot be read"):
+        locks.check_sources(garbled)
+
+
+def toml_of(lock: Mapping[str, Sequence[Mapping[str, object]]]) -> str:
+    """The few TOML shapes a uv.lock package uses here (inline tables of strings)."""
+
+    def inline(value: object) -> str:
+        if isinstance(value, dict):
+            return "{ " + ", ".join(f"{k} = {inline(v)}" for k, v in value.items()) + " }"
+        if isinstance(value, list):
+            return "[" + ", ".join(inline(v) for v in value) + "]"
+        return json.dumps(value)
+
+    return "".join(
+        "[[package]]\n" + "".join(f"{k} = {inline(v)}\n" for k, v in package.items()) + "\n"
+        for package in lock["package"]
+    )

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Unpack
 
 import pytest
 
 from harness import HarnessError
 from harness import registry as reg
+from harness.core import process
+from harness.core.docker import Docker
 from tests.fakedocker import FakeRegistry, FakeSkopeo, image_manifest, sha256
 
 REPO = "team/app"
@@ -116,10 +120,15 @@ def test_plain_http_only_on_loopback_and_only_dockers_login(
     assert "--authfile" not in skopeo.calls[0][0]
 
 
-def test_whether_docker_holds_a_login(tmp_path: Path) -> None:
+def test_whether_docker_holds_a_login_skopeo_can_use(tmp_path: Path) -> None:
     env = {"DOCKER_CONFIG": str(tmp_path)}
     assert not reg.logged_in("r.example", env)
-    for config in ("[]", '{"auths": {"other.example": {}}}', "\xff"):
+    for config in (
+        "[]",
+        '{"auths": {"other.example": {"auth": "x"}}}',
+        '{"auths": {"r.example": {}}, "credsStore": "desktop"}',  # skopeo reads no credsStore
+        "\xff",
+    ):
         (tmp_path / "config.json").write_text(config, errors="surrogateescape")
         assert not reg.logged_in("r.example", env)
     (tmp_path / "config.json").write_text('{"auths": {"r.example": {"auth": "x"}}}')
@@ -146,17 +155,40 @@ def test_skopeo_s_output_is_bytes_and_its_failure_one_line(tmp_path: Path) -> No
     assert "fatal: list-tags" in failed.value.output  # type: ignore[attr-defined]
 
 
-def test_skopeo_that_runs_too_long_or_says_too_much_is_refused(
+def test_skopeo_that_runs_too_long_or_says_too_much_is_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = fake_skopeo(
-        tmp_path, '[ "$1" = big ] && head -c 2000 /dev/zero; [ "$1" = slow ] && sleep 5; true'
+    done = tmp_path / "finished"
+    script = (
+        f'[ "$1" = big ] && {{ head -c 2000 /dev/zero; sleep 5; touch {done}; }}; '
+        '[ "$1" = slow ] && sleep 5; true'
     )
+    env = fake_skopeo(tmp_path, script)
     monkeypatch.setattr(reg, "OUTPUT_LIMIT", 1000)
     with pytest.raises(HarnessError, match=r"returned more than 1000 bytes"):
         reg.run_skopeo(["big"], env)
+    assert not done.exists(), "skopeo went on after the limit (a paginated tag list has none)"
     monkeypatch.setattr(reg, "SKOPEO_TIMEOUT", 0.2)
     with pytest.raises(HarnessError, match=r"did not finish within 0.2 s"):
         reg.run_skopeo(["slow"], env)
     with pytest.raises(HarnessError, match=r"skopeo is not installed"):
         reg.run_skopeo(["x"], {"PATH": str(tmp_path / "nowhere")})
+
+
+def test_the_throwaway_login_keeps_the_password_out_of_a_credential_store(tmp_path: Path) -> None:
+    """PoC: in an empty DOCKER_CONFIG docker hands the password to a default credential store
+    (a keyring that outlives the directory), where skopeo cannot read it."""
+    seen: list[object] = []
+
+    def docker_login(args: Sequence[str], **options: Unpack[process.RunOptions]) -> str:
+        env = options.get("env") or {}
+        seen.append(json.loads(Path(env["DOCKER_CONFIG"], "config.json").read_text()))
+        assert options.get("stdin") == "s3cret"
+        assert "s3cret" not in " ".join(args)
+        return "Login Succeeded"
+
+    docker = Docker(docker_login)
+    with reg.login("r.example", reg.Credentials("u", "s3cret"), docker, {}) as env:
+        config_dir = Path(env["DOCKER_CONFIG"])
+    assert seen == [{"auths": {"r.example": {}}}]  # docker keeps the login in this file
+    assert not config_dir.exists()

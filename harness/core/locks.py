@@ -15,6 +15,10 @@ from typing import Any
 from harness import ROOT, HarnessError
 
 UV_LOCK = ROOT / "uv.lock"
+# Where every locked package must come from: PyPI's index and its file host. uv installs from
+# the URLs the lock names, so an edited lock could otherwise send an install anywhere.
+PYPI_INDEX = "https://pypi.org/simple"
+PYPI_FILES = "https://files.pythonhosted.org/packages/"
 
 
 @dataclass(frozen=True)
@@ -67,3 +71,42 @@ def load_pyproject(path: Path) -> dict[str, Any]:
         raise HarnessError(f"{path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"{path} is not valid TOML: {exc}") from None
+
+
+def foreign_sources(lock: dict[str, Any]) -> list[str]:
+    """Each package of a parsed uv.lock that is not PyPI's, or has a file from elsewhere."""
+    problems = []
+    packages = lock.get("package")
+    for package in packages if isinstance(packages, list) else [None]:
+        if not isinstance(package, dict):
+            problems.append("a package entry is not a table")
+            continue
+        name, source = package.get("name"), package.get("source")
+        if source == {"editable": "."}:  # the project itself
+            continue
+        if source != {"registry": PYPI_INDEX}:
+            problems.append(f"{name} comes from {source}")
+            continue
+        wheels = package.get("wheels")
+        files = [package.get("sdist"), *(wheels if isinstance(wheels, list) else [wheels])]
+        for found in files:
+            url = found.get("url") if isinstance(found, dict) else found
+            if found is not None and not (isinstance(url, str) and url.startswith(PYPI_FILES)):
+                problems.append(f"{name} has a file at {url!r}")
+    return problems
+
+
+def check_sources(path: Path | None = None) -> None:
+    """uv.lock may name PyPI alone: one line naming the first package that is not."""
+    path = path or UV_LOCK
+    try:
+        lock = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise HarnessError(f"{path.name} cannot be read ({exc}); run `nox -s lock`") from None
+    problems = foreign_sources(lock)
+    if problems:
+        raise HarnessError(
+            f"{path.name} names a source other than PyPI: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            + "; run `nox -s lock` from a trusted checkout"
+        )

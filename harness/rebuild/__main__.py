@@ -24,7 +24,7 @@ from harness.rebuild.clean import (
     without_credentials,
 )
 from harness.rebuild.compare import Identity, differences
-from harness.registry import Skopeo, run_skopeo
+from harness.registry import Skopeo, Stopped, run_skopeo, stopped_by_signals
 
 
 def repro(root: Path, docker: Docker, runner: process.Runner) -> int:
@@ -121,12 +121,16 @@ def main(
     runner = without_credentials(runner)  # the rebuilt commit's own code runs in children
     docker = Docker(runner)
     try:
-        if args.command == "repro":
-            return repro(root, docker, runner)
-        return verify(root, args.ref, env, docker, runner, skopeo=skopeo)
+        with stopped_by_signals():  # verify's throwaway login is removed on a signal too
+            if args.command == "repro":
+                return repro(root, docker, runner)
+            return verify(root, args.ref, env, docker, runner, skopeo=skopeo)
     except HarnessError as exc:
         out(f"{args.command}: {exc}")
         return 1
+    except Stopped as exc:
+        out(f"{args.command}: stopped by {exc}; nothing of the rebuild is kept")
+        return 128 + exc.number
 
 
 if __name__ == "__main__":

@@ -12,12 +12,19 @@ from typing import TextIO
 from harness import ROOT, HarnessError
 from harness.core.docker import Docker
 from harness.core.sbom import sbom_config_digest, sbom_path
-from harness.registry import Skopeo, run_skopeo, shown
+from harness.registry import Skopeo, Stopped, run_skopeo, shown, stopped_by_signals
 from harness.release import provenance
 from harness.release.credentials import scrubbed, take_password
 from harness.release.gates import Plan, preflight
-from harness.release.push import PushError, Stopped, publish
-from harness.release.sign import KEY_VARIABLE, PASSWORD_VARIABLE, Signer, signer_for, take_material
+from harness.release.push import PushError, publish
+from harness.release.sign import (
+    KEY_VARIABLE,
+    PASSWORD_VARIABLE,
+    Material,
+    Signer,
+    signer_for,
+    take_material,
+)
 
 DEFAULT_REGISTRY = "ghcr.io"
 DEFAULT_REPOSITORY = "tea-n-tech/deathstar"
@@ -72,6 +79,31 @@ def main(
     env, material = take_material(env)
     docker = Docker(scrubbed((docker or Docker()).runner))
     try:
+        with stopped_by_signals():  # from the first login on, a signal still cleans up
+            return run(
+                argv, env, stdin, docker, password=password, material=material, skopeo=skopeo
+            )
+    except Stopped as exc:
+        print(
+            f"push stopped by {exc}: the throwaway login and the local registry tags are "
+            "removed; the registry may hold some tags, unsigned: run the push again",
+            file=sys.stderr,
+        )
+        return 128 + exc.number
+
+
+def run(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    stdin: TextIO,
+    docker: Docker,
+    *,
+    password: str,
+    material: Material,
+    skopeo: Skopeo,
+) -> int:
+    """The checks, the plan, and with --confirm the push: one line for a refusal."""
+    try:
         args = parse_args(argv, env)
         plan = preflight(args, env, password, stdin, docker, skopeo=skopeo)
         signer = signer_for(
@@ -91,13 +123,6 @@ def main(
     except HarnessError as exc:
         print(f"push refused: {exc}", file=sys.stderr)
         return 1
-    except Stopped as exc:
-        print(
-            f"push stopped by {exc}: the throwaway login and the local registry tags are "
-            "removed; the registry may hold some tags, unsigned: run the push again",
-            file=sys.stderr,
-        )
-        return 128 + exc.number
     signed = ", signed and attested (verified)" if sign else ", unsigned"
     print(f"pushed {len(plan.tags)} tags, all resolve to {digest}{signed}")
     return 0

@@ -10,11 +10,9 @@ image's. Only that digest is reported and signed.
 from __future__ import annotations
 
 import re
-import signal
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from types import FrameType
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 
 from harness import HarnessError
 from harness.core.docker import Docker
@@ -34,41 +32,11 @@ class PushError(HarnessError):
     """A failure after pushing began: the registry may hold some of the tags already."""
 
 
-STOPPING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-
-
-class Stopped(BaseException):
-    """A signal ended the push; like KeyboardInterrupt, nothing on the way catches it."""
-
-    def __init__(self, number: int) -> None:
-        super().__init__(signal.Signals(number).name)
-        self.number = number
-
-
-@contextmanager
-def stopped_by_signals() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job, `timeout`), SIGHUP and SIGINT end the push as an exception,
-    so the throwaway login (the password docker wrote to disk) and the local tags are removed;
-    by default SIGTERM and SIGHUP end Python without any cleanup."""
-
-    def stop(number: int, frame: FrameType | None) -> None:
-        for each in STOPPING:  # a second signal must not cut the cleanup short
-            signal.signal(each, signal.SIG_IGN)
-        raise Stopped(number)
-
-    previous = {number: signal.signal(number, stop) for number in STOPPING}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
 def publish(
     plan: Plan, docker: Docker, sign: Callable[[str, Mapping[str, str]], None] | None = None
 ) -> str:
     """Log in, push, read back; then, while the login lasts, ``sign(digest, docker_env)``."""
-    with stopped_by_signals(), ExitStack() as stack:
+    with ExitStack() as stack:
         try:
             env = stack.enter_context(plan.login(docker))
         except HarnessError as exc:
