@@ -1,4 +1,6 @@
-"""Every session's install asks uv, each time, against the lock as it is on disk then.
+"""The noxfile's sessions with a stand-in nox session: installs, and what integration records.
+
+Every session's install asks uv, each time, against the lock as it is on disk then.
 
 A reused venv must never skip an install on the strength of what an earlier read of the lock
 said (a `nox -s lock test`, a `git pull` during a long run): `uv sync --locked` compares the
@@ -8,6 +10,7 @@ venv with uv.lock when the session runs and fails when the lock no longer matche
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +19,7 @@ from typing import Any
 import pytest
 
 from harness import ROOT
+from harness.core import records
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +56,49 @@ def test_every_install_syncs_from_the_lock_on_disk(noxfile: ModuleType, tmp_path
     assert env == {"env": {"UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv")}}
     assert tools[:3] == ("uv", "sync", "--locked")
     assert "--only-group=release" in tools
+
+
+class IntegrationSession(Session):
+    """What the integration session uses of a nox session."""
+
+    def __init__(self, location: Path, posargs: list[str]) -> None:
+        super().__init__(location)
+        self.posargs = posargs
+        self.warnings: list[str] = []
+
+    def run(self, *args: str, **kwargs: Any) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def log(self, message: str) -> None:
+        pass
+
+    def error(self, message: str) -> None:
+        raise AssertionError(message)
+
+
+@pytest.mark.parametrize("posargs", [[], ["-k", "test_api"]])
+def test_only_a_whole_integration_run_records_a_verification(
+    noxfile: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, posargs: list[str]
+) -> None:
+    """PoC: `nox -s integration -- -k one_test` wrote dist/verified.json, which push trusts."""
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    image, verified = tmp_path / "image.json", tmp_path / "verified.json"
+    record = records.ImageRecord(
+        "sha256:" + "a" * 64, [], "0.1.0", head, head, "b", 2, 1, "sha256:c", [], "", "", True
+    )
+    records.save_image_record(record, image)
+    verified.write_text("{}")  # an earlier whole run's, for another tree
+    monkeypatch.setattr(noxfile, "IMAGE_RECORD", image)
+    monkeypatch.setattr(noxfile, "VERIFIED_RECORD", verified)
+    session = IntegrationSession(tmp_path / "venv", posargs)
+    noxfile.integration.func(session)
+    if posargs:
+        assert not verified.exists()
+        assert session.warnings
+    else:
+        assert records.load_verification(verified)["image_id"] == record.image_id
