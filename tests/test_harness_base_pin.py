@@ -13,7 +13,7 @@ from harness.core import imaging
 from harness.core.docker import Docker
 from tests.archives import layer_tar, save_archive
 from tests.fakedocker import FakeDocker
-from tests.test_harness_build import BASE, CURRENT, engine_with_images, plan
+from tests.test_harness_build import BASE, CURRENT, FACTS, engine_with_images, plan
 
 INSPECT = ["image", "inspect", "--format"]
 PIN = "deathstar-pinned-base:base"
@@ -63,8 +63,7 @@ def test_a_pin_that_names_another_image_is_refused(tmp_path: Path) -> None:
 
 def test_an_image_not_built_on_the_pinned_base_is_refused(tmp_path: Path) -> None:
     fake = engine_with_images()
-    layers = [*INSPECT, "{{json .RootFS.Layers}}", f"{BASE}@sha256:base"]
-    fake.rules.insert(0, (layers, '["sha256:x"]', 0))
+    fake.rules.insert(0, ([*INSPECT, FACTS, f"{BASE}@sha256:base"], '["sha256:x"]\tnull\t1', 0))
     with pytest.raises(HarnessError, match=rf"not built on {BASE}@sha256:base"):
         built_with(tmp_path, fake)
 
@@ -82,10 +81,11 @@ def test_what_a_provisioned_base_was_made_from_is_recorded(tmp_path: Path) -> No
         "other": "x",
     }
     docker = Docker(engine_with_images(base_labels=json.dumps(labels)))
-    assert imaging.base_origin(docker, BASE) == {
+    assert imaging.BaseFacts.read(docker, BASE).origin == {
         "suite": "bookworm",
         "archive_date": "2026-07-11T10:16:37Z",
         "made_by": "mmdebstrap (.ci/provision)",
     }
-    assert imaging.base_origin(Docker(engine_with_images()), BASE) == {}
-    assert imaging.base_origin(Docker(FakeDocker()), BASE) == {}
+    assert imaging.BaseFacts.read(Docker(engine_with_images()), BASE).origin == {}
+    with pytest.raises(HarnessError, match=r"is no longer in the local engine"):
+        imaging.BaseFacts.read(Docker(FakeDocker()), BASE)

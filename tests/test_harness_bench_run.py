@@ -172,6 +172,9 @@ class FakeEngine(FakeDocker):
                 "{{json .RootFS.Layers}}": json.dumps(image.layers),
                 "{{json .RepoDigests}}": "[]",  # a base built here, not pulled
                 "{{json .Config.Labels}}": "null",
+                "{{json .RootFS.Layers}}\t{{json .Config.Labels}}\t{{.Size}}": (
+                    f"{json.dumps(image.layers)}\tnull\t{image.size}"
+                ),
             }
             return answers[args[3]] + "\n"
         if command == "build":

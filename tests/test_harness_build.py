@@ -153,6 +153,8 @@ INSPECT = ["image", "inspect", "--format"]
 
 
 BASE = "python:3.11-slim-bookworm"
+# The base's layers, labels and size, in the one inspect that reads them (imaging.BaseFacts).
+FACTS = "{{json .RootFS.Layers}}\t{{json .Config.Labels}}\t{{.Size}}"
 
 
 def engine_with_images(**extra: str) -> FakeDocker:
@@ -168,8 +170,7 @@ def engine_with_images(**extra: str) -> FakeDocker:
             (["tag"], "", 0),
             ([*INSPECT, "{{.Id}}", f"{BASE}@sha256:base"], "sha256:base", 0),
             ([*INSPECT, "{{.Id}}", "deathstar-pinned-base:base"], "sha256:base", 0),
-            ([*INSPECT, "{{json .RootFS.Layers}}", f"{BASE}@sha256:base"], "[]", 0),
-            ([*INSPECT, "{{json .Config.Labels}}"], extra.get("base_labels", "null"), 0),
+            ([*INSPECT, FACTS], f"[]\t{extra.get('base_labels', 'null')}\t169000000", 0),
         ]
     )
 

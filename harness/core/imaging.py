@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import HarnessError
@@ -67,34 +67,41 @@ def pin_base(plan: BuildPlan, docker: Docker) -> BuildPlan:
             f"the base image {plan.pinned_base} is not in the local engine; pull it "
             "(or run `bash .ci/provision` where no registry is reachable)"
         ) from None
-    if docker.image_id(tag) != docker.image_id(plan.pinned_base):
+    if docker.image_id(tag) != plan.base_digest:  # the containerd store's ID is the digest
         raise HarnessError(f"{tag} does not name {plan.pinned_base}; it was retagged meanwhile")
     return replace(plan, base_tag=tag)
 
 
-def base_origin(docker: Docker, ref: str) -> dict[str, str]:
-    """What a provisioned base was made from (its suite and archive date labels), else {}."""
-    try:
-        labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", ref))
-    except (HarnessError, json.JSONDecodeError):
-        return {}
-    if not isinstance(labels, dict):
-        return {}
-    origin = {key: labels.get(label) for key, label in ORIGIN_LABELS.items()}
-    return {key: value for key, value in origin.items() if isinstance(value, str) and value}
+@dataclass(frozen=True)
+class BaseFacts:
+    """What the record and the checks need of the pinned base, read in one docker call."""
 
+    layers: list[str]
+    origin: dict[str, str]  # what a provisioned base was made from (its labels), else {}
+    size: int
 
-def check_built_on_base(plan: BuildPlan, docker: Docker, diff_ids: Sequence[str]) -> None:
-    """The image's first layers must be the pinned base's: proof of what it was built FROM."""
-    ref = plan.pinned_base
-    try:
-        base_layers = json.loads(
-            docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", ref)
-        )
-    except (HarnessError, json.JSONDecodeError):
-        raise HarnessError(f"the base image {ref} is no longer in the local engine") from None
-    if not isinstance(base_layers, list) or list(diff_ids[: len(base_layers)]) != base_layers:
-        raise HarnessError(f"the image was not built on {ref}: its first layers are not the base's")
+    @classmethod
+    def read(cls, docker: Docker, ref: str) -> BaseFacts:
+        fields = "{{json .RootFS.Layers}}\t{{json .Config.Labels}}\t{{.Size}}"
+        try:
+            layers, labels, size = docker("image", "inspect", "--format", fields, ref).split("\t")
+            parsed = json.loads(layers), json.loads(labels), int(size)
+        except (HarnessError, ValueError):
+            raise HarnessError(f"the base image {ref} is no longer in the local engine") from None
+        found, labelled, bytes_ = parsed
+        if not isinstance(found, list) or not all(isinstance(d, str) for d in found):
+            raise HarnessError(f"the base image {ref} has no list of layers")
+        labelled = labelled if isinstance(labelled, dict) else {}
+        origin = {key: labelled.get(label) for key, label in ORIGIN_LABELS.items()}
+        kept = {key: value for key, value in origin.items() if isinstance(value, str) and value}
+        return cls(found, kept, bytes_)
+
+    def check_under(self, ref: str, diff_ids: Sequence[str]) -> None:
+        """The image's first layers must be the base's: proof of what it was built FROM."""
+        if list(diff_ids[: len(self.layers)]) != self.layers:
+            raise HarnessError(
+                f"the image was not built on {ref}: its first layers are not the base's"
+            )
 
 
 def build_image(
@@ -128,7 +135,8 @@ def build_image(
             docker("tag", tags[0], tag)
         built = archive.read_archive(archive_path)
         config_digest, diff_ids = built.config_digest, built.diff_ids
-        check_built_on_base(plan, docker, diff_ids)
+        facts = BaseFacts.read(docker, plan.pinned_base)
+        facts.check_under(plan.pinned_base, diff_ids)
     else:
         run(plan.build_command(context, tags))
         # Docker's classic store names an image by its config digest.
@@ -136,6 +144,7 @@ def build_image(
         diff_ids = json.loads(
             docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", tags[0])
         )
+        facts = BaseFacts.read(docker, plan.base_image)
     image_id = docker("image", "inspect", "--format", "{{.Id}}", tags[0])
     return ImageRecord(
         image_id=image_id,
@@ -145,12 +154,12 @@ def build_image(
         revision=plan.revision,
         base_image=plan.base_image,
         size=docker.image_size(image_id),
-        base_size=docker.image_size(plan.base_image),
+        base_size=facts.size,
         config_digest=config_digest,
         diff_ids=diff_ids,
         base_digest=plan.base_digest,
         builder=builder.description,
         reproducible=builder.reproducible,
         runtime_base=base,
-        base_origin=base_origin(docker, plan.base_image),
+        base_origin=facts.origin,
     )
