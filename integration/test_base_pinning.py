@@ -22,6 +22,12 @@ from harness.core.records import ImageRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_TIMEOUT = 600.0
+STAGE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE} AS runtime-base
+ARG SOURCE_DATE_EPOCH
+RUN ["python3", "-c", "open('/pinned', 'w').close()"]
+"""
 
 
 def test_the_runtime_base_builds_from_a_base_no_build_has_named(
@@ -41,8 +47,13 @@ def test_the_runtime_base_builds_from_a_base_no_build_has_named(
             base_digest=record.base_digest,
         )
         plan = imaging.pin_base(plan, docker)
+        # The harness's own build command and arguments on a context whose runtime-base stage
+        # is only FROM the base: what is tested is where the base comes from, not pip.
+        context = tmp_path / "context"
+        context.mkdir()
+        (context / "Dockerfile").write_text(STAGE)
         target = tmp_path / "runtime-base.tar"
-        command = plan.runtime_base_command(ROOT, f"{repository}-rb:1", target)
+        command = plan.runtime_base_command(context, f"{repository}-rb:1", target)
         process.run(command, timeout=BUILD_TIMEOUT, merge=True)
         built = archive.read_archive(target)
         base_layers = base.attrs["RootFS"]["Layers"]
