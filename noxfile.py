@@ -106,6 +106,8 @@ def check_exports(session: nox.Session, *exports: locks.Export) -> None:
 @nox.session(python=False, default=False)
 def install(session: nox.Session) -> None:
     """Create .venv with the project editable and every dev dependency group, for an IDE."""
+    with refusals(session):
+        locks.check_sources()  # uv installs from the URLs the lock names: PyPI's alone
     session.run("uv", "sync", "--locked", "--python", TOOL_PYTHON)
     session.log("ready: point your IDE at .venv/bin/python, or `source .venv/bin/activate`")
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from harness import HarnessError
-from harness.core import archive, records
+from harness.core import archive, imaging, records
 from harness.core.docker import Docker
 from harness.rebuild import __main__ as rebuild_main
 from harness.rebuild import compare, remote
-from harness.rebuild.clean import Source, check_base, check_builder, check_released
+from harness.rebuild.clean import Source, check_builder, check_released
 from harness.stage import stage
 from tests.archives import layer_tar, save_archive
 from tests.fakedocker import FakeDocker, FakeRegistry, FakeSkopeo, image_manifest, sha256
@@ -111,11 +111,11 @@ def test_the_builder_must_reproduce_and_a_different_one_is_noted() -> None:
 
 
 def test_the_base_must_be_here_by_its_digest() -> None:
-    source = Source("c" * 40, "0.1.0", "base:1", "sha256:" + "b" * 64)
-    check_base(Docker(builder_engine()), source)
-    other = Source("c" * 40, "0.1.0", "base:1", "sha256:" + "e" * 64)
+    assert imaging.pin(Docker(builder_engine()), "base:1", "sha256:" + "b" * 64) == (
+        "deathstar-pinned-base:" + "b" * 64
+    )
     with pytest.raises(HarnessError, match=r"docker pull base:1@sha256:e+"):
-        check_base(Docker(builder_engine()), other)
+        imaging.pin(Docker(builder_engine()), "base:1", "sha256:" + "e" * 64)
 
 
 @pytest.mark.parametrize(

@@ -49,27 +49,32 @@ def plan_for(
     return BuildPlan.for_checkout(root, version, environ, base), builder
 
 
-def pin_base(plan: BuildPlan, docker: Docker) -> BuildPlan:
-    """The plan building FROM a local tag that names exactly the resolved base digest.
+def pin(docker: Docker, name: str, digest: str) -> str:
+    """A local tag that names exactly ``name@digest``: what a reproducible build's FROM reads.
 
     BuildKit resolves ``FROM name@sha256:...`` through the name's registry, even for an image
     the engine holds, until some build has used the name by its tag; a local tag it resolves
     in the engine. The tag is made from ``name@digest`` and named after the digest, checked
-    before the build, and the image's first layers are checked against the base's after it.
+    here, and the image's first layers are checked against the base's after the build.
     """
-    if not plan.base_digest:
-        raise HarnessError(f"the base image {plan.base_image} was not resolved to a digest")
-    tag = f"{PINNED_BASE}:{plan.base_digest.removeprefix('sha256:')}"
+    if not digest:
+        raise HarnessError(f"the base image {name} was not resolved to a digest")
+    ref, tag = f"{name}@{digest}", f"{PINNED_BASE}:{digest.removeprefix('sha256:')}"
     try:
-        docker("tag", plan.pinned_base, tag)
+        docker("tag", ref, tag)
     except HarnessError:
         raise HarnessError(
-            f"the base image {plan.pinned_base} is not in the local engine; pull it "
-            "(or run `bash .ci/provision` where no registry is reachable)"
+            f"the base image {ref} is not in the local engine; pull it (`docker pull {ref}`), "
+            "or run `bash .ci/provision` where no registry is reachable"
         ) from None
-    if docker.image_id(tag) != plan.base_digest:  # the containerd store's ID is the digest
-        raise HarnessError(f"{tag} does not name {plan.pinned_base}; it was retagged meanwhile")
-    return replace(plan, base_tag=tag)
+    if docker.image_id(tag) != digest:  # the containerd store's ID is the digest
+        raise HarnessError(f"{tag} does not name {ref}; it was retagged meanwhile")
+    return tag
+
+
+def pin_base(plan: BuildPlan, docker: Docker) -> BuildPlan:
+    """The plan building FROM the local tag of its resolved base digest (see :func:`pin`)."""
+    return replace(plan, base_tag=pin(docker, plan.base_image, plan.base_digest))
 
 
 @dataclass(frozen=True)

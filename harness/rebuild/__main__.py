@@ -17,7 +17,6 @@ from harness.core.docker import Docker
 from harness.rebuild import remote
 from harness.rebuild.clean import (
     Source,
-    check_base,
     check_builder,
     check_released,
     rebuild,
@@ -81,7 +80,6 @@ class Claim:
 
 def _rebuild_and_compare(root: Path, claim: Claim, docker: Docker, runner: process.Runner) -> int:
     _, note = check_builder(docker, claim.builder)
-    check_base(docker, claim.source)
     commit = claim.source.commit[:12]
     workdir = Path(tempfile.mkdtemp(prefix="deathstar-rebuild-"))
     try:

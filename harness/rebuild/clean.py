@@ -104,16 +104,6 @@ def check_builder(docker: Docker, recorded: str | None) -> tuple[build.Builder, 
     return builder, note
 
 
-def check_base(docker: Docker, source: Source) -> None:
-    """The base image must be here under the digest the image was built on."""
-    ref = f"{source.base_image}@{source.base_digest}"
-    if docker.image_id(ref) is None:
-        raise HarnessError(
-            f"the base image {ref} is not in the local engine; pull it "
-            f"(`docker pull {ref}`) and run again"
-        )
-
-
 def rebuild(
     repository: Path,
     source: Source,
@@ -124,6 +114,8 @@ def rebuild(
 ) -> archive.ImageArchive:
     """Clone ``repository`` at the commit, build and stage its wheel, its wheelhouse, then the
     image."""
+    # FROM a local tag of the recorded digest; first, so a missing base costs no clone.
+    base_tag = imaging.pin(Docker(runner), source.base_image, source.base_digest)
     checkout = workdir / "source"
     try:
         runner(["git", "clone", "--quiet", "--no-checkout", str(repository), str(checkout)])
@@ -156,8 +148,8 @@ def rebuild(
         epoch=epoch,
         base_image=source.base_image,
         base_digest=source.base_digest,
+        base_tag=base_tag,
     )
-    plan = imaging.pin_base(plan, Docker(runner))  # FROM a local tag of the recorded digest
     target = workdir / "rebuild.tar"
     command = plan.build_command(checkout, plan.tags[:1], archive=target, no_cache=True)
     log("rebuild: the image, with no build cache")
