@@ -565,9 +565,14 @@ def test_a_tag_moved_to_an_index_holding_the_image_is_not_signed(
 
     engine.pushed = pushed
     err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
-    assert err == (
-        f"push failed: registry tag 0.3.1 names {sha256(hostile)}, not {PUSHED}, which the push "
-        "wrote: someone moved the tag after the push; nothing was signed, do not use it"
+    assert err == moved_after_the_push(sha256(hostile))
+
+
+def moved_after_the_push(found: str) -> str:
+    """The one line of a read-back that finds tag 0.3.1 naming ``found``, not what was pushed."""
+    return (
+        f"push failed: registry tag 0.3.1 names {found}, not {PUSHED}, which the push wrote: "
+        "someone moved the tag after the push; nothing was signed, do not use it"
     )
 
 
@@ -602,10 +607,7 @@ def test_a_tag_moved_to_another_manifest_of_the_image_is_refused(
 
     engine.after = move
     err = refused(project, registry, engine, ENV, "--confirm", "--unsigned", prefix="failed")
-    assert err == (
-        f"push failed: registry tag 0.3.1 names {sha256(moved)}, not {PUSHED}, which the push "
-        "wrote: someone moved the tag after the push; nothing was signed, do not use it"
-    )
+    assert err == moved_after_the_push(sha256(moved))
 
 
 def test_a_push_that_reports_no_digest_is_not_confirmed(
