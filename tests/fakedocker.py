@@ -8,20 +8,14 @@ No interpreter starts per call: the fake runs in-process, behind the same runner
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Unpack
-from urllib.parse import urlsplit
 
 from harness.core import process
-from tests.serving import serving
 
 NOT_FOUND = "Error response from daemon: Cannot connect to the Docker daemon"
 
@@ -140,29 +134,13 @@ def sha256(body: bytes) -> str:
 
 @dataclass
 class FakeRegistry:
-    """A registry's v2 API on a loopback address, with basic or bearer auth (token at /token).
+    """What a registry holds, as FakeSkopeo reads it: manifests by tag and digest, blobs by
+    digest. ``canned`` answers a v2 API path first: a test's hostile or failing answer."""
 
-    ``canned`` answers a path (without query) before any auth check: a test's hostile answer.
-    ``blobs`` are served at ``/v2/<repository>/blobs/<digest>``; with ``blob_redirect`` set, an
-    authorized blob request is answered 307 to ``<blob_redirect><digest>?signature=fake``
-    instead, as registries send blobs to their storage.
-    ``drip`` sends each answer's headers a byte at a time, that many seconds apart. Every
-    request is recorded as (method, path, headers).
-    """
-
-    scheme: str = "basic"
-    host: str = "127.0.0.1"
-    username: str = "deploy"
-    password: str = "s3cret"  # noqa: S105 (a test's)
-    token: str = "tok-123"  # noqa: S105 (a test's)
-    realm: str | None = None  # what a bearer challenge names; default: this server's /token
+    address: str = "127.0.0.1:5000"
     manifests: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (repo, ref) -> body
-    canned: dict[str, Canned] = field(default_factory=dict)
-    drip: float = 0.0
-    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
-    address: str = ""
     blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (repo, digest) -> body
-    blob_redirect: str | None = None
+    canned: dict[str, Canned] = field(default_factory=dict)
 
     def put(self, repository: str, tag: str, body: bytes) -> str:
         """Store a manifest under its tag and its digest; return the digest."""
@@ -177,87 +155,6 @@ class FakeRegistry:
 
     def tags(self, repository: str) -> list[str]:
         return sorted(t for r, t in self.manifests if r == repository and ":" not in t)
-
-    @contextmanager
-    def serving(self) -> Iterator[FakeRegistry]:
-        registry = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                registry.requests.append((self.command, self.path, dict(self.headers)))
-                self.send(*registry.answer(self.path, self.headers.get("Authorization", "")))
-
-            def do_HEAD(self) -> None:
-                self.do_GET()
-
-            def send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                head = f"HTTP/1.1 {status} X\r\n"
-                for key, value in {"Content-Length": str(len(body)), **headers}.items():
-                    head += f"{key}: {value}\r\n"
-                head += "Connection: close\r\n\r\n"
-                if registry.drip:
-                    for byte in head.encode():
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                        time.sleep(registry.drip)
-                else:
-                    self.wfile.write(head.encode())
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-                self.close_connection = True
-
-        server = ThreadingHTTPServer((self.host, 0), Handler)
-        server.block_on_close = False  # a dripping answer must not hold the test up
-        self.address = f"{self.host}:{server.server_address[1]}"
-        with serving(server):
-            yield self
-
-    def answer(self, target: str, authorization: str) -> Canned:
-        path = urlsplit(target).path
-        if path in self.canned:
-            return self.canned[path]
-        basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-        if path == "/token":
-            if authorization != f"Basic {basic}":
-                return 401, {}, b'{"errors": [{"code": "UNAUTHORIZED"}]}'
-            return 200, {}, json.dumps({"token": self.token}).encode()
-        wanted = f"Basic {basic}" if self.scheme == "basic" else f"Bearer {self.token}"
-        if authorization != wanted:
-            realm = self.realm or f"http://{self.address}/token"
-            challenge = (
-                'Basic realm="registry"'
-                if self.scheme == "basic"
-                else f'Bearer realm="{realm}",service="fake.registry"'
-            )
-            return 401, {"WWW-Authenticate": challenge}, b""
-        return self.content(path)
-
-    def content(self, path: str) -> Canned:
-        if path == "/v2/":
-            return 200, {}, b"{}"
-        repository, _, rest = path.removeprefix("/v2/").rpartition("/")
-        if rest == "list" and repository.endswith("/tags"):
-            repository = repository.removesuffix("/tags")
-            tags = self.tags(repository)
-            if not tags:
-                return 404, {}, b'{"errors": [{"code": "NAME_UNKNOWN"}]}'
-            return 200, {}, json.dumps({"name": repository, "tags": tags}).encode()
-        if repository.endswith("/blobs"):
-            return self.blob(repository.removesuffix("/blobs"), rest)
-        body = self.manifests.get((repository.removesuffix("/manifests"), rest))
-        if body is None:
-            return 404, {}, b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}'
-        return 200, {"Docker-Content-Digest": sha256(body)}, body
-
-    def blob(self, repository: str, digest: str) -> Canned:
-        if (repository, digest) not in self.blobs:
-            return 404, {}, b'{"errors": [{"code": "BLOB_UNKNOWN"}]}'
-        if self.blob_redirect is not None:
-            return 307, {"Location": f"{self.blob_redirect}{digest}?signature=fake"}, b""
-        return 200, {"Docker-Content-Digest": digest}, self.blobs[(repository, digest)]
 
 
 @dataclass

@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -284,7 +284,7 @@ def labelled(labels: Mapping[str, object]) -> dict[str, object]:
 
 def serving(config: Mapping[str, object]) -> FakeSkopeo:
     """skopeo reading a registry that serves ``config``'s image as team/deathstar:0.1.0."""
-    registry = FakeRegistry(address="127.0.0.1:5000")
+    registry = FakeRegistry()
     blob = registry.put_blob("team/deathstar", json.dumps(config).encode())
     registry.put("team/deathstar", "0.1.0", image_manifest(blob))
     return FakeSkopeo(registry)
@@ -421,7 +421,7 @@ class Released:
 
 
 @pytest.fixture
-def released(tmp_path: Path) -> Iterator[Released]:
+def released(tmp_path: Path) -> Released:
     root = tmp_path / "repo"
     root.mkdir()
     git(root, "init", "-q")
@@ -436,10 +436,10 @@ def released(tmp_path: Path) -> Iterator[Released]:
     config = json.dumps(
         {"config": {"Labels": labels}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
     ).encode()
-    with FakeRegistry().serving() as registry:
-        manifest = image_manifest(registry.put_blob("team/deathstar", config))
-        registry.put("team/deathstar", "0.1.0", manifest)
-        yield Released(root, registry, labels, manifest)
+    registry = FakeRegistry()
+    manifest = image_manifest(registry.put_blob("team/deathstar", config))
+    registry.put("team/deathstar", "0.1.0", manifest)
+    return Released(root, registry, labels, manifest)
 
 
 def test_verify_rebuilds_a_released_image_and_finds_it_reproducible(released: Released) -> None:

@@ -21,7 +21,7 @@ REPO = "team/app"
 
 @pytest.fixture
 def store() -> FakeRegistry:
-    registry = FakeRegistry(address="127.0.0.1:5000")
+    registry = FakeRegistry()
     config = registry.put_blob(REPO, b'{"config": {"Labels": {"a": "b"}}}')
     registry.put(REPO, "1.0", image_manifest(config))
     return registry

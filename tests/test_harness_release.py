@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,9 +70,8 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def registry() -> Iterator[FakeRegistry]:
-    with FakeRegistry(username="deploy", password=PASSWORD).serving() as serving:
-        yield serving
+def registry() -> FakeRegistry:
+    return FakeRegistry()
 
 
 @pytest.fixture
@@ -689,10 +687,10 @@ def after(argv):
         os.kill(os.getpid(), int(number))
 
 engine.after = after
-with FakeRegistry(password="s3cret").serving() as registry:
-    argv = ["--project-dir", project, "--registry", registry.address, "--confirm", "--unsigned"]
-    env = {"REGISTRY_USERNAME": "deploy", "REGISTRY_PASSWORD": "s3cret"}
-    sys.exit(main(argv, env, io.StringIO(), Docker(engine), FakeSkopeo(registry)))
+registry = FakeRegistry()
+argv = ["--project-dir", project, "--registry", registry.address, "--confirm", "--unsigned"]
+env = {"REGISTRY_USERNAME": "deploy", "REGISTRY_PASSWORD": "s3cret"}
+sys.exit(main(argv, env, io.StringIO(), Docker(engine), FakeSkopeo(registry)))
 """
 
 
