@@ -162,13 +162,11 @@ def engine_with_images(**extra: str) -> FakeDocker:
         rules=[
             ([*INSPECT, "{{.Id}}", "deathstar:1.2.3"], "sha256:abc", 0),
             ([*INSPECT, "{{.Size}}", "sha256:abc"], "186000000", 0),
-            ([*INSPECT, "{{.Size}}", "python:3.11-slim-bookworm"], "169000000", 0),
             ([*INSPECT, "{{json .RootFS.Layers}}", "deathstar:1.2.3"], '["sha256:l1"]', 0),
             ([*INSPECT, "{{json .RepoDigests}}"], extra.get("repo_digests", "[]"), 0),
             ([*INSPECT, "{{.Id}}", "python:3.11-slim-bookworm"], "sha256:base", 0),
             (["load"], "Loaded image: deathstar:1.2.3", 0),
             (["tag"], "", 0),
-            ([*INSPECT, "{{.Id}}", f"{BASE}@sha256:base"], "sha256:base", 0),
             ([*INSPECT, "{{.Id}}", "deathstar-pinned-base:base"], "sha256:base", 0),
             ([*INSPECT, FACTS], f"[]\t{extra.get('base_labels', 'null')}\t169000000", 0),
         ]
