@@ -1,18 +1,17 @@
-"""The helpers of the measuring: build output, nox reports, the edit, machine facts, options."""
+"""The helpers of the measuring: build output, nox reports, the edits, machine facts, options."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 
-from harness import HarnessError
+from harness import ROOT, HarnessError
 from harness.bench import engine as bench_engine
-from harness.bench import machine as bench_machine
+from harness.bench import images, pipeline, report
 from harness.bench import options as bench_options
-from harness.bench import pipeline as bench_pipeline
-from harness.bench import rebuild as bench_rebuild
-from harness.bench import start as bench_start
 from harness.bench.report import Figure
 
 
@@ -28,32 +27,29 @@ def test_built_image_ids_reads_the_classic_builders_output() -> None:
     assert bench_engine.built_image_ids("#5 DONE 0.1s\n") == []
 
 
-def test_session_times_from_a_nox_report() -> None:
-    report = {
+def test_session_times_from_a_nox_report(tmp_path: Path) -> None:
+    report_file = tmp_path / "report.json"
+    report_file.write_text(json.dumps({
         "result": 1,
         "sessions": [
             {"name": "lint", "result": "success", "duration": 5.123, "signatures": ["lint"]},
-            {
-                "name": "test",
-                "result": "skipped",
-                "duration": 12.04,
-                "signatures": ["test-3.14", "test(python='3.14')"],
-            },
+            {"name": "test", "result": "skipped", "duration": 12.04,
+             "signatures": ["test-3.14", "test(python='3.14')"]},
             {"name": "build", "result": "success"},  # a nox without durations
             {"name": "integration", "result": "success", "duration": 61},
         ],
-    }
-    times = bench_pipeline.session_times(report)
+    }))  # fmt: skip
+    times = pipeline.session_times(report_file)
     assert times == {
         "lint": 5.1,
         "test-3.14": "skipped after 12.0 s",
         "build": "success",
         "integration": 61,
     }
-    assert bench_pipeline.describe_times(times) == (
+    assert pipeline.describe_times(times) == (
         "lint 5.1 s, test-3.14 skipped after 12.0 s, build success, integration 61 s"
     )
-    assert bench_pipeline.session_times({}) == {}
+    assert pipeline.session_times(tmp_path / "none.json") == {}  # nox wrote no report
 
 
 def test_published_port_from_docker_port() -> None:
@@ -69,44 +65,47 @@ def test_short_id() -> None:
     assert bench_engine.short_id("5ee1c0ffee00") == "5ee1c0ffee00"
 
 
-def test_append_line(tmp_path: Path) -> None:
+def test_add_line_appends(tmp_path: Path) -> None:
     source = tmp_path / "app.py"
     source.write_text("x = 1\n")
-    bench_rebuild.append_line(source, "# edit 1")
+    images.add_line(source, "# edit 1")
     assert source.read_text() == "x = 1\n# edit 1\n"
     source.write_text("x = 1")
-    bench_rebuild.append_line(source, "# edit 2")
+    images.add_line(source, "# edit 2")
     assert source.read_text() == "x = 1\n# edit 2\n"
 
 
-def test_prepend_line_keeps_the_module_docstring_and_its_shape(tmp_path: Path) -> None:
+def test_add_line_first_keeps_the_module_docstring_and_its_shape(tmp_path: Path) -> None:
     source = tmp_path / "app.py"
     original = '"""The app."""\n\n\ndef f() -> None:\n    pass\n'
     source.write_text(original)
-    bench_rebuild.prepend_line(source, "# edit 1")
+    images.add_line(source, "# edit 1", first=True)
     assert source.read_text() == "# edit 1\n" + original
     namespace: dict[str, object] = {}
     exec(compile(source.read_text(), str(source), "exec"), namespace)  # noqa: S102
     assert namespace["__doc__"] == "The app."  # a leading comment leaves the docstring first
 
 
+def test_the_pipelines_edits_are_in_files_the_repository_has() -> None:
+    edited = [edit for *_, edit in pipeline.PIPELINE if edit]
+    assert edited == [images.EDITED, pipeline.EDITED_TEST]
+    assert all((ROOT / path).is_file() for path in edited)
+    assert pipeline.EDITED_TEST.parts[0] == "tests"  # P4.test edits a unit-test module
+
+
 def test_outer_env_drops_the_sessions_venv() -> None:
     environ = {"PATH": "/v/bin:/usr/bin::/bin", "VIRTUAL_ENV": "/v", "HOME": "/root"}
-    assert bench_pipeline.outer_env(environ, "/v") == {"PATH": "/usr/bin:/bin", "HOME": "/root"}
+    assert pipeline.outer_env(environ, "/v") == {"PATH": "/usr/bin:/bin", "HOME": "/root"}
 
 
-def test_machine_facts_from_proc_files() -> None:
-    meminfo = "MemTotal:       24683916 kB\nMemFree: 1 kB\n"
-    assert bench_machine.read_meminfo(meminfo) == 24683916 * 1024
-    assert bench_machine.read_meminfo("") is None
-    cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\n"
-    assert bench_machine.read_cpu_model(cpuinfo) == "AMD EPYC 7B13"
-    assert bench_machine.read_cpu_model("") is None
-    os_release = 'NAME="Debian GNU/Linux"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n'
-    assert bench_machine.read_os_name(os_release) == "Debian GNU/Linux 12 (bookworm)"
-    assert bench_machine.read_os_name("PRETTY_NAME=Plain\n") == "Plain"
-    assert bench_machine.read_os_name("") is None
-    assert bench_machine._read("/nonexistent/file") == ""
+def test_machine_facts() -> None:
+    assert report.cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n") == "AMD EPYC 7B13"
+    assert report.cpu_model("") is None
+    facts = report.machine("26.1.5")
+    assert facts["docker_version"] == "26.1.5"
+    assert facts["cores"] == os.cpu_count()
+    assert isinstance(facts["memory_bytes"], int)
+    assert facts["memory_bytes"] > 0
 
 
 def test_parse_args_defaults_and_the_recorded_command() -> None:
@@ -121,10 +120,14 @@ def test_parse_args_defaults_and_the_recorded_command() -> None:
     assert options.nox_python == "/x/python"
     assert options.test_session == "test-3.12"
     assert options.command == "nox -s bench -- --skip-pipeline"
-    assert bench_options.parse_args(["--runs", "7"]).command == "nox -s bench -- --runs 7"
+    options = bench_options.parse_args(["--runs", "7", "--load-seconds", "2.5"])
+    assert (options.runs, options.load_seconds) == (7, 2.5)
+    assert options.command == "nox -s bench -- --runs 7 --load-seconds 2.5"
 
 
-@pytest.mark.parametrize("args", [["--runs", "0"], ["--load-seconds", "0"], ["--what"]])
+@pytest.mark.parametrize(
+    "args", [["--runs", "0"], ["--load-seconds", "0"], ["--pipeline-runs", "-1"], ["--what"]]
+)
 def test_parse_args_refuses_nonsense(args: list[str]) -> None:
     with pytest.raises(SystemExit):
         bench_options.parse_args(args)
@@ -143,7 +146,7 @@ def test_p7_and_p8_come_from_the_reused_pipelines_sessions() -> None:
         {"test-3.11": 13.0, "integration": "failed after 3.0 s"},
         {"test-3.11": 12.5},
     ]
-    p8, p7 = bench_pipeline.session_figures(reused, "test-3.11")
+    p8, p7 = pipeline.session_figures(reused, "test-3.11")
     assert (p8.key, p8.runs, p8.value, p8.error) == ("P8", [11.0, 13.0, 12.5], 12.5, "")
     assert p8.verdict is False  # 12.5 s is over the 12 s target
     assert "test-3.11" in p8.title
@@ -153,7 +156,7 @@ def test_p7_and_p8_come_from_the_reused_pipelines_sessions() -> None:
 
 
 def test_a_timing_command_s_seconds_are_its_last_line() -> None:
-    assert bench_start.seconds_printed("a warning\n0.1875\n") == 0.1875
+    assert images.seconds_printed("a warning\n0.1875\n") == 0.1875
 
 
 @pytest.mark.parametrize(
@@ -161,4 +164,4 @@ def test_a_timing_command_s_seconds_are_its_last_line() -> None:
 )
 def test_a_timing_command_that_printed_no_number_is_a_failed_row(printed: str) -> None:
     with pytest.raises(HarnessError, match="expected a number of seconds"):
-        bench_start.seconds_printed(printed)
+        images.seconds_printed(printed)

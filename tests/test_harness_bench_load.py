@@ -1,4 +1,4 @@
-"""harness.bench.load and harness.bench.start: wrk's command and output, the bench's HTTP.
+"""harness.bench.images' HTTP and wrk: the bench's requests, wrk's command and its summary.
 
 A stand-in deathstar (Handler) answers on 127.0.0.1; no timing is asserted: figures depend on
 the machine.
@@ -11,78 +11,65 @@ import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar, Unpack
 
 import pytest
 
 from harness import HarnessError
-from harness.bench import load as bench_load
-from harness.bench import start as bench_start
+from harness.bench import images
+from harness.core import process
 from harness.core.process import RunOptions
 from tests.serving import refused_port, serving
 
+# wrk's own report, then the line the bench's `done` hook writes (images.WRK_SUMMARY).
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:40001/v1/targets?limit=100
   1 threads and 10 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     6.52ms    2.10ms  41.00ms   80.00%
-    Req/Sec     1.53k   100.00     1.70k    70.00%
-  Latency Distribution
-     50%    6.10ms
-     75%    7.00ms
-     90%    8.50ms
-     99%   15.30ms
   15300 requests in 10.00s, 230.00MB read
-  Socket errors: connect 0, read 2, write 0, timeout 1
-  Non-2xx or 3xx responses: 4
 Requests/sec:   1530.12
-Transfer/sec:     23.00MB
+{"rps": 1530.12, "p50_ms": 6.100, "p99_ms": 15.300, "errors": 7}
 """
 
 
-def test_parse_wrk_reads_throughput_percentiles_and_errors() -> None:
-    result = bench_load.parse_wrk(WRK_OUTPUT)
-    assert result.tool == "wrk"
-    assert result.requests == 15300
-    assert result.seconds == 10.0
-    assert result.rps == 1530.12
-    assert result.p50_ms == pytest.approx(6.1)
-    assert result.p99_ms == pytest.approx(15.3)
-    assert (result.non_2xx, result.socket_errors, result.errors) == (4, 3, 7)
+def wrk_runs(output: str) -> tuple[list[list[str]], process.Runner]:
+    ran: list[list[str]] = []
+
+    def runner(args: Sequence[str], **options: Unpack[RunOptions]) -> str:
+        ran.append(list(args))
+        assert options.get("timeout", 0) >= 10  # bounded, past wrk's own duration
+        return output
+
+    return ran, runner
 
 
-def test_parse_wrk_units_and_clean_runs() -> None:
-    changed = WRK_OUTPUT.replace("6.10ms", "870.00us").replace("15.30ms", "1.20s")
-    changed = changed.replace("10.00s,", "1.00m,")
-    clean = "\n".join(
-        line for line in changed.splitlines() if "errors" not in line and "Non-2xx" not in line
-    )
-    result = bench_load.parse_wrk(clean)
-    assert result.p50_ms == pytest.approx(0.87)
-    assert result.p99_ms == pytest.approx(1200)
-    assert result.seconds == 60
-    assert result.errors == 0
-
-
-def test_parse_wrk_refuses_output_without_summary() -> None:
-    with pytest.raises(HarnessError, match="lacks its summary"):
-        bench_load.parse_wrk("Running 10s test @ http://127.0.0.1:1/\n")
-    with pytest.raises(HarnessError, match="cannot read"):
-        bench_load.parse_wrk(WRK_OUTPUT.replace("15.30ms", "15.30xs"))
-
-
-def test_wrk_command_is_bounded() -> None:
-    command = bench_load.wrk_command("http://127.0.0.1:1/x", connections=10, seconds=10)
+def test_wrk_runs_bounded_against_loopback_and_reads_its_summary(tmp_path: Path) -> None:
+    ran, runner = wrk_runs(WRK_OUTPUT)
+    url = f"http://127.0.0.1:40001{images.LIST_PATH}"
+    result = images.wrk(runner, tmp_path / "s.lua", url, 10, 10)
+    assert result == {"rps": 1530.12, "p50_ms": 6.1, "p99_ms": 15.3, "errors": 7}
+    (command,) = ran
     assert command[0] == "wrk"
+    assert command[-1] == url
     assert command[command.index("--duration") + 1] == "10s"
     assert command[command.index("--connections") + 1] == "10"
-    assert "--latency" in command
-    short = bench_load.wrk_command("http://127.0.0.1:1/x", connections=1, seconds=0.2)
-    assert short[short.index("--duration") + 1] == "1s"
+    assert command[command.index("--script") + 1] == str(tmp_path / "s.lua")
+    ran, runner = wrk_runs(WRK_OUTPUT)
+    images.wrk(runner, tmp_path / "s.lua", url, 1, 0.2)
+    assert ran[0][ran[0].index("--duration") + 1] == "1s"
+
+
+@pytest.mark.parametrize(
+    "output", ["Running 10s test @ http://127.0.0.1:1/\n", "", '{"rps": 1}\n', "[1]\n"]
+)
+def test_wrk_output_without_the_summary_is_refused(output: str, tmp_path: Path) -> None:
+    _, runner = wrk_runs(output)
+    with pytest.raises(HarnessError, match="wrk printed no summary"):
+        images.wrk(runner, tmp_path / "s.lua", "http://127.0.0.1:1/", 1, 10)
 
 
 class Handler(BaseHTTPRequestHandler):
-    """A stand-in deathstar: /healthz, POST and GET /v1/targets, /fail answers 500."""
+    """A stand-in deathstar: /healthz, POST and GET /v1/targets, anything else answers 500."""
 
     protocol_version = "HTTP/1.1"
     targets: ClassVar[list[dict[str, Any]]] = []
@@ -125,31 +112,31 @@ def server() -> Iterator[int]:
         yield running.server_address[1]
 
 
-def test_load_once_runs_wrk_against_the_list_on_loopback() -> None:
-    ran: list[list[str]] = []
-
-    def runner(args: Sequence[str], **options: Unpack[RunOptions]) -> str:
-        ran.append(list(args))
-        assert options.get("timeout", 0) >= 10  # bounded, past wrk's own duration
-        return WRK_OUTPUT
-
-    result = bench_load.load_once(runner, 40001, connections=10, seconds=10)
-    assert ran[0][0] == "wrk"
-    assert ran[0][-1] == f"http://127.0.0.1:40001{bench_load.LIST_PATH}"
-    assert result.tool == "wrk"
-
-
 def test_http_request_and_wait_ready(server: int) -> None:
-    status, body = bench_start.http_request(server, "POST", "/v1/targets", {"name": "a"})
+    status, body = images.http_request(server, "/v1/targets", {"name": "a"})
     assert status == 201
     assert json.loads(body) == {"name": "a"}
-    bench_start.wait_ready(server, timeout=5)
+    assert images.http_request(server, "/v1/targets")[0] == 200
+    assert images.http_request(server, "/fail")[0] == 500  # an answer, not an exception
+    images.wait_ready(server, timeout=5)
     with refused_port() as port, pytest.raises(HarnessError, match="no 200"):
-        bench_start.wait_ready(port, timeout=0.05)
+        images.wait_ready(port, timeout=0.05)
+
+
+@pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed")
+def test_the_summary_hook_runs_in_the_real_wrk(server: int, tmp_path: Path) -> None:
+    script = tmp_path / "summary.lua"
+    script.write_text(images.WRK_SUMMARY)
+    url = f"http://127.0.0.1:{server}"
+    result = images.wrk(process.run, script, f"{url}{images.LIST_PATH}", 1, 1)
+    assert result["rps"] > 0
+    assert result["errors"] == 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
+    assert images.wrk(process.run, script, f"{url}/fail", 1, 1)["errors"] > 0  # the 500s
 
 
 def test_without_wrk_p5_is_not_measured_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert bench_load.wrk_missing().startswith("not measured: wrk is not installed")
+    assert images.wrk_missing().startswith("not measured: wrk is not installed")
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
-    assert bench_load.wrk_missing() == ""
+    assert images.wrk_missing() == ""

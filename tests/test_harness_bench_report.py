@@ -1,4 +1,4 @@
-"""harness.bench.report: statistics, targets, figures, the table, the JSON and the Markdown."""
+"""harness.bench.report: targets and verdicts, figures, the table, the JSON and the Markdown."""
 
 from __future__ import annotations
 
@@ -8,111 +8,97 @@ from typing import Any
 import pytest
 
 from harness.bench import report as bench_report
-from harness.bench.report import Figure, Target
-
-# --- statistics ------------------------------------------------------------------------------
+from harness.bench.report import Figure
 
 
-def test_median_of_odd_and_even_counts() -> None:
-    assert bench_report.median([3.0, 1.0, 2.0]) == 2.0
-    assert bench_report.median([4.0, 1.0, 3.0, 2.0]) == 2.5
-    with pytest.raises(ValueError, match="no values"):
-        bench_report.median([])
+def test_limits_and_the_baseline() -> None:
+    def verdict(value: float, baseline: float | None, **targets: float) -> bool | None:
+        fig = Figure("X", "x", "s", runs=[value], baseline_name="seed", **targets)  # type: ignore[arg-type]
+        fig.baseline_runs = [] if baseline is None else [baseline]
+        return fig.verdict
 
-
-def test_ratio() -> None:
-    assert bench_report.ratio(3.0, 4.0) == 0.75
-    assert bench_report.ratio(3.0, 0.0) is None
-    assert bench_report.ratio(None, 4.0) is None
-    assert bench_report.ratio(3.0, None) is None
-
-
-# --- targets and figures ---------------------------------------------------------------------
-
-
-def test_target_limits_and_baseline() -> None:
-    faster = Target(at_most=4.0, beat_baseline=True)
-    assert faster.verdict(3.0, 5.0) is True
-    assert faster.verdict(3.0, 2.0) is False  # under the limit, but slower than the baseline
-    assert faster.verdict(4.5, 9.0) is False
-    assert faster.verdict(3.0, None) is True  # nothing to compare with
-    assert faster.verdict(None, 5.0) is None
-    more = Target(at_least=1500, beat_baseline=True)
-    assert more.verdict(1600, 1000) is True
-    assert more.verdict(1600, 2000) is False
-    assert more.verdict(1400, 1000) is False
-
-
-def test_target_ratio_to_the_baseline_of_the_same_run() -> None:
-    share = Target(at_most=4.0, ratio_at_most=0.6)
-    assert share.verdict(1.2, 2.0) is True
-    assert share.verdict(1.3, 2.0) is False  # under 4 s, but 0.65x
-    assert share.verdict(5.0, 10.0) is False  # 0.5x, but over 4 s
-    assert share.verdict(1.0, None) is False  # a ratio needs its baseline: no pass without it
-    assert share.verdict(1.0, 0.0) is False
-    assert share.describe("s", "seed-style") == "≤ 4.00 s, ≤ 0.6x seed-style"
+    assert verdict(3.0, 5.0, at_most=4.0, at_most_ratio=1) is True
+    assert verdict(3.0, 2.0, at_most=4.0, at_most_ratio=1) is False  # slower than the baseline
+    assert verdict(4.5, 9.0, at_most=4.0, at_most_ratio=1) is False
+    assert verdict(1600, None, at_least=1500) is True
+    assert verdict(1400, None, at_least=1500) is False
+    assert verdict(1.2, 2.0, at_most=4.0, at_most_ratio=0.6) is True
+    assert verdict(1.3, 2.0, at_most=4.0, at_most_ratio=0.6) is False  # under 4 s, but 0.65x
+    assert verdict(5.0, 10.0, at_most=4.0, at_most_ratio=0.6) is False  # 0.5x, but over 4 s
+    assert verdict(1.0, None, at_most_ratio=0.6) is False  # a ratio needs its baseline
+    assert verdict(1.0, 0.0, at_most_ratio=0.6) is False
+    assert verdict(1.0, 2.0) is None  # no target: no verdict
+    assert Figure("X", "x", "s", at_most=1).verdict is None  # no runs: no verdict
+    failed = Figure("X", "x", "s", runs=[1.0], at_most=2, error="boom")
+    assert failed.verdict is None
 
 
 def test_target_descriptions() -> None:
-    assert Target(at_most=4.0, beat_baseline=True).describe("s", "seed-style") == (
-        "≤ 4.00 s, ≤ seed-style"
+    p1a = Figure("P1a", "", "s", at_most=4.0, at_most_ratio=0.6, baseline_name="seed-style")
+    assert p1a.target == "≤ 4.00 s, ≤ 0.6x seed-style"
+    assert Figure("P2", "", "s", at_most=4.0, at_most_ratio=1, baseline_name="seed").target == (
+        "≤ 4.00 s, ≤ 1x seed"
     )
-    assert Target(at_least=1500).describe("req/s", None) == "≥ 1,500 req/s"
-    assert Target(at_most=20_000).describe("bytes", "seed") == "≤ 20.0 kB"
-    assert Target(at_most=17e6).describe("bytes", None) == "≤ 17.000 MB"
-    assert Target(at_least=1, beat_baseline=True).describe("count", "x") == "≥ 1, ≥ x"
+    assert Figure("P5", "", "req/s", at_least=1500).target == "≥ 1,500 req/s"
+    assert Figure("P1b", "", "bytes", at_most=20_000).target == "≤ 20.0 kB"
+    assert Figure("P2", "", "bytes", at_most=17e6).target == "≤ 17.000 MB"
+    assert Figure("P5.err", "", "count", at_most=0).target == "≤ 0"
+    assert Figure("P6", "", "s").target == ""
 
 
 def test_figure_median_ratio_and_verdict() -> None:
     fig = Figure("P1a", "rebuild", "s", runs=[3.0, 2.0, 10.0], baseline_name="seed")
     fig.baseline_runs = [4.0, 6.0, 5.0]
-    fig.target = Target(at_most=4.0, beat_baseline=True)
+    fig.at_most, fig.at_most_ratio = 4.0, 1
     assert fig.value == 3.0
     assert fig.baseline == 5.0
     assert fig.ratio == pytest.approx(0.6)
     assert fig.verdict is True
+    fig.add(1.0)
+    fig.add(7.0, baseline=True)
+    assert (fig.runs[-1], fig.baseline_runs[-1]) == (1.0, 7.0)
     assert Figure("X", "x", "s").value is None
-    assert Figure("X", "x", "s", target=Target(at_most=1)).verdict is None
-    failed = Figure("X", "x", "s", runs=[1.0], target=Target(at_most=2), error="boom")
-    assert failed.verdict is None
+    assert Figure("X", "x", "s", runs=[1.0]).ratio is None
+    assert Figure("X", "x", "s", runs=[1.0], baseline_runs=[0.0]).ratio is None
 
 
 def test_error_counts_are_summed_not_medianed() -> None:
-    errors = Figure("P5.err", "errors", "count", runs=[0, 0, 7], aggregate="sum")
-    errors.target = Target(at_most=0)
+    errors = Figure("P5.err", "errors", "count", runs=[0, 0, 7], aggregate="sum", at_most=0)
     assert errors.value == 7
     assert errors.verdict is False
 
 
 def test_figure_json_shape() -> None:
     fig = Figure("P2", "payload", "bytes", runs=[17e6], baseline_name="seed-style")
-    fig.baseline_runs, fig.target, fig.note = [40e6], Target(at_most=17e6, beat_baseline=True), "n"
+    fig.baseline_runs, fig.at_most, fig.at_most_ratio, fig.note = [40e6], 17e6, 1, "n"
     data = fig.as_json()
     assert data == {
-        "id": "P2",
+        "key": "P2",
         "title": "payload",
         "unit": "bytes",
         "aggregate": "median",
         "value": 17e6,
         "runs": [17e6],
-        "baseline": {"name": "seed-style", "median": 40e6, "runs": [40e6]},
+        "baseline_name": "seed-style",
+        "baseline": 40e6,
+        "baseline_runs": [40e6],
         "ratio": pytest.approx(0.425),
-        "target": {
-            "text": "≤ 17.000 MB, ≤ seed-style",
-            "at_most": 17e6,
-            "at_least": None,
-            "beat_baseline": True,
-        },
+        "at_most": 17e6,
+        "at_least": None,
+        "at_most_ratio": 1,
+        "target": "≤ 17.000 MB, ≤ 1x seed-style",
         "verdict": "pass",
         "note": "n",
         "error": "",
         "details": {},
     }
     bare = Figure("P4", "pipeline", "s").as_json()
-    assert bare["baseline"] is None
-    assert bare["target"] is None
-    assert bare["verdict"] is None
-    assert bare["value"] is None
+    assert (bare["baseline"], bare["target"], bare["verdict"], bare["value"]) == (
+        None,
+        "",
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -136,8 +122,8 @@ def test_format_value(value: float | None, unit: str, text: str) -> None:
 
 def figures() -> list[Figure]:
     p1a = Figure("P1a", "rebuild", "s", runs=[4.5], baseline_name="seed", baseline_runs=[5.0])
-    p1a.target = Target(at_most=4.0, beat_baseline=True)
-    p3 = Figure("P3", "start", "s", runs=[0.5], target=Target(at_most=1.0), note="docker run")
+    p1a.at_most, p1a.at_most_ratio = 4.0, 1
+    p3 = Figure("P3", "start", "s", runs=[0.5], at_most=1.0, note="docker run")
     p4 = Figure("P4", "pipeline", "s", error="nox failed")
     return [p1a, p3, p4]
 
@@ -147,7 +133,7 @@ def test_table_rows() -> None:
     assert lines[0] == "|  | measure | ours | compared with | ratio | target | result |"
     assert lines[1].startswith("| --- |")
     assert lines[2] == (
-        "| P1a | rebuild | 4.50 s | 5.00 s (seed) | 0.90x | ≤ 4.00 s, ≤ seed | **miss** |"
+        "| P1a | rebuild | 4.50 s | 5.00 s (seed) | 0.90x | ≤ 4.00 s, ≤ 1x seed | **miss** |"
     )
     assert lines[3] == "| P3 | start | 0.50 s |  |  | ≤ 1.00 s | pass |"
     assert lines[4] == "| P4 | pipeline | failed |  |  |  | error |"
@@ -164,12 +150,12 @@ def doc() -> dict[str, Any]:
         "python": "3.11.7",
     }
     return bench_report.document(
-        figures=figures(),
+        figures(),
+        612.34,
         machine=machine,
         command="nox -s bench",
         date="2026-01-02 03:04 UTC",
         revision="abc123",
-        duration=612.34,
         settings={"P1 runs per side": 5},
     )
 
@@ -179,7 +165,8 @@ def test_document_shape() -> None:
     assert data["schema"] == bench_report.SCHEMA
     assert data["duration_s"] == 612.3
     assert data["machine"]["cores"] == 2
-    assert [f["id"] for f in data["figures"]] == ["P1a", "P3", "P4"]
+    assert data["revision"] == "abc123"
+    assert [f["key"] for f in data["figures"]] == ["P1a", "P3", "P4"]
     json.dumps(data)  # serialisable as it is
 
 
@@ -188,16 +175,14 @@ def test_markdown_names_command_machine_and_notes() -> None:
     assert text.startswith(bench_report.BEGIN_MARK)
     assert text.rstrip().endswith(bench_report.END_MARK)
     assert "- command: `nox -s bench`" in text
+    assert "- revision: `abc123`" in text
     assert "2 cores (Test CPU), 8.0 GiB RAM, Debian GNU/Linux 12 (bookworm)" in text
     assert "Docker engine 20.10.24" in text
     assert "10 min 12 s in all" in text
+    assert "- runs: P1 runs per side 5" in text
     assert "- **P3**: docker run" in text
     assert "- **P4**: nox failed" in text
     assert "| P1a | rebuild |" in text
-
-
-def test_machine_line_without_memory() -> None:
-    assert "RAM unknown" in bench_report.machine_line({"cores": 1, "memory_bytes": None})
 
 
 def test_splice_keeps_text_outside_the_marks() -> None:

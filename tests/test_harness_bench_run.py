@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from harness.bench import __main__ as bench_main
-from harness.bench import cpu
 from harness.bench import engine as bench_engine
-from harness.bench import load as bench_load
-from harness.bench.start import BARE_SERVER, FRAMEWORK_IMPORT
+from harness.bench import images, pipeline
+from harness.bench.images import BARE_SERVER, FRAMEWORK_IMPORT
+from harness.core import git as gitinfo
 from harness.core import process, wheelhouse
 from harness.core.build import BuildPlan
 from harness.stage import stage
@@ -61,13 +61,13 @@ class FakeEngine(FakeDocker):
     count: int = 0
     heads: list[str] = field(default_factory=list)  # the commits the pipeline ran at
     staged: list[tuple[str, bool]] = field(default_factory=list)  # build tag, dist/staging?
-    sources: list[str] = field(default_factory=list)  # the edited file, as each pipeline saw it
+    sources: list[tuple[str, str]] = field(default_factory=list)  # edited files, per pipeline
     floor_runs: list[tuple[list[str], Path]] = field(default_factory=list)  # nox args, where
     stat: Path | None = None  # a /proc/stat whose busy ticks each nox run advances
 
     def spend_cpu(self, ticks: int) -> None:
         if self.stat is not None:
-            busy = cpu.busy_ticks(self.stat.read_text()) + ticks
+            busy = pipeline.busy_ticks(self.stat.read_text()) + ticks
             self.stat.write_text(f"cpu  {busy} 0 0 0 0 0 0 0 0 0\n")
 
     def __post_init__(self) -> None:
@@ -119,7 +119,8 @@ class FakeEngine(FakeDocker):
             report.write_text(json.dumps({"sessions": [entry]}))
             return ""
         self.spend_cpu(PIPELINE_TICKS)
-        self.sources.append((cwd / "deathstar" / "app.py").read_text())
+        edited = ("deathstar/app.py", "tests/test_config.py")
+        self.sources.append(tuple((cwd / name).read_text() for name in edited))  # type: ignore[arg-type]
         # The tags `nox -s image` gives in this clone: the version and the clone's commit.
         commit = process.run(["git", "rev-parse", "HEAD"], cwd=cwd, env=GIT_ENV).strip()
         self.heads.append(commit)
@@ -217,7 +218,7 @@ def download_fastapi(command: Sequence[str]) -> None:
 @pytest.fixture(autouse=True)
 def wrk_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The stand-in engine answers wrk's command; the machine need not have wrk."""
-    monkeypatch.setattr(bench_load, "wrk_missing", lambda: "")
+    monkeypatch.setattr(images, "wrk_missing", lambda: "")
 
 
 @pytest.fixture
@@ -225,6 +226,8 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     (root / "deathstar").mkdir(parents=True)
     (root / "deathstar" / "app.py").write_text("app = None\n")
+    (root / "tests").mkdir()
+    (root / "tests" / "test_config.py").write_text("def test() -> None: ...\n")
     (root / "bench").mkdir()
     (root / "bench" / "seed-style.Dockerfile").write_text("FROM scratch\n")
     (root / ".dockerignore").write_text("*\n")
@@ -269,39 +272,41 @@ def test_bench_measures_everything_and_cleans_up(
 ) -> None:
     engine = FakeEngine(stat=project.parent / "stat")
     engine.stat.write_text("cpu  1000 0 0 50000 0 0 0 0 0 0\n")  # type: ignore[union-attr]
-    monkeypatch.setattr(cpu, "PROC_STAT", engine.stat)
+    monkeypatch.setattr(pipeline, "PROC_STAT", engine.stat)
     previous = Image("sha256:" + "9" * 64, ["sha256:base"], 1)
     engine.images["deathstar:0.1.0"] = engine.images[previous.id] = previous
     code, data = run_bench(project, engine)
     assert code == 0
-    figures = {f["id"]: f for f in data["figures"]}
+    figures = {f["key"]: f for f in data["figures"]}
     assert list(figures) == [
         "P1a", "P1b", "P1b.raw", "P2", "P3", "P3.floor", "P3.framework", "P5", "P5.p50",
-        "P5.p99", "P5.err", "P6", "P4", "P4.reuse", "P4.floor", "P4.edit", "P8", "P8.floor",
-        "P7", "P7.floor",
+        "P5.p99", "P5.err", "P6", "P4", "P4.reuse", "P4.floor", "P4.edit", "P4.test", "P8",
+        "P8.floor", "P7", "P7.floor",
     ]  # fmt: skip
     assert_pipeline_edited_last(engine)
     assert_start_decomposed(engine, figures)
     # The stand-in pipeline runs lint only: no unit suite and no integration to time.
     assert figures["P8"]["error"] == "the reused pipeline ran no test-3.11 session"
-    assert len(figures["P1a"]["runs"]) == len(figures["P1a"]["baseline"]["runs"]) == 2
+    assert len(figures["P1a"]["runs"]) == len(figures["P1a"]["baseline_runs"]) == 2
     # one new layer per rebuild for ours, two for the seed: 100 copies of a 10-byte diff-id each
     assert figures["P1b.raw"]["runs"] == [1000, 1000]
-    assert figures["P1b.raw"]["baseline"]["runs"] == [2000, 2000]
+    assert figures["P1b.raw"]["baseline_runs"] == [2000, 2000]
     # P1b is what a push sends: gzip of the same layers, far smaller than 100 repeated ids
     assert 0 < figures["P1b"]["runs"][0] < 1000
-    assert figures["P1b"]["target"] is not None
+    assert figures["P1b"]["target"] == "≤ 20.0 kB"
+    targets = {key: figures[key]["target"] for key in ("P4.reuse", "P4.edit", "P4.test")}
+    assert targets == {"P4.reuse": "≤ 5.00 s", "P4.edit": "≤ 45.00 s", "P4.test": "≤ 12.00 s"}
     # the stand-in's n-th image is n kB over the base; the seed's minus its 1 kB wheelhouse
     assert figures["P2"]["runs"] == [3000, 5000]
-    assert figures["P2"]["baseline"]["runs"] == [4000 - 1000, 6000 - 1000]
+    assert figures["P2"]["baseline_runs"] == [4000 - 1000, 6000 - 1000]
     assert figures["P5"]["value"] == 1530.12
     assert figures["P5.err"]["value"] == 7
     assert figures["P5.err"]["verdict"] == "miss"
     assert figures["P4"]["error"] == ""
-    assert figures["P4"]["note"].endswith("; run 1: lint 5 s")
+    assert figures["P4"]["note"] == "run 1: lint 5 s"
     assert figures["P4.reuse"]["details"]["sessions per run"] == [{"lint": 5.0}]
     assert_cpu_floors(engine, project, figures)
-    assert len(figures["P6"]["runs"]) == len(figures["P6"]["baseline"]["runs"]) == 1
+    assert len(figures["P6"]["runs"]) == len(figures["P6"]["baseline_runs"]) == 1
     assert data["command"].startswith("nox -s bench -- --runs 2")
     assert data["machine"]["docker_version"] == "20.10.99"
     assert len(Handler.targets) == 100
@@ -384,18 +389,18 @@ def assert_start_decomposed(engine: FakeEngine, figures: dict[str, Any]) -> None
     assert timed[0][-3:] == [image, *FRAMEWORK_IMPORT[1:]]
     assert figures["P3.framework"]["runs"] == [0.125]
     assert len(figures["P3.floor"]["runs"]) == 1
-    assert figures["P3.floor"]["target"] is None
+    assert figures["P3.floor"]["target"] == ""
 
 
 def test_a_share_of_p3_that_fails_is_its_own_failed_row(project: Path) -> None:
     engine = FakeEngine(fail={"run --rm"})
     code, data = run_bench(project, engine, "--runs", "1", "--skip-pipeline")
     assert code == 0
-    figures = {f["id"]: f for f in data["figures"]}
+    figures = {f["key"]: f for f in data["figures"]}
     assert figures["P3.framework"]["error"].endswith("failed")
     assert figures["P3.framework"]["runs"] == []
     assert figures["P3"]["error"] == figures["P3.floor"]["error"] == ""
-    assert len(figures["P3"]["runs"]) == len(figures["P3"]["baseline"]["runs"]) == 1
+    assert len(figures["P3"]["runs"]) == len(figures["P3"]["baseline_runs"]) == 1
 
 
 def assert_cpu_floors(engine: FakeEngine, project: Path, figures: dict[str, Any]) -> None:
@@ -417,14 +422,21 @@ def assert_cpu_floors(engine: FakeEngine, project: Path, figures: dict[str, Any]
     assert all(cwd.name == "pipeline" for _, cwd in engine.floor_runs)
     for key in ("P4.floor", "P8.floor", "P7.floor"):
         assert figures[key]["error"] == ""
-    alone = "`nox -s integration -R --no-dependencies` after the pipeline"
-    assert alone in figures["P7.floor"]["note"]
+    alone = "CPU time of `nox -s integration -R --no-dependencies` ÷ the cores"
+    assert figures["P7.floor"]["title"] == alone
 
 
 def assert_pipeline_edited_last(engine: FakeEngine) -> None:
-    """nox ran in a fresh clone, again in it, then again after the edit (not committed)."""
-    assert engine.sources[:2] == ["app = None\n"] * 2
-    assert engine.sources[2] == "# bench pipeline edit 1\napp = None\n"
+    """nox ran in a fresh clone, again in it, after the source edit, then after the test edit
+    (neither committed)."""
+    app, test = "app = None\n", "def test() -> None: ...\n"
+    edit = "# bench pipeline edit 1\n"
+    assert engine.sources == [
+        (app, test),
+        (app, test),
+        (edit + app, test),
+        (edit + app, edit + test),
+    ]
     assert len(set(engine.heads)) == 1
 
 
@@ -433,20 +445,22 @@ def test_bench_keeps_going_when_steps_fail(project: Path) -> None:
     engine.fail.add("--no-error-on-missing-interpreters")
     code, data = run_bench(project, engine)
     assert code == 0
-    figures = {f["id"]: f for f in data["figures"]}
-    assert list(figures) == ["P1", "P6", "P4", "P4.reuse", "P4.edit"]  # no P3 or P5: no images
+    figures = {f["key"]: f for f in data["figures"]}
+    # no P3 or P5: no images
+    assert list(figures) == ["P1", "P6", "P4", "P4.reuse", "P4.edit", "P4.test"]
     assert "failed" in figures["P1"]["error"]
     assert "virtualenv backend failed: ERROR:" in figures["P6"]["note"]
     assert "failed" in figures["P4"]["error"]
     assert figures["P4.reuse"]["error"] == "not run: the pipeline failed in P4"
     assert figures["P4.edit"]["error"] == "not run: the pipeline failed in P4"
+    assert figures["P4.test"]["error"] == "not run: the pipeline failed in P4"
 
 
 def test_a_floor_run_that_fails_is_its_own_failed_row(project: Path) -> None:
     engine = FakeEngine(fail={"--no-dependencies"})
     code, data = run_bench(project, engine)
     assert code == 0
-    figures = {f["id"]: f for f in data["figures"]}
+    figures = {f["key"]: f for f in data["figures"]}
     assert figures["P7.floor"]["error"].startswith(
         "`nox -s integration -R --no-dependencies` failed: "
     )
@@ -456,11 +470,11 @@ def test_a_floor_run_that_fails_is_its_own_failed_row(project: Path) -> None:
 def test_without_proc_stat_the_floors_say_so(
     project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(cpu, "PROC_STAT", tmp_path / "no-proc-stat")
+    monkeypatch.setattr(pipeline, "PROC_STAT", tmp_path / "no-proc-stat")
     engine = FakeEngine()
     code, data = run_bench(project, engine)
     assert code == 0
-    figures = {f["id"]: f for f in data["figures"]}
+    figures = {f["key"]: f for f in data["figures"]}
     for key in ("P4.floor", "P8.floor", "P7.floor"):
         assert figures[key]["error"] == "no CPU count: /proc/stat is not readable on this machine"
     assert engine.floor_runs == []
@@ -472,9 +486,9 @@ def test_bench_reports_a_failing_uv_backend(project: Path) -> None:
     engine.fail.add("docker build")
     code, data = run_bench(project, engine, "--skip-pipeline")
     assert code == 0
-    p6 = next(f for f in data["figures"] if f["id"] == "P6")
+    p6 = next(f for f in data["figures"] if f["key"] == "P6")
     assert p6["error"].startswith("the uv backend failed")
-    assert not [f for f in data["figures"] if f["id"].startswith("P4")]
+    assert not [f for f in data["figures"] if f["key"].startswith("P4")]
 
 
 def test_bench_refuses_without_engine_base_image_or_wheelhouse(
@@ -507,7 +521,7 @@ def test_cleanup_goes_on_when_a_step_fails(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     engine = FakeEngine(fail={"docker ps"})
-    cleaner = bench_engine.Engine(engine)
+    cleaner = bench_engine.Engine(engine, project)
     cleaner.tags = ["deathstar-bench-ours:1"]
     engine.images["deathstar-bench-ours:1"] = Image("sha256:1", [], 1)
     cleaner.cleanup()
@@ -525,7 +539,7 @@ def test_bench_removes_a_tag_the_pipeline_made(project: Path) -> None:
 
 
 def test_cleanup_removes_containers_and_tries_every_image(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     engine = FakeEngine(
         rules=[
@@ -534,7 +548,7 @@ def test_cleanup_removes_containers_and_tries_every_image(
             (["rmi", "deathstar-bench-ours:1"], "Error: image is being used", 1),
         ]
     )
-    cleaner = bench_engine.Engine(engine)
+    cleaner = bench_engine.Engine(engine, tmp_path)
     cleaner.tags = ["deathstar-bench-ours:1", "deathstar-bench-ours:2"]
     for tag in cleaner.tags:
         engine.images[tag] = Image("sha256:1", [], 1)
@@ -555,10 +569,32 @@ def test_cleanup_removes_containers_and_tries_every_image(
 def test_without_wrk_p5_is_a_row_that_says_it_was_not_measured(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bench_load, "wrk_missing", lambda: bench_load.NOT_MEASURED)
+    monkeypatch.setattr(images, "wrk_missing", lambda: images.NOT_MEASURED)
     engine = FakeEngine()
     code, data = run_bench(project, engine, "--runs", "1", "--skip-pipeline")
     assert code == 0
-    (p5,) = [f for f in data["figures"] if f["id"].startswith("P5")]
-    assert p5["error"] == bench_load.NOT_MEASURED
+    (p5,) = [f for f in data["figures"] if f["key"].startswith("P5")]
+    assert p5["error"] == images.NOT_MEASURED
     assert not [c for c in engine.calls if c.args[0] == "wrk"]
+
+
+@dataclass(kw_only=True)
+class CommitsMeanwhile(FakeEngine):
+    """A stand-in engine whose first build sees the developer commit in the checkout."""
+
+    checkout: Path
+
+    def docker(self, args: list[str]) -> str:
+        if args[0] == "build" and len(git(self.checkout, "log", "--oneline").splitlines()) == 1:
+            (self.checkout / "later.txt").write_text("committed while the bench ran\n")
+            git(self.checkout, "add", "later.txt")
+            git(self.checkout, "commit", "-qm", "meanwhile")
+        return super().docker(args)
+
+
+def test_the_revision_is_the_snapshots_not_the_checkouts_at_the_end(project: Path) -> None:
+    snapshot = gitinfo.revision(project)
+    code, data = run_bench(project, CommitsMeanwhile(checkout=project), "--skip-pipeline")
+    assert code == 0
+    assert gitinfo.revision(project) != snapshot  # the checkout moved on while the bench ran
+    assert data["revision"] == snapshot

@@ -7,7 +7,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +15,23 @@ from harness import ROOT
 from harness.core import build
 
 
+def count(default: float, what: str) -> Any:  # noqa: ANN401 - a dataclass field's default
+    """A setting that is an option of its own and must be positive."""
+    return field(default=default, metadata={"help": what})
+
+
 @dataclass(frozen=True)
 class Options:
     """What to measure how often, and where the figures go; ``command`` is recorded with them."""
 
-    runs: int = 5
-    start_runs: int = 10
-    load_runs: int = 3
-    load_seconds: float = 10.0
-    connections: int = 10
+    runs: int = count(5, "P1 rebuilds per side")
+    start_runs: int = count(10, "P3 starts per side")
+    load_runs: int = count(3, "P5 load runs")
+    load_seconds: float = count(10.0, "seconds per P5 run")
+    connections: int = count(10, "P5 connections")
+    env_runs: int = count(3, "P6 runs per backend")
+    pipeline_runs: int = count(1, "P4 runs")
     rows: int = 100
-    env_runs: int = 3
-    pipeline_runs: int = 1
     skip_pipeline: bool = False
     base_image: str = build.DEFAULT_BASE_IMAGE
     output_dir: Path = ROOT / "bench"
@@ -48,33 +53,28 @@ class Options:
 def parse_args(argv: Sequence[str]) -> Options:
     """``[INTERNAL... --] PUBLIC...``: nox passes its own settings before ``--``."""
     argv = list(argv)
-    public = argv[argv.index("--") + 1 :] if "--" in argv else argv
-    internal = argv[: argv.index("--")] if "--" in argv else []
+    split = argv.index("--") if "--" in argv else -1
+    internal, public = argv[: max(split, 0)], argv[split + 1 :]
     parser = argparse.ArgumentParser(
         prog="nox -s bench --",
-        description="Measure P1-P6 on this machine; print the table, write bench/results.json "
-        "and bench/RESULTS.md.",
+        description="Measure on this machine; print the table, write bench/results.json and "
+        "bench/RESULTS.md.",
     )
-    defaults = Options()
-    add = parser.add_argument
-    add("--skip-pipeline", action="store_true", help="skip P4, the minutes-long nox pipeline")
-    add("--runs", type=int, default=defaults.runs, help="P1 rebuilds per side (default 5)")
-    add("--start-runs", type=int, default=defaults.start_runs, help="P3 starts per side (10)")
-    add("--load-runs", type=int, default=defaults.load_runs, help="P5 load runs (default 3)")
-    add("--load-seconds", type=float, default=defaults.load_seconds, help="per run (10)")
-    add("--connections", type=int, default=defaults.connections, help="P5 connections (10)")
-    add("--env-runs", type=int, default=defaults.env_runs, help="P6 runs per backend (3)")
-    add("--pipeline-runs", type=int, default=defaults.pipeline_runs, help="P4 runs (1)")
+    add, defaults = parser.add_argument, Options()
+    add("--skip-pipeline", action="store_true", help="skip P4, P7, P8: the minutes-long pipelines")
+    counts = [f for f in fields(Options) if "help" in f.metadata]
+    for f in counts:
+        help_text = f"{f.metadata['help']} ({f.default})"
+        add(
+            f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=help_text
+        )
     add("--base-image", default=os.environ.get("DEATHSTAR_BASE_IMAGE", defaults.base_image))
     add("--output-dir", type=Path, default=defaults.output_dir, help="default: bench/")
     add("--nox-python", default=defaults.nox_python, help=argparse.SUPPRESS)
     add("--test-session", default=defaults.test_session, help=argparse.SUPPRESS)
     args = parser.parse_args([*internal, *public])
-    counts = ("runs", "start_runs", "load_runs", "connections", "env_runs", "pipeline_runs")
-    for name in counts:
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.load_seconds <= 0:
-        parser.error("--load-seconds must be positive")
+    for f in counts:
+        if getattr(args, f.name) <= 0:
+            parser.error(f"--{f.name.replace('_', '-')} must be positive")
     command = "nox -s bench" + (f" -- {shlex.join(public)}" if public else "")
     return Options(**vars(args), command=command)

@@ -1,7 +1,7 @@
-"""P4 and P6: nox in clones of the snapshot, started as a user would start it.
+"""P4, P6, P7 and P8: nox in clones of the snapshot, started as a user would start it.
 
-P4 is the default ``nox`` pipeline in a fresh clone and again with its venvs reused; P6 a
-session's environment, ``nox -s test-X --install-only``, with the uv and virtualenv backends.
+A ``.floor`` row is the machine's busy CPU time (/proc/stat) while a step ran ÷ the cores: a
+CPU-bound step cannot take less wall time on this machine, however it is scheduled.
 """
 
 from __future__ import annotations
@@ -12,67 +12,121 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-from harness.bench.cpu import MachineCpu, Spent
 from harness.bench.engine import Engine, short_id
+from harness.bench.images import EDITED, add_line
 from harness.bench.options import Options
-from harness.bench.rebuild import EDITED, prepend_line
-from harness.bench.report import Figure, Target
-from harness.bench.workspace import Workspace
+from harness.bench.report import Figure
 from harness.core import records
 from harness.core.process import CommandError, reason
 
+T = TypeVar("T")
+EDITED_TEST = Path("tests/test_config.py")
 NOX_TIMEOUT = 3600.0
+PROC_STAT = Path("/proc/stat")
+# The pipeline's steps in order: key, title, target (s), the file edited (a comment put first).
+PIPELINE: tuple[tuple[str, str, float | None, Path | None], ...] = (
+    ("P4", "`nox` (default sessions) in a fresh clone", None, None),
+    ("P4.reuse", "`nox` again, nothing changed, venvs reused", 5.0, None),
+    ("P4.edit", "`nox` again after a one-line source change", 45.0, EDITED),
+    ("P4.test", "`nox` again after a comment line in a test module", 12.0, EDITED_TEST),
+)  # fmt: skip
+# The reused pipeline's sessions with rows of their own, and nox's arguments that run the same
+# session again alone for its floor: key, title, session, target (s), arguments.
+SESSIONS = (
+    ("P8", "unit suite: `{test}` in the reused pipeline", "{test}", 12.0, "-s {test} -R"),
+    ("P7", "`integration` in the reused pipeline", "integration", 20.0,
+     "-s integration -R --no-dependencies"),
+)  # fmt: skip
+NO_CPU_COUNT = "no CPU count: /proc/stat is not readable on this machine"
 
 
-def session_times(report: Mapping[str, Any]) -> dict[str, float | str]:
+def busy_ticks(stat: str) -> int:
+    """Busy clock ticks since boot from /proc/stat's cpu line: user, nice, system, irq, softirq
+    (not idle or iowait; not steal: another guest ran; guest time is in user and nice)."""
+    fields = next((line.split() for line in stat.splitlines() if line.startswith("cpu ")), [])
+    if len(fields) < 8:
+        raise ValueError(f"/proc/stat has no whole cpu line: {fields}")
+    return sum(int(fields[index]) for index in (1, 2, 3, 6, 7))
+
+
+@dataclass(frozen=True)
+class Spent:
+    """A step's wall time and the machine's busy CPU seconds meanwhile (None: not counted)."""
+
+    wall: float
+    cpu: float | None
+    cores: int
+
+    @property
+    def floor(self) -> float:
+        return (self.cpu or 0.0) / self.cores
+
+    def __str__(self) -> str:
+        return f"{self.cpu or 0:.1f} s of CPU in {self.wall:.1f} s"
+
+
+def measure(
+    step: Callable[[], T], clock: Callable[[], float] = time.perf_counter
+) -> tuple[T, Spent]:
+    """``step``'s result and what it took; the CPU where /proc/stat can be read."""
+
+    def busy() -> float | None:
+        text = PROC_STAT.read_text("ascii") if PROC_STAT.is_file() else ""
+        return busy_ticks(text) / os.sysconf("SC_CLK_TCK") if text else None
+
+    cpu_before, wall_before = busy(), clock()
+    result = step()
+    wall, cpu_after = clock() - wall_before, busy()
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return result, Spent(wall=wall, cpu=cpu, cores=os.cpu_count() or 1)
+
+
+def session_times(report: Path) -> dict[str, float | str]:
     """Seconds per session from a ``nox --report`` file; the outcome where it did not succeed."""
+    entries = json.loads(report.read_text("utf-8")).get("sessions", []) if report.is_file() else []
     times: dict[str, float | str] = {}
-    for entry in report.get("sessions", []):
+    for entry in entries:
         name = (entry.get("signatures") or [entry["name"]])[0]  # test-3.11 rather than test
-        duration = entry.get("duration")
-        result = str(entry.get("result", "?"))
-        if not isinstance(duration, int | float):
+        took, result = entry.get("duration"), str(entry.get("result", "?"))
+        if not isinstance(took, int | float):
             times[name] = result
-        elif result == "success":
-            times[name] = round(float(duration), 1)
         else:  # a skip can take long: nox may first try to download the missing interpreter
-            times[name] = f"{result} after {duration:.1f} s"
+            times[name] = round(took, 1) if result == "success" else f"{result} after {took:.1f} s"
     return times
 
 
-def read_report(report: Path) -> dict[str, float | str]:
-    """Seconds per session from a ``nox --report`` file; none when nox wrote no report."""
-    return session_times(json.loads(report.read_text("utf-8"))) if report.is_file() else {}
-
-
 def describe_times(times: Mapping[str, float | str]) -> str:
-    return ", ".join(
-        f"{name} {took:g} s" if isinstance(took, float) else f"{name} {took}"
-        for name, took in times.items()
+    return ", ".join(f"{name} {took:g} s" if isinstance(took, float | int) else f"{name} {took}"
+                     for name, took in times.items())  # fmt: skip
+
+
+def floor_figure(key: str, title: str, spent: Sequence[Spent], notes: Sequence[str]) -> Figure:
+    """A ``.floor`` row: each run's CPU ÷ the cores."""
+    fig = Figure(
+        key, title, "s", runs=[s.floor for s in spent], error="" if spent else NO_CPU_COUNT
     )
-
-
-# Sessions of the reused pipeline that have a figure of their own: key, title, target (s).
-SESSION_FIGURES = (
-    ("P8", "unit suite: `{test}` in the reused pipeline", 12.0),
-    ("P7", "`integration` in the reused pipeline", 20.0),
-)
+    runs = "; ".join(
+        f"run {n}: {s}{note}" for n, (s, note) in enumerate(zip(spent, notes, strict=True), 1)
+    )
+    if spent:
+        fig.note = f"the machine's busy CPU time ÷ its {spent[0].cores} cores; {runs}"
+    return fig
 
 
 def session_figures(reused: Figure, test_session: str) -> list[Figure]:
-    """P7 and P8 from the reused pipeline's per-session times (nox --report), run by run."""
+    """P8 and P7 from the reused pipeline's per-session times (nox --report), run by run."""
     figures = []
-    for key, title, limit in SESSION_FIGURES:
-        name = "integration" if key == "P7" else test_session
-        fig = Figure(key, title.format(test=test_session), "s", target=Target(at_most=limit))
+    for key, title, session, limit, _ in SESSIONS:
+        name = session.format(test=test_session)
+        fig = Figure(key, title.format(test=test_session), "s", at_most=limit)
         for times in reused.details.get("sessions per run", []):
             took = times.get(name)
-            if isinstance(took, float):
+            if isinstance(took, float | int):
                 fig.runs.append(took)
             elif took is not None:
                 fig.error = f"{name}: {took}"
@@ -82,171 +136,93 @@ def session_figures(reused: Figure, test_session: str) -> list[Figure]:
     return figures
 
 
-# Sessions run again alone after the pipeline, to count the CPU they keep busy: key, title, nox
-# arguments. A CPU-bound session cannot take less than that CPU time divided by the cores.
-FLOOR_RUNS = (
-    ("P8.floor", "CPU time of `nox -s {test} -R` ÷ the cores", ("-s", "{test}", "-R")),
-    (
-        "P7.floor",
-        "CPU time of `nox -s integration -R` (alone) ÷ the cores",
-        ("-s", "integration", "-R", "--no-dependencies"),
-    ),
-)
-NO_CPU_COUNT = "no CPU count: /proc/stat is not readable on this machine"
-CPU_NOTE = (
-    "the machine's busy CPU time (/proc/stat: the engine, the containers and every process the "
-    "session starts) ÷ its {cores} cores"
-)
-
-
-def describe_spent(spent: Spent) -> str:
-    return f"{spent.cpu:.1f} s of CPU in {spent.wall:.1f} s"
-
-
 def outer_env(environ: Mapping[str, str], venv: str) -> dict[str, str]:
     """``environ`` without the virtualenv ``venv``: what a nox started by a user would see."""
     env = {k: v for k, v in environ.items() if k not in {"VIRTUAL_ENV", "CONDA_PREFIX"}}
-    venv_bin = str(Path(venv) / "bin")
-    path = [p for p in environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
-    env["PATH"] = os.pathsep.join(path)
+    path = environ.get("PATH", "").split(os.pathsep)
+    env["PATH"] = os.pathsep.join(p for p in path if p and p != str(Path(venv) / "bin"))
     return env
 
 
 class NoxRuns:
-    """The P4 and P6 steps; the images the pipeline builds go to the engine's cleanup."""
+    """The P4, P6, P7 and P8 steps; the images the pipeline builds go to the engine's cleanup."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        workspace: Workspace,
-        options: Options,
-        log: Callable[[str], None],
-        cpu: MachineCpu | None = None,
-    ) -> None:
-        self.engine = engine
-        self.workspace = workspace
-        self.options = options
-        self.log = log
-        self.cpu = cpu or MachineCpu()
+    def __init__(self, engine: Engine, options: Options, log: Callable[[str], None]) -> None:
+        self.engine, self.options, self.log = engine, options, log
+        self.clone = engine.work / "pipeline"
 
     def nox(self, clone: Path, *args: str) -> str:
-        return self.workspace.run(
+        command, env = (
             [self.options.nox_python, "-m", "nox", *args],
-            cwd=clone,
-            env=outer_env(os.environ, sys.prefix),
-            timeout=NOX_TIMEOUT,
-            merge=True,
+            outer_env(os.environ, sys.prefix),
         )
+        return self.engine.run(command, cwd=clone, env=env, timeout=NOX_TIMEOUT, merge=True)
+
+    def timed(
+        self, name: str, args: Sequence[str], prepare: Callable[[], object] = str
+    ) -> tuple[str, Spent, dict[str, float | str]]:
+        """``nox ARGS`` in the pipeline's clone after ``prepare``: output, Spent, session times."""
+        report = self.engine.work / f"nox-report-{name}.json"
+        output, spent = measure(
+            lambda: (prepare(), self.nox(self.clone, *args, "--report", str(report)))[1]
+        )
+        return output, spent, session_times(report)
 
     def environments(self) -> list[Figure]:
         session = self.options.test_session
-        fig = Figure("P6", f"`nox -s {session} --install-only`", "s")
-        fig.baseline_name = "virtualenv"
-        fig.note = "ours: the uv backend; venvs removed before each run, package caches warm"
-        clone = self.workspace.clone("env")
-        failed: dict[str, str] = {}
+        fig = Figure("P6", f"`nox -s {session} --install-only`", "s", baseline_name="virtualenv")
+        clone, failed = self.engine.clone("env"), dict[str, str]()
         for run in range(1, self.options.env_runs + 1):
-            for backend in ("uv", "virtualenv"):
-                if backend in failed:
-                    continue
+            for backend in [b for b in ("uv", "virtualenv") if b not in failed]:
                 shutil.rmtree(clone / ".nox", ignore_errors=True)
-                started = time.perf_counter()
+                args = ("-s", session, "--install-only", "-db", backend)
                 try:
-                    self.nox(clone, "-s", session, "--install-only", "-db", backend)
+                    spent = measure(partial(self.nox, clone, *args))[1]
                 except CommandError as exc:
                     failed[backend] = reason(exc.output)
                     self.log(f"bench: P6 {backend} backend failed: {failed[backend]}")
                     continue
-                elapsed = time.perf_counter() - started
-                (fig.runs if backend == "uv" else fig.baseline_runs).append(elapsed)
-                self.log(f"bench: P6 run {run}/{self.options.env_runs} {backend}: {elapsed:.1f} s")
-        if "uv" in failed:
-            fig.error = f"the uv backend failed: {failed['uv']}"
+                fig.add(spent.wall, baseline=backend != "uv")
+                self.log(f"bench: P6 run {run} {backend}: {spent.wall:.1f} s")
+        fig.error = f"the uv backend failed: {failed['uv']}" if "uv" in failed else ""
         if "virtualenv" in failed:
-            fig.note += f"; the virtualenv backend failed: {failed['virtualenv']}"
+            fig.note = f"the virtualenv backend failed: {failed['virtualenv']}"
         return [fig]
 
     def pipeline(self) -> list[Figure]:
-        fresh = Figure("P4", "`nox` (default sessions) in a fresh clone", "s")
-        reused = Figure("P4.reuse", "`nox` again, nothing changed, venvs reused", "s")
-        reused.target = Target(at_most=40.0)
-        edited = Figure("P4.edit", "`nox` again after a one-line source change", "s")
-        edited.target = Target(at_most=50.0)
-        edited.note = f"a comment line put first in {EDITED}, not committed"
-        fresh.note = "git clone + nox with no venvs and no dist/; base image and caches present"
-        before = {tag: self.engine.docker.image_id(tag) for tag in self.workspace.plan.tags}
+        steps = [Figure(key, title, "s", at_most=limit) for key, title, limit, _ in PIPELINE]
+        before = {tag: self.engine.docker.image_id(tag) for tag in self.engine.plan.tags}
         made: list[str] = []
-        order = (fresh, reused, edited)
         try:
             for run in range(1, self.options.pipeline_runs + 1):
-                for step, fig in enumerate(order):
-                    if not self._run(fig, run, made):
-                        for later in order[step + 1 :]:
+                for index, (fig, (*_, edited)) in enumerate(zip(steps, PIPELINE, strict=True)):
+                    if not self._run(fig, run, edited, made):
+                        for later in steps[index + 1 :]:
                             later.error = f"not run: the pipeline failed in {fig.key}"
-                        return list(order)
-            p8_floor, p7_floor = (self._floor(*floor_run) for floor_run in FLOOR_RUNS)
+                        return steps
+            floors = [self._floor(f"{key}.floor", args) for key, *_, args in SESSIONS]
         finally:
             self._restore_tags(before, made)
-        p8, p7 = session_figures(reused, self.options.test_session)
-        return [fresh, reused, self._pipeline_floor(reused), edited, p8, p8_floor, p7, p7_floor]
+        spent = [Spent(**counted) for counted in steps[1].details.get("cpu per run", [])]
+        p4_floor = floor_figure(
+            "P4.floor", "the reused pipeline's CPU time ÷ the cores", spent, [""] * len(spent)
+        )
+        p8, p7 = session_figures(steps[1], self.options.test_session)
+        return [*steps[:2], p4_floor, *steps[2:], p8, floors[0], p7, floors[1]]
 
-    def _pipeline_floor(self, reused: Figure) -> Figure:
-        """P4.floor: the reused pipeline's CPU time ÷ the cores, run by run."""
-        fig = Figure("P4.floor", "the reused pipeline's CPU time ÷ the cores", "s")
-        spent = [Spent(**counted) for counted in reused.details.get("cpu per run", [])]
-        fig.runs = [s.floor for s in spent]
-        if not spent:
-            fig.error = NO_CPU_COUNT
-            return fig
-        runs = "; ".join(f"run {n}: {describe_spent(s)}" for n, s in enumerate(spent, 1))
-        fig.note = f"{CPU_NOTE.format(cores=spent[0].cores)}, during P4.reuse; {runs}"
-        return fig
+    def _run(self, fig: Figure, run: int, edited: Path | None, made: list[str]) -> bool:
+        """One ``nox`` in the pipeline's clone (a new clone for P4); False when it failed."""
 
-    def _floor(self, key: str, title: str, args: tuple[str, ...]) -> Figure:
-        """One session again, alone, in the pipeline's clone: the CPU it keeps busy ÷ the cores."""
-        test = self.options.test_session
-        fig = Figure(key, title.format(test=test), "s")
-        args = tuple(arg.format(test=test) for arg in args)
-        if not self.cpu.available:
-            fig.error = NO_CPU_COUNT
-            return fig
-        command = f"nox {' '.join(args)}"
-        notes = []
-        work = self.workspace.work
-        for run in range(1, self.options.pipeline_runs + 1):
-            report = work / f"nox-report-{key}-{run}.json"
-            nox_args = (*args, "--report", str(report))
-            try:
-                _, spent = self.cpu.measure(
-                    partial(self.nox, work / "pipeline", *nox_args), time.perf_counter
-                )
-            except CommandError as exc:
-                fig.error = f"`{command}` failed: {reason(exc.output)}"
-                return fig
-            fig.runs.append(spent.floor)
-            times = read_report(report)
-            # nox's own start is in the CPU count, not in the session's time nox reports.
-            notes.append(f"run {run}: {describe_spent(spent)} (sessions: {describe_times(times)})")
-            self.log(f"bench: {key} run {run}: {describe_spent(spent)}")
-        fig.note = f"{CPU_NOTE.format(cores=self.cpu.cores)}, `{command}` after the pipeline; "
-        fig.note += "; ".join(notes)
-        return fig
+        def prepare() -> None:
+            if fig.key == "P4":
+                self.engine.clone("pipeline")
+            if edited:
+                add_line(self.clone / edited, f"# bench pipeline edit {run}", first=True)
 
-    def _run(self, fig: Figure, run: int, made: list[str]) -> bool:
-        """One `nox` in the pipeline clone (a new clone for a fresh run); False when it failed."""
-        started = time.perf_counter()
-        work = self.workspace.work
-        clone = self.workspace.clone("pipeline") if fig.key == "P4" else work / "pipeline"
-        report = work / f"nox-report-{fig.key}-{run}.json"
-        if fig.key == "P4.edit":
-            prepend_line(clone / EDITED, f"# bench pipeline edit {run}")
-        args = ("--no-error-on-missing-interpreters", "--report", str(report))
         try:
-            if self.cpu.available:
-                output, spent = self.cpu.measure(partial(self.nox, clone, *args), time.perf_counter)
-                fig.details.setdefault("cpu per run", []).append(asdict(spent))
-            else:
-                output = self.nox(clone, *args)
+            output, spent, times = self.timed(
+                f"{fig.key}-{run}", ["--no-error-on-missing-interpreters"], prepare
+            )
             self.engine.track(output)
         except CommandError as exc:
             self.engine.track(exc.output)
@@ -255,22 +231,35 @@ class NoxRuns:
             fig.error = str(exc)
             return False
         finally:
-            record = records.image_record_path(clone)
+            record = records.image_record_path(self.clone)
             if record.is_file():
                 made.append(records.load_image_record(record).image_id)
-        fig.runs.append(time.perf_counter() - started)
-        times = read_report(report)
+        fig.runs.append(spent.wall)
+        if spent.cpu is not None:
+            fig.details.setdefault("cpu per run", []).append(asdict(spent))
         fig.details.setdefault("sessions per run", []).append(times)
         fig.note = "; ".join(filter(None, [fig.note, f"run {run}: {describe_times(times)}"]))
-        self.log(f"bench: P4 run {run} {fig.key}: {fig.runs[-1]:.0f} s")
+        self.log(f"bench: P4 run {run} {fig.key}: {spent.wall:.0f} s")
         return True
+
+    def _floor(self, key: str, args: str) -> Figure:
+        """One session again, alone, in the pipeline's clone: the CPU it keeps busy ÷ the cores."""
+        command = f"nox {args.format(test=self.options.test_session)}"
+        title, spent, notes = f"CPU time of `{command}` ÷ the cores", [], []
+        for run in range(1, self.options.pipeline_runs + 1 if PROC_STAT.is_file() else 1):
+            try:
+                _, took, times = self.timed(f"{key}-{run}", command.split()[1:])
+            except CommandError as exc:
+                return Figure(key, title, "s", error=f"`{command}` failed: {reason(exc.output)}")
+            spent.append(took)
+            # nox's own start is in the CPU count, not in the session's time nox reports.
+            notes.append(f" (sessions: {describe_times(times)})")
+            self.log(f"bench: {key} run {run}: {took}")
+        return floor_figure(key, title, spent, notes)
 
     def _restore_tags(self, before: Mapping[str, str | None], made: Sequence[str]) -> None:
         """Point the tags the pipeline moved back where they were; drop the images it made."""
         for tag, previous in before.items():
             if self.engine.docker.image_id(tag) in made:  # moved by us, and by no one since
-                if previous:
-                    self.engine.docker("tag", previous, tag)
-                else:
-                    self.engine.docker("rmi", tag)
+                self.engine.docker(*(("tag", previous, tag) if previous else ("rmi", tag)))
         self.engine.remember(short_id(i) for i in made)

@@ -1,227 +1,150 @@
-"""Figures of ``nox -s bench``: statistics, targets, the table for people, the JSON record.
+"""Figures of ``nox -s bench``: targets and verdicts, the table, bench/results.json, RESULTS.md.
 
-Pure functions only; ``harness.bench`` measures, this module judges and formats. Units are
-plain strings: ``s``, ``ms``, ``bytes``, ``req/s`` and ``count``; kB and MB are decimal
-(1 kB = 1000 bytes), as Docker prints them.
+Units: ``s``, ``ms``, ``bytes``, ``req/s``, ``count``; kB and MB are decimal, as Docker's.
 """
 
 from __future__ import annotations
 
+import os
+import platform
+import re
 import statistics
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-SCHEMA = "deathstar-bench/1"
+SCHEMA = "deathstar-bench/2"
 BEGIN_MARK = "<!-- bench:begin (written by `nox -s bench`; text outside the marks is kept) -->"
 END_MARK = "<!-- bench:end -->"
 
 
-def median(values: Sequence[float]) -> float:
-    if not values:
-        raise ValueError("the median of no values is undefined")
-    return float(statistics.median(values))
-
-
-def ratio(value: float | None, baseline: float | None) -> float | None:
-    """value / baseline; None when either is missing or the baseline is zero."""
-    if value is None or baseline is None or baseline == 0:
-        return None
-    return value / baseline
-
-
-@dataclass(frozen=True)
-class Target:
-    """A limit (``at_most`` or ``at_least``), optionally also "no worse than the baseline"."""
-
-    at_most: float | None = None
-    at_least: float | None = None
-    beat_baseline: bool = False
-    ratio_at_most: float | None = None  # ours / the baseline's, in the same run
-
-    def verdict(self, value: float | None, baseline: float | None) -> bool | None:
-        if value is None:
-            return None
-        ok = True
-        if self.at_most is not None:
-            ok = ok and value <= self.at_most
-        if self.at_least is not None:
-            ok = ok and value >= self.at_least
-        if self.ratio_at_most is not None:
-            ok = ok and baseline is not None and baseline > 0
-            ok = ok and baseline is not None and value <= self.ratio_at_most * baseline
-        if self.beat_baseline and baseline is not None:
-            lower_is_better = self.at_least is None
-            ok = ok and (value <= baseline if lower_is_better else value >= baseline)
-        return ok
-
-    def describe(self, unit: str, baseline_name: str | None) -> str:
-        parts = []
-        if self.at_most is not None:
-            parts.append(f"≤ {format_value(self.at_most, unit)}")
-        if self.at_least is not None:
-            parts.append(f"≥ {format_value(self.at_least, unit)}")
-        if self.beat_baseline and baseline_name:
-            parts.append(f"{'≥' if self.at_least is not None else '≤'} {baseline_name}")
-        if self.ratio_at_most is not None:
-            parts.append(f"≤ {self.ratio_at_most:g}x {baseline_name or 'the baseline'}")
-        return ", ".join(parts)
-
-
 @dataclass
 class Figure:
-    """One row: the runs of our side, optionally those of a baseline, and a target."""
+    """One row: our runs, those of a baseline that alternated with ours, and the targets
+    (``at_most_ratio``: ours ÷ the baseline's, which then must have been measured)."""
 
     key: str
     title: str
     unit: str
-    runs: list[float] = field(default_factory=list)
+    at_most: float | None = None
+    at_least: float | None = None
+    at_most_ratio: float | None = None
     baseline_name: str | None = None
+    runs: list[float] = field(default_factory=list)
     baseline_runs: list[float] = field(default_factory=list)
-    target: Target | None = None
     note: str = ""
     error: str = ""
     aggregate: str = "median"  # or "sum", for counts such as errors
     details: dict[str, Any] = field(default_factory=dict)
 
+    def add(self, value: float, *, baseline: bool = False) -> None:
+        (self.baseline_runs if baseline else self.runs).append(value)
+
     @property
     def value(self) -> float | None:
         if not self.runs:
             return None
-        return float(sum(self.runs)) if self.aggregate == "sum" else median(self.runs)
+        return float(sum(self.runs) if self.aggregate == "sum" else statistics.median(self.runs))
 
     @property
     def baseline(self) -> float | None:
-        return median(self.baseline_runs) if self.baseline_runs else None
+        return float(statistics.median(self.baseline_runs)) if self.baseline_runs else None
 
     @property
     def ratio(self) -> float | None:
-        return ratio(self.value, self.baseline)
+        value, baseline = self.value, self.baseline
+        return None if value is None or not baseline else value / baseline
+
+    @property
+    def target(self) -> str:
+        limits = [
+            self.at_most is not None and f"≤ {format_value(self.at_most, self.unit)}",
+            self.at_least is not None and f"≥ {format_value(self.at_least, self.unit)}",
+            self.at_most_ratio is not None and f"≤ {self.at_most_ratio:g}x {self.baseline_name}",
+        ]
+        return ", ".join(limit for limit in limits if limit)
 
     @property
     def verdict(self) -> bool | None:
-        if self.target is None or self.error:
+        value, ratio = self.value, self.ratio
+        if not self.target or self.error or value is None:
             return None
-        return self.target.verdict(self.value, self.baseline)
+        return (
+            (self.at_most is None or value <= self.at_most)
+            and (self.at_least is None or value >= self.at_least)
+            and (self.at_most_ratio is None or (ratio is not None and ratio <= self.at_most_ratio))
+        )
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.key,
-            "title": self.title,
-            "unit": self.unit,
-            "aggregate": self.aggregate,
-            "value": self.value,
-            "runs": self.runs,
-            "baseline": None
-            if self.baseline_name is None
-            else {"name": self.baseline_name, "median": self.baseline, "runs": self.baseline_runs},
-            "ratio": self.ratio,
-            "target": None
-            if self.target is None
-            else {
-                "text": self.target.describe(self.unit, self.baseline_name),
-                "at_most": self.target.at_most,
-                "at_least": self.target.at_least,
-                "beat_baseline": self.target.beat_baseline,
-            },
-            "verdict": {True: "pass", False: "miss", None: None}[self.verdict],
-            "note": self.note,
-            "error": self.error,
-            "details": self.details,
-        }
-
-
-def _bytes(value: float) -> str:
-    if abs(value) < 1000:
-        return f"{value:.0f} B"
-    if abs(value) < 1_000_000:
-        return f"{value / 1000:.1f} kB"
-    return f"{value / 1_000_000:.3f} MB"  # a miss by kilobytes must show
-
-
-def _seconds(value: float) -> str:
-    if value >= 60:
-        minutes, seconds = divmod(round(value), 60)
-        return f"{minutes} min {seconds:02d} s"
-    return f"{value:.2f} s"
-
-
-_FORMATS: dict[str, Callable[[float], str]] = {
-    "bytes": _bytes,
-    "s": _seconds,
-    "ms": lambda value: f"{value:.1f} ms",
-    "req/s": lambda value: f"{value:,.0f} req/s",
-}
+        verdict = {True: "pass", False: "miss", None: None}[self.verdict]
+        computed = {"baseline": self.baseline, "ratio": self.ratio, "target": self.target}
+        return {**asdict(self), "value": self.value, **computed, "verdict": verdict}
 
 
 def format_value(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
-    formatter = _FORMATS.get(unit)
-    return formatter(value) if formatter else f"{value:g}"
-
-
-def format_ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}x"
+    if unit == "s" and value >= 60:
+        minutes, seconds = divmod(round(value), 60)
+        return f"{minutes} min {seconds:02d} s"
+    if unit == "bytes" and abs(value) >= 1_000_000:
+        return f"{value / 1e6:.3f} MB"  # a miss by kilobytes must show
+    if unit == "bytes" and abs(value) >= 1000:
+        return f"{value / 1000:.1f} kB"
+    formats = {"s": "{:.2f} s", "ms": "{:.1f} ms", "req/s": "{:,.0f} req/s", "bytes": "{:.0f} B"}
+    return formats.get(unit, "{:g}").format(value)
 
 
 def table(figures: Sequence[Figure]) -> str:
     """A Markdown table: readable in a terminal and in RESULTS.md alike."""
-    header = ["", "measure", "ours", "compared with", "ratio", "target", "result"]
-    rows = [header, ["---"] * len(header)]
+    rows = [["", "measure", "ours", "compared with", "ratio", "target", "result"], ["---"] * 7]
     for fig in figures:
-        if fig.error:
-            ours, result = "failed", "error"
-        else:
-            ours = format_value(fig.value, fig.unit)
-            result = {True: "pass", False: "**miss**", None: ""}[fig.verdict]
-        baseline = (
-            f"{format_value(fig.baseline, fig.unit)} ({fig.baseline_name})"
-            if fig.baseline_name
-            else ""
-        )
-        target = fig.target.describe(fig.unit, fig.baseline_name) if fig.target else ""
-        ratio_text = format_ratio(fig.ratio) if fig.baseline_name else ""
-        rows.append([fig.key, fig.title, ours, baseline, ratio_text, target, result])
+        other = fig.baseline_name
+        ratio = "—" if fig.ratio is None else f"{fig.ratio:.2f}x"
+        rows.append([
+            fig.key, fig.title, "failed" if fig.error else format_value(fig.value, fig.unit),
+            f"{format_value(fig.baseline, fig.unit)} ({other})" if other else "",
+            ratio if other else "", fig.target,
+            "error" if fig.error else {True: "pass", False: "**miss**", None: ""}[fig.verdict],
+        ])  # fmt: skip
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows) + "\n"
 
 
-def document(
-    *,
-    figures: Sequence[Figure],
-    machine: dict[str, Any],
-    command: str,
-    date: str,
-    revision: str,
-    duration: float,
-    settings: dict[str, Any],
-) -> dict[str, Any]:
-    """The JSON record (bench/results.json)."""
+def cpu_model(cpuinfo: str) -> str | None:
+    match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    return match[1].strip() if match else None
+
+
+def machine(docker_version: str) -> dict[str, Any]:
+    """The facts about this machine that bench/results.json records beside the figures."""
+    cpuinfo = Path("/proc/cpuinfo")
+    try:
+        os_name = platform.freedesktop_os_release().get("PRETTY_NAME")
+    except OSError:
+        os_name = None
     return {
-        "schema": SCHEMA,
-        "command": command,
-        "date": date,
-        "revision": revision,
-        "duration_s": round(duration, 1),
-        "machine": machine,
-        "settings": settings,
-        "figures": [fig.as_json() for fig in figures],
+        "cores": os.cpu_count(),
+        "cpu_model": cpu_model(cpuinfo.read_text("utf-8") if cpuinfo.is_file() else ""),
+        "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "os": os_name,
+        "kernel": platform.release(),
+        "docker_version": docker_version,
+        "python": platform.python_version(),
     }
 
 
-def machine_line(machine: dict[str, Any]) -> str:
-    memory = machine.get("memory_bytes")
-    memory_text = f"{memory / 2**30:.1f} GiB RAM" if isinstance(memory, int) else "RAM unknown"
-    return (
-        f"{machine.get('cores')} cores ({machine.get('cpu_model', 'unknown CPU')}), "
-        f"{memory_text}, {machine.get('os', 'unknown OS')} "
-        f"(kernel {machine.get('kernel', '?')}), Docker engine {machine.get('docker_version')}"
-    )
+def document(figures: Sequence[Figure], duration: float, **facts: object) -> dict[str, Any]:
+    """The JSON record (bench/results.json): command, date, revision, machine, settings."""
+    runs = [fig.as_json() for fig in figures]
+    return {"schema": SCHEMA, **facts, "duration_s": round(duration, 1), "figures": runs}
 
 
 def markdown(doc: dict[str, Any], figures: Sequence[Figure]) -> str:
     """The generated part of bench/RESULTS.md: what ran, where, when, and the table."""
     notes = [f"- **{f.key}**: {f.error or f.note}" for f in figures if f.error or f.note]
+    facts = doc["machine"]
+    memory = f"{facts['memory_bytes'] / 2**30:.1f} GiB RAM" if facts["memory_bytes"] else "RAM ?"
     lines = [
         BEGIN_MARK,
         "## Latest results",
@@ -229,13 +152,15 @@ def markdown(doc: dict[str, Any], figures: Sequence[Figure]) -> str:
         f"- command: `{doc['command']}`",
         f"- date: {doc['date']}, {format_value(doc['duration_s'], 's')} in all",
         f"- revision: `{doc['revision']}` (the working tree, copied into a throwaway clone)",
-        f"- machine: {machine_line(doc['machine'])}",
+        f"- machine: {facts['cores']} cores ({facts['cpu_model']}), {memory}, {facts['os']} "
+        f"(kernel {facts['kernel']}), Docker engine {facts['docker_version']}",
         f"- runs: {', '.join(f'{k} {v}' for k, v in doc['settings'].items())}",
         "",
         table(figures).rstrip("\n"),
         "",
         "Each figure is the median of its runs; ratios are ours ÷ the other side, whose runs "
-        "alternate with ours. Every run's figure is in `bench/results.json`.",
+        "alternate with ours. Every run's figure is in `bench/results.json`; what each row "
+        "measures is in docs/benchmarks.md.",
         "",
         *notes,
         END_MARK,
@@ -243,13 +168,12 @@ def markdown(doc: dict[str, Any], figures: Sequence[Figure]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def splice(existing: str | None, generated: str, *, title: str = "# Benchmarks") -> str:
+def splice(existing: str | None, generated: str) -> str:
     """Replace the marked block of ``existing`` by ``generated``, keeping the text around it."""
+    start = (existing or "").find(BEGIN_MARK)
+    end = (existing or "").find(END_MARK, max(start, 0))
     if not existing:
-        return f"{title}\n\n{generated}"
-    start = existing.find(BEGIN_MARK)
-    end = existing.find(END_MARK, start if start >= 0 else 0)
+        return f"# Benchmarks\n\n{generated}"
     if start < 0 or end < 0:
         return existing.rstrip("\n") + "\n\n" + generated
-    after = existing[end + len(END_MARK) :].removeprefix("\n")
-    return existing[:start] + generated + after
+    return existing[:start] + generated + existing[end + len(END_MARK) :].removeprefix("\n")
