@@ -136,7 +136,9 @@ def test_parse_args_refuses_nonsense(args: list[str]) -> None:
 def test_settings_say_what_ran() -> None:
     settings = bench_options.Options(skip_pipeline=True).settings()
     assert settings["P4 runs"] == 0
-    assert settings["P5"].startswith("wrk, 10 connections, 3 x 10 s")
+    assert settings["P5 connections"] == 10
+    assert settings["seconds per P5 run"] == 10.0
+    assert bench_options.Options().settings()["P4 runs"] == 1
 
 
 def test_p7_and_p8_come_from_the_reused_pipelines_sessions() -> None:

@@ -22,7 +22,7 @@ from harness.core import process
 from harness.core.process import RunOptions
 from tests.serving import refused_port, serving
 
-# wrk's own report, then the line the bench's `done` hook writes (images.WRK_SUMMARY).
+# wrk's own report, then the line the bench's `done` hook writes (harness/bench/wrk_summary.lua).
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:40001/v1/targets?limit=100
   1 threads and 10 connections
@@ -124,9 +124,8 @@ def test_http_request_and_wait_ready(server: int) -> None:
 
 
 @pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed")
-def test_the_summary_hook_runs_in_the_real_wrk(server: int, tmp_path: Path) -> None:
-    script = tmp_path / "summary.lua"
-    script.write_text(images.WRK_SUMMARY)
+def test_the_summary_hook_runs_in_the_real_wrk(server: int) -> None:
+    script = images.WRK_SUMMARY
     url = f"http://127.0.0.1:{server}"
     result = images.wrk(process.run, script, f"{url}{images.LIST_PATH}", 1, 1)
     assert result["rps"] > 0

@@ -4,6 +4,7 @@ new layers and payloads, started, and ours under load (wrk, Debian's package).""
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import math
 import os
@@ -29,14 +30,8 @@ EDITED = Path("deathstar/app.py")
 SEED_DOCKERFILE = Path("bench/seed-style.Dockerfile")
 LIST_PATH = "/v1/targets?limit=100"
 NOT_MEASURED = "not measured: wrk is not installed (`apt-get install wrk`, Debian's package)"
-# wrk's summary as JSON, from its own counters: its `done` hook (latencies in microseconds).
-WRK_SUMMARY = """done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('{"rps": %.2f, "p50_ms": %.3f, "p99_ms": %.3f, "errors": %d}\\n',
-    summary.requests / summary.duration * 1e6, latency:percentile(50) / 1e3,
-    latency:percentile(99) / 1e3, e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
+# wrk's `done` hook: its summary as JSON, from its own counters.
+WRK_SUMMARY = Path(__file__).with_name("wrk_summary.lua")
 # Run instead of the service (P3.floor): a 200 for whatever arrives, from a bare socket, one
 # client at a time (one that sends nothing is given up on rather than waited for).
 BARE_SERVER = ["python", "-c", f"""import socket
@@ -223,7 +218,7 @@ def wait_ready(port: int, timeout: float = 60.0) -> None:
         try:
             if http_request(port, "/healthz")[0] == 200:
                 return
-        except OSError:
+        except (OSError, http.client.HTTPException):
             pass  # not listening yet; docker-proxy accepts, then drops the connection
         if time.perf_counter() > deadline:
             raise HarnessError(f"no 200 from 127.0.0.1:{port}/healthz within {timeout:g} s")
@@ -301,26 +296,21 @@ def api_load(engine: Engine, ours: Side, options: Options, log: Log) -> list[Fig
         Figure("P5.p99", "latency p99", "ms", at_most=20),
         Figure("P5.err", "errors: non-2xx and socket (sum)", "count", at_most=0, aggregate="sum"),
     ]
-    figures[
-        0
-    ].note = f"wrk, {options.connections} keep-alive connections, {options.load_seconds:g} s a run"
-    script = engine.work / "summary.lua"
-    script.write_text(WRK_SUMMARY, encoding="utf-8")
+    connections, seconds = options.connections, options.load_seconds
+    figures[0].note = f"wrk, {connections} keep-alive connections, {seconds:g} s a run"
     with engine.container(ours.tags[-1]) as port:
         wait_ready(port)
         for row in range(options.rows):
-            status, _ = http_request(
-                port, "/v1/targets", {"name": f"target-{row:03d}", "system": "bench"}
-            )
+            target = {"name": f"target-{row:03d}", "system": "bench"}
+            status, _ = http_request(port, "/v1/targets", target)
             if status != 201:
                 raise HarnessError(f"creating target {row} answered {status}, not 201")
         status, page = http_request(port, LIST_PATH)
         if status != 200 or len(json.loads(page)["items"]) != min(options.rows, 100):
             raise HarnessError(f"GET {LIST_PATH} does not list the {options.rows} targets")
+        url = f"http://127.0.0.1:{port}{LIST_PATH}"
         for run in range(options.load_runs + 1):  # run 0 warms up, for 1 s, and is not counted
-            seconds = options.load_seconds if run else 1.0
-            url = f"http://127.0.0.1:{port}{LIST_PATH}"
-            result = wrk(engine.run, script, url, options.connections, seconds)
+            result = wrk(engine.run, WRK_SUMMARY, url, connections, seconds if run else 1.0)
             if run:
                 for fig, key in zip(figures, ("rps", "p50_ms", "p99_ms", "errors"), strict=True):
                     fig.add(result[key])

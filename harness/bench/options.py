@@ -40,14 +40,9 @@ class Options:
     command: str = "nox -s bench"
 
     def settings(self) -> dict[str, Any]:
-        return {
-            "P1 runs per side": self.runs,
-            "P3 runs per side": self.start_runs,
-            "P4 runs": 0 if self.skip_pipeline else self.pipeline_runs,
-            "P5": f"wrk, {self.connections} connections, {self.load_runs} x "
-            f"{self.load_seconds:g} s, {self.rows} rows",
-            "P6 runs per backend": self.env_runs,
-        }
+        """The counts that ran, by what they count."""
+        counts = {f.metadata["help"]: getattr(self, f.name) for f in fields(self) if f.metadata}
+        return {**counts, "P4 runs": 0 if self.skip_pipeline else self.pipeline_runs}
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -68,7 +63,12 @@ def parse_args(argv: Sequence[str]) -> Options:
         add(
             f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=help_text
         )
-    add("--base-image", default=os.environ.get("DEATHSTAR_BASE_IMAGE", defaults.base_image))
+    base_image = os.environ.get("DEATHSTAR_BASE_IMAGE", defaults.base_image)
+    add(
+        "--base-image",
+        default=base_image,
+        help=f"default: $DEATHSTAR_BASE_IMAGE, else {defaults.base_image}",
+    )
     add("--output-dir", type=Path, default=defaults.output_dir, help="default: bench/")
     add("--nox-python", default=defaults.nox_python, help=argparse.SUPPRESS)
     add("--test-session", default=defaults.test_session, help=argparse.SUPPRESS)

@@ -105,17 +105,13 @@ def describe_times(times: Mapping[str, float | str]) -> str:
                      for name, took in times.items())  # fmt: skip
 
 
-def floor_figure(key: str, title: str, spent: Sequence[Spent], notes: Sequence[str]) -> Figure:
-    """A ``.floor`` row: each run's CPU ÷ the cores."""
-    fig = Figure(
-        key, title, "s", runs=[s.floor for s in spent], error="" if spent else NO_CPU_COUNT
-    )
-    runs = "; ".join(
-        f"run {n}: {s}{note}" for n, (s, note) in enumerate(zip(spent, notes, strict=True), 1)
-    )
-    if spent:
-        fig.note = f"the machine's busy CPU time ÷ its {spent[0].cores} cores; {runs}"
-    return fig
+def floor_figure(key: str, title: str, runs: Sequence[tuple[Spent, str]]) -> Figure:
+    """A ``.floor`` row: each run's CPU ÷ the cores; ``runs``: what each took, and a note."""
+    if not runs:
+        return Figure(key, title, "s", error=NO_CPU_COUNT)
+    notes = "; ".join(f"run {n}: {spent}{note}" for n, (spent, note) in enumerate(runs, 1))
+    note = f"the machine's busy CPU time ÷ its {runs[0][0].cores} cores; {notes}"
+    return Figure(key, title, "s", runs=[spent.floor for spent, _ in runs], note=note)
 
 
 def session_figures(reused: Figure, test_session: str) -> list[Figure]:
@@ -152,10 +148,8 @@ class NoxRuns:
         self.clone = engine.work / "pipeline"
 
     def nox(self, clone: Path, *args: str) -> str:
-        command, env = (
-            [self.options.nox_python, "-m", "nox", *args],
-            outer_env(os.environ, sys.prefix),
-        )
+        command = [self.options.nox_python, "-m", "nox", *args]
+        env = outer_env(os.environ, sys.prefix)
         return self.engine.run(command, cwd=clone, env=env, timeout=NOX_TIMEOUT, merge=True)
 
     def timed(
@@ -203,10 +197,8 @@ class NoxRuns:
             floors = [self._floor(f"{key}.floor", args) for key, *_, args in SESSIONS]
         finally:
             self._restore_tags(before, made)
-        spent = [Spent(**counted) for counted in steps[1].details.get("cpu per run", [])]
-        p4_floor = floor_figure(
-            "P4.floor", "the reused pipeline's CPU time ÷ the cores", spent, [""] * len(spent)
-        )
+        spent = [(Spent(**counted), "") for counted in steps[1].details.get("cpu per run", [])]
+        p4_floor = floor_figure("P4.floor", "the reused pipeline's CPU time ÷ the cores", spent)
         p8, p7 = session_figures(steps[1], self.options.test_session)
         return [*steps[:2], p4_floor, *steps[2:], p8, floors[0], p7, floors[1]]
 
@@ -245,17 +237,16 @@ class NoxRuns:
     def _floor(self, key: str, args: str) -> Figure:
         """One session again, alone, in the pipeline's clone: the CPU it keeps busy ÷ the cores."""
         command = f"nox {args.format(test=self.options.test_session)}"
-        title, spent, notes = f"CPU time of `{command}` ÷ the cores", [], []
+        title, spent = f"CPU time of `{command}` ÷ the cores", []
         for run in range(1, self.options.pipeline_runs + 1 if PROC_STAT.is_file() else 1):
             try:
                 _, took, times = self.timed(f"{key}-{run}", command.split()[1:])
             except CommandError as exc:
                 return Figure(key, title, "s", error=f"`{command}` failed: {reason(exc.output)}")
-            spent.append(took)
             # nox's own start is in the CPU count, not in the session's time nox reports.
-            notes.append(f" (sessions: {describe_times(times)})")
+            spent.append((took, f" (sessions: {describe_times(times)})"))
             self.log(f"bench: {key} run {run}: {took}")
-        return floor_figure(key, title, spent, notes)
+        return floor_figure(key, title, spent)
 
     def _restore_tags(self, before: Mapping[str, str | None], made: Sequence[str]) -> None:
         """Point the tags the pipeline moved back where they were; drop the images it made."""
