@@ -1,10 +1,7 @@
 """Pushing a planned release: a throwaway login, the tags in order, the registry read-back.
 
-``docker push REF`` pushes whatever REF names when it runs, so each ref is checked to name the
-verified image right before its push, and afterwards every tag in the registry must name
-exactly what that push reported writing: the verified image's manifest, or an index only if it
-is the verified image itself (never one that merely contains it), whose config is the verified
-image's. Only that digest is reported and signed.
+Each ref must name the verified image right before its push; afterwards every tag must name
+exactly the manifest its push wrote, whose config is the verified image's. Only that is signed.
 """
 
 from __future__ import annotations
@@ -20,12 +17,6 @@ from harness.registry import Manifest, Registry
 from harness.release.gates import Plan
 
 PUSH_TIMEOUT = 600.0
-# The line `docker push` ends with, for both image stores: "<tag>: digest: sha256:<hex> size: N".
-_PUSHED = re.compile(
-    r"^(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}): digest: (?P<digest>sha256:[0-9a-f]{64}) "
-    r"size: [0-9]+$",
-    re.MULTILINE | re.ASCII,
-)
 
 
 class PushError(HarnessError):
@@ -56,9 +47,7 @@ def publish(
 
 def push(plan: Plan, docker: Docker, env: Mapping[str, str]) -> dict[str, str]:
     """Push every tag, each only while it names the verified image; remove the local tags.
-
-    Returns the manifest digest each tag's push reported writing.
-    """
+    Returns the manifest digest each tag's push reported writing."""
     created: list[str] = []
     done: list[str] = []  # tags the registry may hold
     pushed: dict[str, str] = {}
@@ -67,7 +56,12 @@ def push(plan: Plan, docker: Docker, env: Mapping[str, str]) -> dict[str, str]:
             docker("tag", plan.image_id, ref, env=env)
             created.append(ref)
         for ref in plan.refs:
-            check_target(ref, plan.image_id, docker)
+            now = docker.image_id(ref)  # `docker push` pushes what ref names when it runs
+            if now != plan.image_id:
+                raise HarnessError(
+                    f"{ref} names {now or 'no image'} now, not the verified image "
+                    f"{plan.image_id}; something retargeted it, so it was not pushed"
+                )
             print(f"pushing {ref}", flush=True)
             output = docker("push", ref, env=env, timeout=PUSH_TIMEOUT)
             done.append(ref.rsplit(":", 1)[1])
@@ -80,36 +74,23 @@ def push(plan: Plan, docker: Docker, env: Mapping[str, str]) -> dict[str, str]:
             "fix the cause and run the push again: it is idempotent"
         ) from None
     finally:
-        _untag(created, docker)
+        for ref in created:  # the registry-qualified tags we made; the image keeps its own
+            try:
+                docker("image", "rm", ref)
+            except HarnessError as exc:  # never hide the push's own error behind this one
+                print(f"warning: could not remove the local tag {ref}: {exc}", file=sys.stderr)
     return pushed
 
 
 def written(output: str, ref: str) -> str:
     """The manifest digest ``docker push ref`` reported writing for the tag."""
     tag = ref.rsplit(":", 1)[1]
-    found = [m["digest"] for m in _PUSHED.finditer(output) if m["tag"] == tag]
+    # The line `docker push` ends with, for both image stores.
+    line = rf"^{re.escape(tag)}: digest: (sha256:[0-9a-f]{{64}}) size: [0-9]+$"
+    found = re.findall(line, output, re.MULTILINE | re.ASCII)
     if not found:
         raise HarnessError(f"docker push {ref} reported no manifest digest for {tag}")
     return found[-1]
-
-
-def check_target(ref: str, image_id: str, docker: Docker) -> None:
-    """``docker push`` pushes what ``ref`` names when it runs: it must be the verified image."""
-    now = docker.image_id(ref)
-    if now != image_id:
-        raise HarnessError(
-            f"{ref} names {now or 'no image'} now, not the verified image {image_id}; "
-            "something retargeted it, so it was not pushed"
-        )
-
-
-def _untag(refs: list[str], docker: Docker) -> None:
-    """Remove the registry-qualified tags we made; the image keeps its own tags."""
-    for ref in refs:
-        try:
-            docker("image", "rm", ref)
-        except HarnessError as exc:  # never hide the push's own error behind a cleanup error
-            print(f"warning: could not remove the local tag {ref}: {exc}", file=sys.stderr)
 
 
 def read_back(plan: Plan, pushed: Mapping[str, str], registry: Registry) -> str:
