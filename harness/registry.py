@@ -130,7 +130,12 @@ def run_skopeo(args: Sequence[str], env: Mapping[str, str]) -> bytes:
             raise HarnessError(
                 "skopeo is not installed; `apt-get install skopeo` or `bash .ci/provision`"
             ) from None
-        timer = threading.Timer(SKOPEO_TIMEOUT, lambda: (timed_out.set(), child.kill()))
+
+        def stop() -> None:
+            timed_out.set()
+            child.kill()
+
+        timer = threading.Timer(SKOPEO_TIMEOUT, stop)
         with child:
             timer.start()
             try:

@@ -1,4 +1,4 @@
-"""``python -m harness.stage WHEEL DEST``: the wheel laid out at its image paths by pypa's installer.
+"""``python -m harness.stage WHEEL DEST``: the wheel laid out at its image paths (pypa's installer).
 
 DEST (inside ``dist/``, replaced, its own symlink never followed) gets two trees the Dockerfile
 copies as two layers: ``project`` (the package and RECORD, all a source change touches) and
@@ -72,9 +72,9 @@ def stage(wheel: Path, dest: Path, *, within: Path = DIST) -> list[Path]:
     try:
         with WheelFile.open(wheel) as source:
             source.validate_record()
-            scheme = {"purelib": SITE_PACKAGES, "platlib": SITE_PACKAGES, "scripts": f"{IMAGE_VENV}/bin",
-                "headers": f"{IMAGE_VENV}/include/site/python{IMAGE_PYTHON}/{source.distribution}",
-                "data": IMAGE_VENV}  # fmt: skip
+            headers = f"{IMAGE_VENV}/include/site/python{IMAGE_PYTHON}/{source.distribution}"
+            scheme = {"purelib": SITE_PACKAGES, "platlib": SITE_PACKAGES, "headers": headers,
+                      "scripts": f"{IMAGE_VENV}/bin", "data": IMAGE_VENV}  # fmt: skip
             destination = SchemeDictionaryDestination(
                 scheme, interpreter=f"{IMAGE_VENV}/bin/python", script_kind="posix",
                 bytecode_optimization_levels=(), destdir=str(target),

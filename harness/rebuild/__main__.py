@@ -15,15 +15,9 @@ from harness import ROOT, HarnessError
 from harness.core import archive, process, records
 from harness.core.docker import Docker
 from harness.rebuild import remote
-from harness.rebuild.clean import (
-    Source,
-    check_builder,
-    check_released,
-    rebuild,
-    without_credentials,
-)
+from harness.rebuild.clean import Source, check_builder, check_released, rebuild, rebuild_env
 from harness.rebuild.compare import Identity, differences
-from harness.registry import Skopeo, Stopped, run_skopeo, stopped_by_signals
+from harness.registry import Skopeo, Stopped, run_skopeo, stopped_by_signals, with_child_env
 
 
 def repro(root: Path, docker: Docker, runner: process.Runner) -> int:
@@ -41,9 +35,8 @@ def repro(root: Path, docker: Docker, runner: process.Runner) -> int:
         )
     original_path = records.image_archive_path(root)
     original = archive.read_archive(original_path) if original_path.is_file() else None
-    expected = Identity(record.image_id, record.config_digest, record.diff_ids)
-    if original is not None:
-        expected = Identity(record.image_id, record.config_digest, record.diff_ids, original.config)
+    config = original.config if original is not None else None
+    expected = Identity(record.image_id, record.config_digest, record.diff_ids, config)
     source = Source(record.commit, record.version, record.base_image, record.base_digest)
     return _rebuild_and_compare(
         root, Claim(source, expected, original, record.builder), docker, runner
@@ -116,7 +109,7 @@ def main(
     check = commands.add_parser("verify", help="rebuild what a registry image names and compare")
     check.add_argument("ref", help="registry/repository:tag or registry/repository@sha256:...")
     args = parser.parse_args(argv)
-    runner = without_credentials(runner)  # the rebuilt commit's own code runs in children
+    runner = with_child_env(runner, rebuild_env)  # the rebuilt commit's own code runs in children
     docker = Docker(runner)
     try:
         with stopped_by_signals():  # verify's throwaway login is removed on a signal too

@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Unpack
 
 from packaging.version import InvalidVersion, Version
 
 from harness import ROOT, HarnessError
 from harness.core import archive, build, imaging, locks, process
 from harness.core.docker import Docker
-from harness.release.tags import Release
+from harness.release.gates import Release
 
 BUILD_TIMEOUT = 1800.0
 STAGE_MODULE = Path("harness/stage.py")
@@ -53,24 +52,10 @@ def rebuild_env(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def without_credentials(runner: process.Runner) -> process.Runner:
-    """``runner`` whose every child gets :func:`rebuild_env` of what it would have had."""
-
-    def run(args: Sequence[str], **options: Unpack[process.RunOptions]) -> str:
-        env = options.get("env")
-        options["env"] = rebuild_env(os.environ if env is None else env)
-        return runner(args, **options)
-
-    return run
-
-
 def check_released(repository: Path, source: Source, runner: process.Runner = process.run) -> str:
-    """The release tag of ``source.version`` that contains the commit, or a refusal.
-
-    ``verify`` runs the named commit's own build code: only a commit released under the version
-    the image claims qualifies, never any object the clone holds (a fetched PR head, a dangling
-    commit).
-    """
+    """The release tag of ``source.version`` that contains the commit: ``verify`` runs that
+    commit's own build code, so never any other object the clone holds (a PR head, a dangling
+    commit)."""
     contains = ["tag", "--list", "v*", "--contains", source.commit]
     try:
         wanted = Version(source.version)
@@ -112,8 +97,7 @@ def rebuild(
     runner: process.Runner = process.run,
     log: Callable[[str], None] = print,
 ) -> archive.ImageArchive:
-    """Clone ``repository`` at the commit, build and stage its wheel, its wheelhouse, then the
-    image."""
+    """Clone ``repository`` at the commit; build and stage its wheel, its wheelhouse, the image."""
     # FROM a local tag of the recorded digest; first, so a missing base costs no clone.
     base_tag = imaging.pin(Docker(runner), source.base_image, source.base_digest)
     checkout = workdir / "source"
@@ -142,14 +126,9 @@ def rebuild(
     wheelhouse = build.wheelhouse_command(lock, dist / "wheelhouse")
     runner([sys.executable, *wheelhouse[1:]], cwd=checkout, timeout=BUILD_TIMEOUT, merge=True)
     plan = build.BuildPlan(
-        version=source.version,
-        commit=source.commit,
-        dirty=False,
-        epoch=epoch,
-        base_image=source.base_image,
-        base_digest=source.base_digest,
-        base_tag=base_tag,
-    )
+        source.version, source.commit, dirty=False, epoch=epoch, base_image=source.base_image,
+        base_digest=source.base_digest, base_tag=base_tag,
+    )  # fmt: skip
     target = workdir / "rebuild.tar"
     command = plan.build_command(checkout, plan.tags[:1], archive=target, no_cache=True)
     log("rebuild: the image, with no build cache")

@@ -68,11 +68,8 @@ def layer_changes(
 
 
 def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """The config's fields (rootfs aside) that differ, as dotted paths.
-
-    A registry's config is untrusted: keys and values are shown escaped, on one line and
-    short, and at most :data:`MAX_CONFIG_LINES` of them.
-    """
+    """The config's fields (rootfs aside) that differ, as dotted paths; untrusted, so escaped,
+    short, and at most MAX_CONFIG_LINES of them."""
     old, new = _flatten(before), _flatten(after)
     changed = [
         key

@@ -14,25 +14,23 @@ from harness.rebuild.clean import Source
 from harness.rebuild.compare import Identity
 from harness.registry import (
     DIGEST,
+    REVISION_LABEL,
     TAG,
+    VERSION_LABEL,
     Credentials,
     Manifest,
     Registry,
     Skopeo,
     check_registry,
+    check_repository,
     login,
     run_skopeo,
     shown,
-)
+)  # fmt: skip
 
-REVISION = "org.opencontainers.image.revision"
-VERSION = "org.opencontainers.image.version"
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
-_REFERENCE = re.compile(
-    r"^(?P<registry>[^/]+)/(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
+MAX_LAYERS = 1000  # far beyond what an engine stacks (overlayfs: 128); refused beyond
 
 
 @dataclass(frozen=True)
@@ -46,29 +44,25 @@ class Served:
 
 def parse_reference(ref: str) -> tuple[str, str, str]:
     """``registry/repository:tag`` or ``...@sha256:...`` as (registry, repository, reference)."""
-    match = _REFERENCE.match(ref)
-    if match is None or not (match["tag"] or match["digest"]):
+    name, _, digest = ref.partition("@")
+    registry, _, path = name.partition("/")
+    repository, _, tag = path.partition(":")
+    if not (TAG.fullmatch(tag) or (not tag and DIGEST.fullmatch(digest))):
         raise HarnessError(
-            f"{ref!r} is not a registry image reference: give host[:port]/repository:tag "
+            f"'{shown(ref)}' is not a registry image reference: give host[:port]/repository:tag "
             "or host[:port]/repository@sha256:<digest>"
         )
-    check_registry(match["registry"])
-    return match["registry"], match["repository"], match["digest"] or match["tag"]
-
-
-def credentials_from(env: Mapping[str, str]) -> Credentials | None:
-    """Read access: REGISTRY_USERNAME and REGISTRY_PASSWORD when set, else anonymous."""
-    username, password = env.get("REGISTRY_USERNAME", ""), env.get("REGISTRY_PASSWORD", "")
-    return Credentials(username, password) if username and password else None
-
-
-MAX_LAYERS = 1000  # far beyond what an engine stacks (overlayfs: 128); refused beyond
+    check_registry(registry)
+    check_repository(registry, repository)
+    return registry, repository, digest or tag
 
 
 def read(ref: str, env: Mapping[str, str], docker: Docker, skopeo: Skopeo = run_skopeo) -> Served:
     """The image ``ref`` names, read with REGISTRY_USERNAME/PASSWORD's login, else docker's."""
     registry, repository, reference = parse_reference(ref)
-    with login(registry, credentials_from(env), docker, env) as docker_env:
+    username, password = env.get("REGISTRY_USERNAME", ""), env.get("REGISTRY_PASSWORD", "")
+    credentials = Credentials(username, password) if username and password else None
+    with login(registry, credentials, docker, env) as docker_env:
         reader = Registry.logged_in_as(registry, docker_env, skopeo)
         manifest = reader.manifest(repository, reference)
         if manifest is None:
@@ -81,31 +75,33 @@ def read(ref: str, env: Mapping[str, str], docker: Docker, skopeo: Skopeo = run_
                 f"{registry}/{repository}@{platform_image(manifest)}"
             )
         config_digest, config = reader.config(repository, manifest)
-    labels = _mapping(config.get("config"), ref, "config").get("Labels")
-    labels = _mapping(labels, ref, "config.Labels")
-    revision, version = _label(labels, REVISION), _label(labels, VERSION)
+    labels = _mapping(
+        _mapping(config.get("config"), ref, "config").get("Labels"), ref, "config.Labels"
+    )
+    label = {
+        key: value if isinstance(value := labels.get(key, ""), str) else ""
+        for key in (REVISION_LABEL, VERSION_LABEL, BASE_NAME, BASE_DIGEST)
+    }
+    revision, version = label[REVISION_LABEL], label[VERSION_LABEL]
+    base_name, base_digest = label[BASE_NAME], label[BASE_DIGEST]
+    base_image, _, pinned = base_name.partition("@")
     if not re.fullmatch(r"[0-9a-f]{40}", revision):
         raise HarnessError(
-            f"{ref} names no commit (label {REVISION}='{shown(revision, 60)}'); "
+            f"{ref} names no commit (label {REVISION_LABEL}='{shown(revision, 60)}'); "
             "only images built from a clean commit can be verified"
         )
-    if not TAG.fullmatch(version):
-        # The version becomes the rebuild's tag, and that a field of buildx's --output.
+    if not TAG.fullmatch(version):  # it becomes the rebuild's tag, a field of buildx's --output
         raise HarnessError(
-            f"{ref} names no version a tag can carry (label {VERSION}='{shown(version, 60)}')"
+            f"{ref} names no version a tag can carry (label {VERSION_LABEL}='{shown(version, 60)}')"
         )
-    base_name, base_digest = _label(labels, BASE_NAME), _label(labels, BASE_DIGEST)
-    base_image, _, pinned = base_name.partition("@")
     if not DIGEST.fullmatch(base_digest) or pinned not in ("", base_digest):
         raise HarnessError(f"{ref} does not name its base image by digest; it cannot be rebuilt")
-    if not build.is_image_name(base_image):
-        # It reaches docker's argv and the terminal: only a docker image name passes.
+    if not build.is_image_name(base_image):  # it reaches docker's argv and the terminal
         raise HarnessError(
             f"{ref} names a base image that is not a docker image name "
             f"(label {BASE_NAME}='{shown(base_name, 60)}')"
         )
-    rootfs = _mapping(config.get("rootfs"), ref, "rootfs")
-    diff_ids = rootfs.get("diff_ids") or []
+    diff_ids = _mapping(config.get("rootfs"), ref, "rootfs").get("diff_ids") or []
     if (
         not isinstance(diff_ids, list)
         or len(diff_ids) > MAX_LAYERS
@@ -122,9 +118,10 @@ def platform_image(index: Manifest) -> str:
     entries = index.body.get("manifests")
     for entry in entries if isinstance(entries, list) else []:
         platform = entry.get("platform") if isinstance(entry, dict) else None
-        if isinstance(platform, dict) and (platform.get("os"), platform.get("architecture")) == (
-            "linux",
-            "amd64",
+        if (
+            isinstance(platform, dict)
+            and platform.get("os") == "linux"
+            and platform.get("architecture") == "amd64"
         ):
             digest = entry.get("digest")
             return digest if isinstance(digest, str) and DIGEST.fullmatch(digest) else "?"
@@ -133,13 +130,6 @@ def platform_image(index: Manifest) -> str:
 
 def _mapping(value: object, ref: str, what: str) -> dict[str, Any]:
     """A config field that must be an object when present (absent reads as empty)."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
+    if value is not None and not isinstance(value, dict):
         raise HarnessError(f"{ref}'s config is malformed: {what} is not an object")
-    return value
-
-
-def _label(labels: Mapping[str, Any], key: str) -> str:
-    value = labels.get(key, "")
-    return value if isinstance(value, str) else ""
+    return value or {}

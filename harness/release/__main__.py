@@ -42,8 +42,11 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespac
     signing = parser.add_mutually_exclusive_group()
     signing.add_argument("--keyless", action="store_true",
         help="sign keyless with GitHub Actions' OIDC token and the public Rekor log")  # fmt: skip
-    signing.add_argument("--unsigned", action="store_true",
-        help="push without signing (otherwise --confirm needs COSIGN_KEY and COSIGN_PASSWORD)")  # fmt: skip
+    signing.add_argument(
+        "--unsigned",
+        action="store_true",
+        help="push without signing (otherwise --confirm needs COSIGN_KEY and COSIGN_PASSWORD)",
+    )
     add("--password-stdin", action="store_true",
         help="read the registry password from stdin (username from REGISTRY_USERNAME)")  # fmt: skip
     add("--project-dir", type=Path, default=ROOT, help=argparse.SUPPRESS)
@@ -64,7 +67,9 @@ def main(
     docker = Docker(with_child_env((docker or Docker()).runner, without_password))
     try:
         with stopped_by_signals():  # from the first login on, a signal still cleans up
-            return run(argv, env, stdin, docker, password, material, skopeo)
+            return run(
+                argv, env, stdin, docker, password=password, material=material, skopeo=skopeo
+            )
     except Stopped as exc:
         print(
             f"push stopped by {exc}: the throwaway login and the local registry tags are "
@@ -79,6 +84,7 @@ def run(
     env: Mapping[str, str],
     stdin: TextIO,
     docker: Docker,
+    *,
     password: str,
     material: sign.Material,
     skopeo: Skopeo,

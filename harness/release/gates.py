@@ -22,8 +22,19 @@ from harness import HarnessError
 from harness.core import git, locks, records
 from harness.core.docker import Docker
 from harness.registry import (
-    DIGEST, REVISION_LABEL, TAG, VERSION_LABEL, Credentials, Registry, Skopeo, check_registry,
-    check_repository, logged_in, login, run_skopeo, shown,
+    DIGEST,
+    REVISION_LABEL,
+    TAG,
+    VERSION_LABEL,
+    Credentials,
+    Registry,
+    Skopeo,
+    check_registry,
+    check_repository,
+    logged_in,
+    login,
+    run_skopeo,
+    shown,
 )  # fmt: skip
 
 PASSWORD_VARIABLE = "REGISTRY_PASSWORD"  # noqa: S105 (the name of a variable)
@@ -50,7 +61,8 @@ class Release:
         if match is None:
             return None
         return cls(
-            (int(match["major"]), int(match["minor"]), int(match["patch"])), *match["pre", "build"]
+            (int(match["major"]), int(match["minor"]), int(match["patch"])),
+            *match.group("pre", "build"),
         )
 
     @property

@@ -56,12 +56,7 @@ def push(plan: Plan, docker: Docker, env: Mapping[str, str]) -> dict[str, str]:
             docker("tag", plan.image_id, ref, env=env)
             created.append(ref)
         for ref in plan.refs:
-            now = docker.image_id(ref)  # `docker push` pushes what ref names when it runs
-            if now != plan.image_id:
-                raise HarnessError(
-                    f"{ref} names {now or 'no image'} now, not the verified image "
-                    f"{plan.image_id}; something retargeted it, so it was not pushed"
-                )
+            check_target(ref, plan.image_id, docker)
             print(f"pushing {ref}", flush=True)
             output = docker("push", ref, env=env, timeout=PUSH_TIMEOUT)
             done.append(ref.rsplit(":", 1)[1])
@@ -82,6 +77,16 @@ def push(plan: Plan, docker: Docker, env: Mapping[str, str]) -> dict[str, str]:
     return pushed
 
 
+def check_target(ref: str, image_id: str, docker: Docker) -> None:
+    """``docker push`` pushes what ``ref`` names when it runs: it must be the verified image."""
+    now = docker.image_id(ref)
+    if now != image_id:
+        raise HarnessError(
+            f"{ref} names {now or 'no image'} now, not the verified image {image_id}; "
+            "something retargeted it, so it was not pushed"
+        )
+
+
 def written(output: str, ref: str) -> str:
     """The manifest digest ``docker push ref`` reported writing for the tag."""
     tag = ref.rsplit(":", 1)[1]
@@ -90,7 +95,7 @@ def written(output: str, ref: str) -> str:
     found = re.findall(line, output, re.MULTILINE | re.ASCII)
     if not found:
         raise HarnessError(f"docker push {ref} reported no manifest digest for {tag}")
-    return found[-1]
+    return str(found[-1])
 
 
 def read_back(plan: Plan, pushed: Mapping[str, str], registry: Registry) -> str:
