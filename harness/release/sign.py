@@ -14,6 +14,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,11 @@ PREDICATE_TYPES = {
 BUILD_TYPE = "https://github.com/tea-n-tech/deathstar/blob/main/noxfile.py#image"
 LOCAL_BUILDER = "https://github.com/tea-n-tech/deathstar/blob/main/noxfile.py"
 SOURCE = "https://github.com/tea-n-tech/deathstar"
+FLAGS = {  # (keyless, signing): cosign's own flags; keyless verification names the identity
+    (False, True): ["--key", f"env://{KEY_VARIABLE}", "--tlog-upload=false", "--yes"],
+    (True, True): ["--yes"],
+    (False, False): ["--key", f"env://{PUBLIC_KEY_VARIABLE}", "--insecure-ignore-tlog=true"],
+}
 
 
 def workflow_identity(env: Mapping[str, str]) -> str:
@@ -119,31 +125,17 @@ class Signer:
     def flags(self, *, signing: bool) -> list[str]:
         """cosign's flags; plain http is for a registry on loopback only, as for the push."""
         plain = ["--allow-http-registry=true", "--allow-insecure-registry=true"]
-        found = plain if is_loopback(self.registry) else []
-        if signing:
-            return [
-                *(
-                    []
-                    if self.keyless
-                    else ["--key", f"env://{KEY_VARIABLE}", "--tlog-upload=false"]
-                ),
-                "--yes",
-                *found,
-            ]
-        if self.keyless:
-            return [
-                "--certificate-identity",
-                self.identity,
-                "--certificate-oidc-issuer",
-                GITHUB_ISSUER,
-                *found,
-            ]
-        return ["--key", f"env://{PUBLIC_KEY_VARIABLE}", "--insecure-ignore-tlog=true", *found]
+        loopback = plain if is_loopback(self.registry) else []
+        if self.keyless and not signing:
+            identity = ["--certificate-identity", self.identity]
+            return [*identity, "--certificate-oidc-issuer", GITHUB_ISSUER, *loopback]
+        return [*FLAGS[self.keyless, signing], *loopback]
 
     def sign(
         self, image: str, sbom: Path, provenance: Mapping[str, Any], docker_env: Mapping[str, str]
     ) -> None:
-        """Sign ``image`` (``repo@digest``), attach both attestations, and verify all three."""
+        """Sign ``image`` (``repo@digest``), attach both attestations, then read all three back
+        from the registry: each attestation must be about the digest and carry what was sent."""
         env, flags = self.child_env(docker_env, signing=True), self.flags(signing=True)
         self.cosign("sign", *flags, image, env=env)
         with tempfile.TemporaryDirectory(prefix="deathstar-provenance-") as scratch:
@@ -154,44 +146,33 @@ class Signer:
                     "attest", *flags, "--replace", "--type", kind, "--predicate", str(path), image,
                     env=env,
                 )  # fmt: skip
-        sbom_json = json.loads(sbom.read_text(encoding="utf-8"))
-        self.verify(image, docker_env, sbom=sbom_json, provenance=provenance)
-
-    def verify(
-        self,
-        image: str,
-        docker_env: Mapping[str, str],
-        *,
-        sbom: Mapping[str, Any],
-        provenance: Mapping[str, Any],
-    ) -> None:
-        """The read-back: the signature and both attestations, from the registry."""
+        sent = {
+            SBOM_TYPE: json.loads(sbom.read_text(encoding="utf-8")),
+            PROVENANCE_TYPE: provenance,
+        }
         env, flags = self.child_env(docker_env, signing=False), self.flags(signing=False)
         self.cosign("verify", *flags, image, env=env)
         digest = image.rpartition("@")[2]
-        for kind in (SBOM_TYPE, PROVENANCE_TYPE):
+        for kind, wanted in sent.items():
             out = self.cosign("verify-attestation", *flags, "--type", kind, image, env=env)
-            predicates = attested(out, PREDICATE_TYPES[kind], digest)
-            if not any(
-                p == sbom if kind == SBOM_TYPE else same_source(p, provenance) for p in predicates
-            ):
+            found = attested(out, PREDICATE_TYPES[kind], digest)
+            if not any(same(kind, predicate, wanted) for predicate in found):
                 raise HarnessError(
                     f"the registry's {kind} attestation of {digest[:19]} is not what was attested"
                 )
 
 
-def same_source(found: object, wanted: Mapping[str, Any]) -> bool:
-    """The provenance names the same source and the same builder (cosign retypes the rest)."""
+def same(kind: str, found: object, wanted: Any) -> bool:  # noqa: ANN401 (JSON)
+    """The SBOM as sent; a provenance with its source and builder (cosign retypes the rest)."""
+    if kind == SBOM_TYPE:
+        return bool(found == wanted)
 
-    def part(predicate: object, *path: str) -> object:
-        for key in path:
-            predicate = predicate.get(key) if isinstance(predicate, dict) else None
-        return predicate
+    def part(value: object, *path: str) -> object:
+        return reduce(lambda v, key: v.get(key) if isinstance(v, dict) else None, path, value)
 
-    source = ("buildDefinition", "externalParameters", "source")
-    builder = ("runDetails", "builder")
-    return part(found, *source) is not None and all(
-        part(found, *path) == part(wanted, *path) for path in (source, builder)
+    paths = (("buildDefinition", "externalParameters", "source"), ("runDetails", "builder"))
+    return part(found, *paths[0]) is not None and all(
+        part(found, *path) == part(wanted, *path) for path in paths
     )
 
 
