@@ -17,7 +17,7 @@ from harness import HarnessError
 from harness.core import archive, imaging, records
 from harness.core.docker import Docker
 from harness.rebuild import __main__ as rebuild_main
-from harness.rebuild import compare, remote
+from harness.rebuild import compare
 from harness.rebuild.clean import Source, check_builder, check_released
 from harness.stage import stage
 from tests.archives import layer_tar, save_archive
@@ -124,16 +124,16 @@ def test_the_base_must_be_here_by_its_digest() -> None:
 )
 def test_a_bad_reference_is_one_line(ref: str) -> None:
     with pytest.raises(HarnessError) as refused:
-        remote.parse_reference(ref)
+        compare.parse_reference(ref)
     assert "\n" not in str(refused.value)
 
 
 def test_references_by_tag_and_by_digest() -> None:
-    assert remote.parse_reference("127.0.0.1:5000/team/deathstar:1.2.3") == (
+    assert compare.parse_reference("127.0.0.1:5000/team/deathstar:1.2.3") == (
         "127.0.0.1:5000", "team/deathstar", "1.2.3",
     )  # fmt: skip
     pinned = "ghcr.io/tea-n-tech/deathstar@sha256:" + "a" * 64
-    assert remote.parse_reference(pinned)[2] == "sha256:" + "a" * 64
+    assert compare.parse_reference(pinned)[2] == "sha256:" + "a" * 64
 
 
 class StandIn(FakeDocker):
@@ -290,9 +290,9 @@ def serving(config: Mapping[str, object]) -> FakeSkopeo:
     return FakeSkopeo(registry)
 
 
-def read(config: Mapping[str, object]) -> remote.Served:
+def read(config: Mapping[str, object]) -> compare.Served:
     """What verify reads of the registry image, anonymously."""
-    return remote.read(
+    return compare.read(
         "127.0.0.1:5000/team/deathstar:0.1.0", {}, Docker(FakeDocker()), serving(config)
     )
 
@@ -308,7 +308,7 @@ GOOD_LABELS = {
 def test_verify_reads_the_source_from_the_registry_images_labels() -> None:
     config = labelled(GOOD_LABELS)
     skopeo = serving(config)
-    served = remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {}, Docker(FakeDocker()), skopeo)
+    served = compare.read("127.0.0.1:5000/team/deathstar:0.1.0", {}, Docker(FakeDocker()), skopeo)
     manifest = skopeo.registry.manifests[("team/deathstar", "0.1.0")]
     assert [args[-1] for args, _ in skopeo.calls] == [
         "docker://127.0.0.1:5000/team/deathstar:0.1.0",  # the manifest the tag names, then

@@ -8,15 +8,13 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from harness import ROOT, HarnessError
 from harness.core import archive, process, records
 from harness.core.docker import Docker
-from harness.rebuild import remote
 from harness.rebuild.clean import Source, check_builder, check_released, rebuild, rebuild_env
-from harness.rebuild.compare import Identity, differences
+from harness.rebuild.compare import Identity, differences, read
 from harness.registry import Skopeo, Stopped, run_skopeo, stopped_by_signals, with_child_env
 
 
@@ -33,13 +31,13 @@ def repro(root: Path, docker: Docker, runner: process.Runner) -> int:
             "the recorded image was built from a tree with uncommitted changes; commit, "
             "run `nox -s image`, then `nox -s repro`"
         )
-    original_path = records.image_archive_path(root)
-    original = archive.read_archive(original_path) if original_path.is_file() else None
+    path = records.image_archive_path(root)
+    original = archive.read_archive(path) if path.is_file() else None
     config = original.config if original is not None else None
     expected = Identity(record.image_id, record.config_digest, record.diff_ids, config)
     source = Source(record.commit, record.version, record.base_image, record.base_digest)
-    return _rebuild_and_compare(
-        root, Claim(source, expected, original, record.builder), docker, runner
+    return compare(
+        root, source, expected, docker, runner, original=original, builder=record.builder
     )
 
 
@@ -53,33 +51,30 @@ def verify(
     skopeo: Skopeo = run_skopeo,
 ) -> int:
     """Rebuild the commit a registry image names and compare with what the registry serves."""
-    served = remote.read(ref, env, docker, skopeo)
+    served = read(ref, env, docker, skopeo)
     tag = check_released(root, served.source, runner)
-    print(
-        f"verify: {ref} is {served.manifest_digest}, built from {served.source.commit[:12]} ({tag})"
-    )
-    return _rebuild_and_compare(root, Claim(served.source, served.identity), docker, runner)
+    commit = served.source.commit[:12]
+    print(f"verify: {ref} is {served.manifest_digest}, built from {commit} ({tag})")
+    return compare(root, served.source, served.identity, docker, runner)
 
 
-@dataclass(frozen=True)
-class Claim:
-    """An image that says it is ``source``: what a rebuild of that source must be."""
-
-    source: Source
-    expected: Identity
-    original: archive.ImageArchive | None = None  # for a file-by-file diff
-    builder: str | None = None  # what built it, where recorded
-
-
-def _rebuild_and_compare(root: Path, claim: Claim, docker: Docker, runner: process.Runner) -> int:
-    _, note = check_builder(docker, claim.builder)
-    commit = claim.source.commit[:12]
+def compare(  # noqa: PLR0917 (what a rebuild is compared with, and how)
+    root: Path,
+    source: Source,
+    expected: Identity,
+    docker: Docker,
+    runner: process.Runner,
+    original: archive.ImageArchive | None = None,  # for a file-by-file diff
+    builder: str | None = None,  # what built it, where recorded
+) -> int:
+    _, note = check_builder(docker, builder)
     workdir = Path(tempfile.mkdtemp(prefix="deathstar-rebuild-"))
     try:
-        rebuilt = rebuild(root, claim.source, workdir, runner=runner, log=print)
-        problems = differences(claim.expected, rebuilt, claim.original)
+        rebuilt = rebuild(root, source, workdir, runner=runner, log=print)
+        problems = differences(expected, rebuilt, original)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    commit = source.commit[:12]
     if not problems:
         print(
             f"reproducible: {commit} rebuilt from nothing is {rebuilt.manifest_digest}, "
@@ -87,8 +82,7 @@ def _rebuild_and_compare(root: Path, claim: Claim, docker: Docker, runner: proce
         )
         return 0
     print(f"NOT reproducible: {commit} rebuilt differs in {len(problems)} ways (image -> rebuild):")
-    for line in problems:
-        print(f"  {line}")
+    print("\n".join(f"  {line}" for line in problems))
     if note:
         print(f"note: {note}")
     return 1
