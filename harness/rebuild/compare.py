@@ -10,24 +10,10 @@ from itertools import zip_longest
 from typing import Any
 
 from harness import HarnessError
+from harness import registry as reg
 from harness.core import archive, build
 from harness.core.docker import Docker
 from harness.rebuild.clean import Source
-from harness.registry import (
-    DIGEST,
-    REVISION_LABEL,
-    TAG,
-    VERSION_LABEL,
-    Credentials,
-    Manifest,
-    Registry,
-    Skopeo,
-    check_registry,
-    check_repository,
-    login,
-    run_skopeo,
-    shown,
-)  # fmt: skip
 
 MAX_FILES = 25  # file lines shown per differing layer
 MAX_CONFIG_LINES = 25  # config field lines shown
@@ -82,8 +68,9 @@ def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     old, new = _flatten(before), _flatten(after)
     keys = sorted(old.keys() | new.keys())
     changed = [k for k in keys if not k.startswith("rootfs.") and old.get(k) != new.get(k)]
+    none, shown = "(none)", reg.shown
     lines = [
-        f"{shown(key, 120)}: {shown(old.get(key, '(none)'))} -> {shown(new.get(key, '(none)'))}"
+        f"{shown(key, 120)}: {shown(old.get(key, none))} -> {shown(new.get(key, none))}"
         for key in changed[:MAX_CONFIG_LINES]
     ]
     if len(changed) > MAX_CONFIG_LINES:
@@ -124,23 +111,25 @@ def parse_reference(ref: str) -> tuple[str, str, str]:
     name, _, digest = ref.partition("@")
     registry, _, path = name.partition("/")
     repository, _, tag = path.partition(":")
-    if not (TAG.fullmatch(tag) or (not tag and DIGEST.fullmatch(digest))):
+    if not (reg.TAG.fullmatch(tag) or (not tag and reg.DIGEST.fullmatch(digest))):
         raise HarnessError(
-            f"'{shown(ref)}' is not a registry image reference: give host[:port]/repository:tag "
-            "or host[:port]/repository@sha256:<digest>"
+            f"'{reg.shown(ref)}' is not a registry image reference: give "
+            "host[:port]/repository:tag or host[:port]/repository@sha256:<digest>"
         )
-    check_registry(registry)
-    check_repository(registry, repository)
+    reg.check_registry(registry)
+    reg.check_repository(registry, repository)
     return registry, repository, digest or tag
 
 
-def read(ref: str, env: Mapping[str, str], docker: Docker, skopeo: Skopeo = run_skopeo) -> Served:
+def read(
+    ref: str, env: Mapping[str, str], docker: Docker, skopeo: reg.Skopeo = reg.run_skopeo
+) -> Served:
     """The image ``ref`` names, read with REGISTRY_USERNAME/PASSWORD's login, else docker's."""
     registry, repository, reference = parse_reference(ref)
     username, password = env.get("REGISTRY_USERNAME", ""), env.get("REGISTRY_PASSWORD", "")
-    credentials = Credentials(username, password) if username and password else None
-    with login(registry, credentials, docker, env) as docker_env:
-        reader = Registry.logged_in_as(registry, docker_env, skopeo)
+    credentials = reg.Credentials(username, password) if username and password else None
+    with reg.login(registry, credentials, docker, env) as docker_env:
+        reader = reg.Registry.logged_in_as(registry, docker_env, skopeo)
         manifest = reader.manifest(repository, reference)
         if manifest is None:
             raise HarnessError(f"registry {registry} has no manifest {reference} in {repository}")
@@ -157,32 +146,33 @@ def read(ref: str, env: Mapping[str, str], docker: Docker, skopeo: Skopeo = run_
     )
     label = {
         key: value if isinstance(value := labels.get(key, ""), str) else ""
-        for key in (REVISION_LABEL, VERSION_LABEL, BASE_NAME, BASE_DIGEST)
+        for key in (reg.REVISION_LABEL, reg.VERSION_LABEL, BASE_NAME, BASE_DIGEST)
     }
-    revision, version = label[REVISION_LABEL], label[VERSION_LABEL]
+    revision, version = label[reg.REVISION_LABEL], label[reg.VERSION_LABEL]
     base_name, base_digest = label[BASE_NAME], label[BASE_DIGEST]
     base_image, _, pinned = base_name.partition("@")
     if not re.fullmatch(r"[0-9a-f]{40}", revision):
         raise HarnessError(
-            f"{ref} names no commit (label {REVISION_LABEL}='{shown(revision, 60)}'); "
+            f"{ref} names no commit (label {reg.REVISION_LABEL}='{reg.shown(revision, 60)}'); "
             "only images built from a clean commit can be verified"
         )
-    if not TAG.fullmatch(version):  # it becomes the rebuild's tag, a field of buildx's --output
+    if not reg.TAG.fullmatch(version):  # it becomes the rebuild's tag, a field of buildx's --output
         raise HarnessError(
-            f"{ref} names no version a tag can carry (label {VERSION_LABEL}='{shown(version, 60)}')"
+            f"{ref} names no version a tag can carry "
+            f"(label {reg.VERSION_LABEL}='{reg.shown(version, 60)}')"
         )
-    if not DIGEST.fullmatch(base_digest) or pinned not in ("", base_digest):
+    if not reg.DIGEST.fullmatch(base_digest) or pinned not in ("", base_digest):
         raise HarnessError(f"{ref} does not name its base image by digest; it cannot be rebuilt")
     if not build.is_image_name(base_image):  # it reaches docker's argv and the terminal
         raise HarnessError(
             f"{ref} names a base image that is not a docker image name "
-            f"(label {BASE_NAME}='{shown(base_name, 60)}')"
+            f"(label {BASE_NAME}='{reg.shown(base_name, 60)}')"
         )
     diff_ids = _mapping(config.get("rootfs"), ref, "rootfs").get("diff_ids") or []
     if (
         not isinstance(diff_ids, list)
         or len(diff_ids) > MAX_LAYERS
-        or not all(isinstance(d, str) and DIGEST.fullmatch(d) for d in diff_ids)
+        or not all(isinstance(d, str) and reg.DIGEST.fullmatch(d) for d in diff_ids)
     ):
         raise HarnessError(f"{ref}'s config has no list of sha256 layer digests (rootfs.diff_ids)")
     # A registry may re-encode the manifest: the config and the layers are the image.
@@ -190,7 +180,7 @@ def read(ref: str, env: Mapping[str, str], docker: Docker, skopeo: Skopeo = run_
     return Served(manifest.digest, identity, Source(revision, version, base_image, base_digest))
 
 
-def platform_image(index: Manifest) -> str:
+def platform_image(index: reg.Manifest) -> str:
     """The digest of an index's linux/amd64 entry, for the refusal to name; "?" without one."""
     entries = index.body.get("manifests")
     for entry in entries if isinstance(entries, list) else []:
@@ -201,7 +191,7 @@ def platform_image(index: Manifest) -> str:
             and platform.get("architecture") == "amd64"
         ):
             digest = entry.get("digest")
-            return digest if isinstance(digest, str) and DIGEST.fullmatch(digest) else "?"
+            return digest if isinstance(digest, str) and reg.DIGEST.fullmatch(digest) else "?"
     return "?"
 
 

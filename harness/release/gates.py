@@ -19,23 +19,9 @@ from typing import TextIO
 from packaging.version import InvalidVersion, Version
 
 from harness import HarnessError
+from harness import registry as reg
 from harness.core import git, locks, records
 from harness.core.docker import Docker
-from harness.registry import (
-    DIGEST,
-    REVISION_LABEL,
-    TAG,
-    VERSION_LABEL,
-    Credentials,
-    Registry,
-    Skopeo,
-    check_registry,
-    check_repository,
-    logged_in,
-    login,
-    run_skopeo,
-    shown,
-)  # fmt: skip
 
 PASSWORD_VARIABLE = "REGISTRY_PASSWORD"  # noqa: S105 (the name of a variable)
 # The regular expression semver.org suggests, with the leading "v" our git tags carry.
@@ -80,7 +66,7 @@ def image_tags(release: Release, commit: str, repo_tags: list[str]) -> list[str]
     if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
         raise HarnessError(f"{commit!r} is not a git commit sha")
     tags = [release.version.replace("+", "-"), f"sha-{commit[:7]}"]
-    if not TAG.fullmatch(tags[0]):
+    if not reg.TAG.fullmatch(tags[0]):
         raise HarnessError(f"v{release.version} makes no docker tag (at most 128 characters)")
     if release.pre is not None:
         return tags
@@ -108,7 +94,7 @@ def without_password(env: Mapping[str, str]) -> dict[str, str]:
 
 def credentials(
     registry: str, env: Mapping[str, str], *, password: str, password_stdin: bool, stdin: TextIO
-) -> tuple[Credentials | None, str]:
+) -> tuple[reg.Credentials | None, str]:
     """The credentials and where they came from; None: docker's own login for the registry (its
     config or credential helper), which docker and skopeo use and this code never reads."""
     username = env.get("REGISTRY_USERNAME", "")
@@ -116,13 +102,13 @@ def credentials(
         password = stdin.read().rstrip("\r\n")
     if username and password:
         source = "stdin" if password_stdin else PASSWORD_VARIABLE
-        return Credentials(username, password), f"{username} (REGISTRY_USERNAME, {source})"
+        return reg.Credentials(username, password), f"{username} (REGISTRY_USERNAME, {source})"
     if username or password:
         raise HarnessError(
             "set both REGISTRY_USERNAME and REGISTRY_PASSWORD (or pipe the password to "
             "--password-stdin)"
         )
-    if not logged_in(registry, env):
+    if not reg.logged_in(registry, env):
         raise HarnessError(
             f"no credentials for {registry}: set REGISTRY_USERNAME and REGISTRY_PASSWORD, "
             f"or pipe the password to --password-stdin, or `docker login {registry}` first"
@@ -139,19 +125,19 @@ class Plan:
     commit: str
     release: Release
     tags: list[str]
-    credentials: Credentials | None  # None: use the existing `docker login`
+    credentials: reg.Credentials | None  # None: use the existing `docker login`
     credentials_source: str
-    skopeo: Skopeo = run_skopeo  # what reads the registry (tests pass a stand-in)
+    skopeo: reg.Skopeo = reg.run_skopeo  # what reads the registry (tests pass a stand-in)
     # The environment docker and skopeo see (no secret): where the user's docker login is.
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def login(self, docker: Docker) -> AbstractContextManager[dict[str, str]]:
         """The throwaway login of the plan's credentials, or the user's own docker login."""
-        return login(self.registry, self.credentials, docker, self.environment)
+        return reg.login(self.registry, self.credentials, docker, self.environment)
 
-    def reader(self, docker_env: Mapping[str, str]) -> Registry:
+    def reader(self, docker_env: Mapping[str, str]) -> reg.Registry:
         """The registry, read with the login ``docker_env``'s docker config holds."""
-        return Registry.logged_in_as(self.registry, docker_env, self.skopeo)
+        return reg.Registry.logged_in_as(self.registry, docker_env, self.skopeo)
 
     @property
     def repository_ref(self) -> str:
@@ -204,12 +190,12 @@ def verified_image(project: Path, head: str, version: str, docker: Docker) -> re
         # "<sha>-dirty"[:12] would hide the "-dirty": say so, or the two shas read the same.
         dirty = " with uncommitted changes" if record.revision.endswith("-dirty") else ""
         raise HarnessError(
-            f"the recorded image was built from {shown(record.commit[:12])}{dirty}, not from "
+            f"the recorded image was built from {reg.shown(record.commit[:12])}{dirty}, not from "
             f"HEAD {head[:12]}; run `nox` on this commit first"
         )
     if verified.get("image_id") != record.image_id or verified.get("commit") != head:
         raise HarnessError(
-            f"image {shown(record.image_id[:19])} has not passed `nox -s integration` at "
+            f"image {reg.shown(record.image_id[:19])} has not passed `nox -s integration` at "
             f"{head[:12]}; run it first"
         )
     try:
@@ -224,7 +210,7 @@ def verified_image(project: Path, head: str, version: str, docker: Docker) -> re
             f"the recorded verification does not name the integration suite at HEAD (tree "
             f"{suite[:12]}); run `nox -s integration` on this commit"
         )
-    if not all(DIGEST.fullmatch(str(d)) for d in (record.image_id, record.config_digest)):
+    if not all(reg.DIGEST.fullmatch(str(d)) for d in (record.image_id, record.config_digest)):
         raise HarnessError(
             f"{records.image_record_path(project)} names no sha256 image ID and config digest; "
             "run `nox -s image` again"
@@ -240,11 +226,11 @@ def verified_image(project: Path, head: str, version: str, docker: Docker) -> re
     except json.JSONDecodeError:
         labels = None
     labels = labels if isinstance(labels, dict) else {}
-    for label, wanted in ((REVISION_LABEL, head), (VERSION_LABEL, version)):
+    for label, wanted in ((reg.REVISION_LABEL, head), (reg.VERSION_LABEL, version)):
         if labels.get(label) != wanted:
             raise HarnessError(
                 f"image {record.image_id[:19]} is labelled {label}="
-                f"'{shown(labels.get(label, ''))}', not {wanted}; it was not built from this "
+                f"'{reg.shown(labels.get(label, ''))}', not {wanted}; it was not built from this "
                 "release: run `nox` again"
             )
     return record
@@ -257,10 +243,10 @@ def preflight(
     stdin: TextIO,
     docker: Docker,
     *,
-    skopeo: Skopeo = run_skopeo,
+    skopeo: reg.Skopeo = reg.run_skopeo,
 ) -> Plan:
-    check_registry(args.registry)
-    check_repository(args.registry, args.repository)
+    reg.check_registry(args.registry)
+    reg.check_repository(args.registry, args.repository)
     project: Path = args.project_dir
     if git.is_dirty(project):
         raise HarnessError(
