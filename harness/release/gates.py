@@ -1,13 +1,9 @@
 """The release gates, the tags and the plan they produce; each refusal is one line, no side effect.
-
-Tags follow docker/metadata-action's semver rules: ``1.2.3`` and ``sha-<7 hex>``, and for a
-stable release ``1.2``, ``1`` (never ``0``) and ``latest``, each only while it leads its line.
-"""
+Tags follow docker/metadata-action's semver rules."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +18,7 @@ from harness import HarnessError
 from harness import registry as reg
 from harness.core import git, locks, records
 from harness.core.docker import Docker
+from harness.core.untrusted import parse_json
 
 PASSWORD_VARIABLE = "REGISTRY_PASSWORD"  # noqa: S105 (the name of a variable)
 # The regular expression semver.org suggests, with the leading "v" our git tags carry.
@@ -148,17 +145,12 @@ class Plan:
         return [f"{self.repository_ref}:{tag}" for tag in self.tags]
 
     def describe(self) -> str:
-        return "\n".join(
-            [
-                f"registry:    {self.registry}",
-                f"repository:  {self.repository}",
-                f"image:       {self.image_id}",
-                f"commit:      {self.commit} (v{self.release.version})",
-                f"credentials: {self.credentials_source}",
-                "tags:",
-                *(f"  {ref}" for ref in self.refs),
-            ]
-        )
+        commit = f"{self.commit} (v{self.release.version})"
+        return (
+            f"registry:    {self.registry}\nrepository:  {self.repository}\n"
+            f"image:       {self.image_id}\ncommit:      {commit}\n"
+            f"credentials: {self.credentials_source}\ntags:\n"
+        ) + "\n".join(f"  {ref}" for ref in self.refs)
 
 
 def release_at_head(tags_at_head: list[str], package_version: str) -> Release:
@@ -220,11 +212,9 @@ def verified_image(project: Path, head: str, version: str, docker: Docker) -> re
             f"the verified image {record.image_id[:19]} is no longer in the local Docker engine; "
             "run `nox` again"
         )
-    raw = docker("image", "inspect", "--format", "{{json .Config.Labels}}", record.image_id)
-    try:
-        labels = json.loads(raw)
-    except json.JSONDecodeError:
-        labels = None
+    labels = parse_json(
+        docker("image", "inspect", "--format", "{{json .Config.Labels}}", record.image_id)
+    )
     labels = labels if isinstance(labels, dict) else {}
     for label, wanted in ((reg.REVISION_LABEL, head), (reg.VERSION_LABEL, version)):
         if labels.get(label) != wanted:
