@@ -1,8 +1,5 @@
-"""Registry access for release and rebuild: ``docker login`` keeps the credentials, skopeo reads.
-
-The harness speaks no registry protocol; it checks what skopeo returns against the digests it
-expects (a manifest is the sha256 of the bytes served; a config is the blob its manifest names).
-"""
+"""Registry access for release and rebuild: ``docker login`` keeps the credentials, skopeo
+reads, and what it returns is checked against the digests expected here."""
 
 from __future__ import annotations
 
@@ -63,8 +60,7 @@ def shown(text: object, limit: int = 80) -> str:
 
 
 def check_registry(registry: str) -> None:
-    """``host[:port]`` as docker reads it; anything else docker takes as a Docker Hub namespace
-    (``myregistry/app`` is ``docker.io/myregistry/app``)."""
+    """``host[:port]`` as docker reads it, not a Docker Hub namespace (``myregistry/app``)."""
     match = _REGISTRY.fullmatch(registry)
     port = match["port"] if match else None
     if (
@@ -102,8 +98,7 @@ def sha256(body: bytes) -> str:
 def with_child_env(
     runner: process.Runner, child_env: Callable[[Mapping[str, str]], dict[str, str]]
 ) -> process.Runner:
-    """``runner`` whose every child gets ``child_env`` of the environment it would have had
-    (``env=None`` would inherit ``os.environ`` whole)."""
+    """``runner`` whose children get ``child_env`` of their environment (never all of ours)."""
 
     def run(args: Sequence[str], **options: Unpack[process.RunOptions]) -> str:
         env = options.get("env")
@@ -175,8 +170,7 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Registry:
-    """One registry host, read with skopeo; ``auth_file`` a docker config.json (docker's own
-    default when None)."""
+    """One registry host, read with skopeo and the docker login in ``auth_file``."""
 
     host: str
     auth_file: Path | None = None
@@ -286,8 +280,7 @@ def login(
 
 
 def logged_in(host: str, env: Mapping[str, str]) -> bool:
-    """Whether docker's config holds a login for ``host`` that docker and skopeo both use (an
-    ``auths`` entry with its auth, or a ``credHelpers`` entry); no secret is read."""
+    """Whether docker's config holds a login to ``host`` skopeo uses too (no secret is read)."""
     path = docker_auth_file(env)
     config = parse_json(path.read_bytes()) if path is not None and path.is_file() else None
     if not isinstance(config, dict):
@@ -318,9 +311,8 @@ class Stopped(BaseException):
 
 @contextmanager
 def stopped_by_signals() -> Iterator[None]:
-    """SIGTERM, SIGHUP and SIGINT end the run as an exception, so a throwaway login (the
-    password docker wrote to disk) and local tags are removed; by default SIGTERM and SIGHUP
-    end Python without any cleanup."""
+    """SIGTERM, SIGHUP and SIGINT as an exception, so the cleanup runs: the throwaway login (a
+    password docker wrote to disk) and local tags are removed."""
 
     def stop(number: int, frame: FrameType | None) -> None:
         for each in STOPPING:  # a second signal must not cut the cleanup short

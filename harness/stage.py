@@ -1,10 +1,5 @@
-"""``python -m harness.stage WHEEL DEST``: the wheel laid out at its image paths (pypa's installer).
-
-DEST (inside ``dist/``, replaced, its own symlink never followed) gets two trees the Dockerfile
-copies as two layers: ``project`` (the package and RECORD, all a source change touches) and
-``metadata`` (the rest). Modes are 0644/0755 whatever the umask; no bytecode, as pip's
-``--no-compile``.
-"""
+"""``python -m harness.stage WHEEL DEST``: the wheel laid out at its image paths (pypa's installer)
+in two layers: ``project`` (what a source change touches) and ``metadata``; no bytecode."""
 
 from __future__ import annotations
 

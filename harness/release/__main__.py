@@ -1,8 +1,5 @@
-"""``python -m harness.release``: the gates, the plan, and with ``--confirm`` the push.
-
-Each ref must name the verified image right before its push; afterwards every tag must name
-exactly the manifest its push wrote, whose config is the verified image's. Only that is signed.
-"""
+"""``python -m harness.release``: the gates, the plan, and with ``--confirm`` the push, its
+read-back and signature."""
 
 from __future__ import annotations
 

@@ -56,10 +56,8 @@ class Release:
 
 
 def image_tags(release: Release, commit: str, repo_tags: list[str]) -> list[str]:
-    """The tags to push, immutable ones first so that moving tags never point ahead of them.
-
-    A floating tag goes only to the highest stable release of its line (a backport v1.2.4 while
-    v1.3.0 exists moves ``1.2`` only); ``+build`` becomes ``-build``, as metadata-action does."""
+    """The tags to push, immutable ones first; a floating tag only for the highest stable
+    release of its line (a backport v1.2.4 while v1.3.0 exists moves ``1.2`` only)."""
     if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
         raise HarnessError(f"{commit!r} is not a git commit sha")
     tags = [release.version.replace("+", "-"), f"sha-{commit[:7]}"]

@@ -1,9 +1,5 @@
 """Signing the pushed digest with cosign, attesting the SBOM and a SLSA provenance, reading back.
-
-With a key, ``COSIGN_KEY`` (the PEM) and ``COSIGN_PASSWORD`` reach only the cosign children
-that sign, in their environment (never argv, never a file), and no transparency log is used;
-keyless (``--keyless``) uses GitHub Actions' OIDC token, Fulcio and the public Rekor log.
-"""
+The key and its password reach only the cosign children that sign, in their environment."""
 
 from __future__ import annotations
 
