@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -38,23 +37,6 @@ def confined(dest: Path, within: Path) -> Path:
     return target
 
 
-def normalize_modes(top: Path) -> list[Path]:
-    """0755 directories and executables, 0644 other files; the files, sorted. Anything else (a
-    symlink, a device) is refused."""
-    files = []
-    top.chmod(0o755)
-    for directory, dirs, names in os.walk(top):
-        for path in (Path(directory, name) for name in dirs + names):
-            mode = path.lstat().st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                raise HarnessError(
-                    f"{path} is not a file or directory: not something a wheel installs"
-                )
-            path.chmod(0o755 if stat.S_ISDIR(mode) or mode & 0o111 else 0o644)
-            files += [path] if stat.S_ISREG(mode) else []
-    return sorted(files)
-
-
 def stage(wheel: Path, dest: Path, *, within: Path = DIST) -> list[Path]:
     """Replace ``dest`` with ``wheel`` installed at its image paths; return the files."""
     staging = confined(dest, within)
@@ -63,8 +45,9 @@ def stage(wheel: Path, dest: Path, *, within: Path = DIST) -> list[Path]:
     elif staging.exists():
         shutil.rmtree(staging)
     target = staging / PROJECT
-    target.mkdir(parents=True)
+    umask = os.umask(0o022)  # modes 0644 and 0755 (installer's, ours), whatever the caller's
     try:
+        target.mkdir(parents=True)
         with WheelFile.open(wheel) as source:
             source.validate_record()
             headers = f"{IMAGE_VENV}/include/site/python{IMAGE_PYTHON}/{source.distribution}"
@@ -75,19 +58,21 @@ def stage(wheel: Path, dest: Path, *, within: Path = DIST) -> list[Path]:
                 bytecode_optimization_levels=(), destdir=str(target),
             )  # fmt: skip
             install(source, destination, METADATA)
+        site = target / SITE_PACKAGES.lstrip("/")
+        for path in sorted(p for p in target.rglob("*") if p.is_file()):
+            # A source change rewrites the package's files and RECORD only: the rest goes apart.
+            in_site = path.is_relative_to(site)
+            top = path.relative_to(site).parts[0] if in_site else ""
+            if in_site and (not top.endswith(".dist-info") or path.name == "RECORD"):
+                continue
+            moved = staging / METADATA_TREE / path.relative_to(target)
+            moved.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(moved)
     except (InstallerError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise HarnessError(f"{wheel} could not be staged: {exc}") from None
-    site = target / SITE_PACKAGES.lstrip("/")
-    for path in sorted(p for p in target.rglob("*") if p.is_file()):
-        # A source change rewrites the package's files and RECORD only: the rest goes apart.
-        in_site = path.is_relative_to(site)
-        top = path.relative_to(site).parts[0] if in_site else ""
-        if in_site and (not top.endswith(".dist-info") or path.name == "RECORD"):
-            continue
-        moved = staging / METADATA_TREE / path.relative_to(target)
-        moved.parent.mkdir(parents=True, exist_ok=True)
-        path.rename(moved)
-    return normalize_modes(staging)
+    finally:
+        os.umask(umask)
+    return sorted(p for p in staging.rglob("*") if p.is_file())
 
 
 def main(argv: Sequence[str]) -> int:

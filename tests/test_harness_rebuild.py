@@ -102,9 +102,9 @@ def builder_engine(*, store: bool = True, base: str = "sha256:" + "b" * 64) -> F
 def test_the_builder_must_reproduce_and_a_different_one_is_noted() -> None:
     with pytest.raises(HarnessError, match=r"cannot rebuild reproducibly: .*classic image store"):
         check_builder(Docker(builder_engine(store=False)), None)
-    _, note = check_builder(Docker(builder_engine()), "docker 25.0.0, buildx 0.12, x")
+    note = check_builder(Docker(builder_engine()), "docker 25.0.0, buildx 0.12, x")
     assert "built with docker 25.0.0" in note
-    _, same = check_builder(
+    same = check_builder(
         Docker(builder_engine()), "docker 26.1.5, buildx v0.13.1, containerd image store"
     )
     assert same == ""

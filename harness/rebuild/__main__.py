@@ -67,7 +67,7 @@ def compare(  # noqa: PLR0917 (what a rebuild is compared with, and how)
     original: archive.ImageArchive | None = None,  # for a file-by-file diff
     builder: str | None = None,  # what built it, where recorded
 ) -> int:
-    _, note = check_builder(docker, builder)
+    note = check_builder(docker, builder)
     workdir = Path(tempfile.mkdtemp(prefix="deathstar-rebuild-"))
     try:
         rebuilt = rebuild(root, source, workdir, runner=runner, log=print)

@@ -53,9 +53,8 @@ def rebuild_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def check_released(repository: Path, source: Source, runner: process.Runner = process.run) -> str:
-    """The release tag of ``source.version`` that contains the commit: ``verify`` runs that
-    commit's own build code, so never any other object the clone holds (a PR head, a dangling
-    commit)."""
+    """The release tag of ``source.version`` holding the commit, whose own code ``verify`` runs
+    (never a PR head or a dangling commit the clone holds)."""
     contains = ["tag", "--list", "v*", "--contains", source.commit]
     try:
         wanted = Version(source.version)
@@ -73,20 +72,19 @@ def check_released(repository: Path, source: Source, runner: process.Runner = pr
     )
 
 
-def check_builder(docker: Docker, recorded: str | None) -> tuple[build.Builder, str]:
-    """The local builder, refused when it cannot reproduce; a note when it is not the recorded."""
+def check_builder(docker: Docker, recorded: str | None) -> str:
+    """Refused when the local builder cannot reproduce; a note when it is not the recorded one."""
     builder = build.Builder.detect(docker)
     if not builder.reproducible:
         raise HarnessError(
             f"this machine cannot rebuild reproducibly: {builder.why_not_reproducible}"
         )
-    note = ""
-    if recorded and recorded != builder.description:
-        note = (
-            f"the image was built with {recorded}, this rebuild uses {builder.description}: "
-            "a builder of another version writes other history strings"
-        )
-    return builder, note
+    if not recorded or recorded == builder.description:
+        return ""
+    return (
+        f"the image was built with {recorded}, this rebuild uses {builder.description}: "
+        "a builder of another version writes other history strings"
+    )
 
 
 def rebuild(

@@ -94,6 +94,7 @@ def _flatten(value: object) -> dict[str, object]:
 
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
+LINUX_AMD64 = {"os": "linux", "architecture": "amd64"}
 MAX_LAYERS = 1000  # far beyond what an engine stacks (overlayfs: 128); refused beyond
 
 
@@ -185,11 +186,7 @@ def platform_image(index: reg.Manifest) -> str:
     entries = index.body.get("manifests")
     for entry in entries if isinstance(entries, list) else []:
         platform = entry.get("platform") if isinstance(entry, dict) else None
-        if (
-            isinstance(platform, dict)
-            and platform.get("os") == "linux"
-            and platform.get("architecture") == "amd64"
-        ):
+        if isinstance(platform, dict) and LINUX_AMD64.items() <= platform.items():
             digest = entry.get("digest")
             return digest if isinstance(digest, str) and reg.DIGEST.fullmatch(digest) else "?"
     return "?"
