@@ -86,11 +86,9 @@ class Signer:
         return not self.public_key
 
     def describe(self, ref: str) -> str:
-        how = (
-            f"keyless as {self.identity} (Fulcio certificate, public Rekor log)"
-            if self.keyless
-            else f"the key in {KEY_VARIABLE} (no transparency log)"
-        )
+        how = f"the key in {KEY_VARIABLE} (no transparency log)"
+        if self.keyless:
+            how = f"keyless as {self.identity} (Fulcio certificate, public Rekor log)"
         return (
             f"signing:     {ref}@<pushed digest> with {how}; attests the SBOM ({SBOM_TYPE}) and a "
             f"SLSA provenance ({PROVENANCE_TYPE}), then verifies all three"
