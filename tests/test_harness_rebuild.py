@@ -120,7 +120,16 @@ def test_the_base_must_be_here_by_its_digest() -> None:
 
 @pytest.mark.parametrize(
     "ref",
-    ["deathstar:1", "ghcr.io/x", "ghcr.io/x:1 ; rm", "myregistry/x:1", "127.0.0.1:5000/X:1"],
+    [
+        "deathstar:1",
+        "ghcr.io/x",
+        "ghcr.io/x:1 ; rm",
+        "myregistry/x:1",
+        "127.0.0.1:5000/X:1",
+        "ghcr.io/x:1@latest",
+        "ghcr.io/x@",
+        "ghcr.io/x:1@",
+    ],
 )
 def test_a_bad_reference_is_one_line(ref: str) -> None:
     with pytest.raises(HarnessError) as refused:

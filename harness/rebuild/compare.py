@@ -109,10 +109,10 @@ class Served:
 
 def parse_reference(ref: str) -> tuple[str, str, str]:
     """``registry/repository:tag`` or ``...@sha256:...`` as (registry, repository, reference)."""
-    name, _, digest = ref.partition("@")
+    name, at, digest = ref.partition("@")
     registry, _, path = name.partition("/")
     repository, _, tag = path.partition(":")
-    if not (reg.TAG.fullmatch(tag) or (not tag and reg.DIGEST.fullmatch(digest))):
+    if not (reg.TAG.fullmatch(tag) if tag else at) or (at and not reg.DIGEST.fullmatch(digest)):
         raise HarnessError(
             f"'{reg.shown(ref)}' is not a registry image reference: give "
             "host[:port]/repository:tag or host[:port]/repository@sha256:<digest>"
