@@ -17,7 +17,7 @@ from harness import registry as reg
 from harness.core.docker import Docker
 from harness.core.sbom import sbom_config_digest, sbom_path
 from harness.release import sign
-from harness.release.gates import Plan, preflight, take_password, without_password
+from harness.release.gates import PASSWORD_VARIABLE, Plan, preflight, take_secrets, without_password
 
 PUSH_TIMEOUT = 600.0
 
@@ -187,8 +187,9 @@ def main(
 ) -> int:
     # The secrets are read once, here; no child and no later code sees them in an environment
     # but the one child that needs each (docker login, cosign sign/attest).
-    env, password = take_password(env)
+    env, taken = take_secrets(env, PASSWORD_VARIABLE)
     env, material = sign.take_material(env)
+    password = taken[PASSWORD_VARIABLE]
     docker = Docker(reg.with_child_env((docker or Docker()).runner, without_password))
     try:
         with reg.stopped_by_signals():  # from the first login on, a signal still cleans up

@@ -74,12 +74,13 @@ def image_tags(release: Release, commit: str, repo_tags: list[str]) -> list[str]
     return tags
 
 
-def take_password(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
-    """The password, read once: gone from ``os.environ`` and from the mapping handed on."""
+def take_secrets(env: Mapping[str, str], *names: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Secrets read once: gone from ``os.environ`` and from the mapping handed on."""
     rest = dict(env)
-    password = rest.pop(PASSWORD_VARIABLE, "")
-    os.environ.pop(PASSWORD_VARIABLE, None)
-    return rest, password
+    taken = {name: rest.pop(name, "") for name in names}
+    for name in names:
+        os.environ.pop(name, None)
+    return rest, taken
 
 
 def without_password(env: Mapping[str, str]) -> dict[str, str]:

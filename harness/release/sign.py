@@ -18,6 +18,7 @@ from harness import HarnessError
 from harness.core import locks, process, records
 from harness.core.untrusted import parse_json
 from harness.registry import is_loopback
+from harness.release.gates import take_secrets
 
 KEY_VARIABLE = "COSIGN_KEY"
 PASSWORD_VARIABLE = "COSIGN_PASSWORD"  # noqa: S105 (the name of a variable)
@@ -62,13 +63,12 @@ class Material:
 
 
 def take_material(env: Mapping[str, str]) -> tuple[dict[str, str], Material]:
-    """The signing secrets, read once: gone from ``os.environ`` and from the mapping handed on."""
-    rest = dict(env)
-    key, password = rest.pop(KEY_VARIABLE, ""), rest.pop(PASSWORD_VARIABLE, "")
-    oidc = {name: rest.pop(name) for name in OIDC_VARIABLES if name in rest}
-    for name in (KEY_VARIABLE, PASSWORD_VARIABLE, *OIDC_VARIABLES):
-        os.environ.pop(name, None)
-    return rest, Material(key, password, oidc, workflow_identity(rest))
+    """The signing secrets, taken out of the environment (:func:`take_secrets`)."""
+    rest, taken = take_secrets(env, KEY_VARIABLE, PASSWORD_VARIABLE, *OIDC_VARIABLES)
+    oidc = {name: taken[name] for name in OIDC_VARIABLES if taken[name]}
+    return rest, Material(
+        taken[KEY_VARIABLE], taken[PASSWORD_VARIABLE], oidc, workflow_identity(rest)
+    )
 
 
 @dataclass(frozen=True)
