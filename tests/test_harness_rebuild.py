@@ -18,7 +18,8 @@ from harness.core import archive, imaging, records
 from harness.core.docker import Docker
 from harness.rebuild import __main__ as rebuild_main
 from harness.rebuild import compare
-from harness.rebuild.clean import Source, check_builder, check_released
+from harness.rebuild.__main__ import check_builder, check_released
+from harness.rebuild.compare import Source
 from harness.stage import stage
 from tests.archives import layer_tar, save_archive
 from tests.fakedocker import FakeDocker, FakeRegistry, FakeSkopeo, image_manifest, sha256

@@ -1,21 +1,132 @@
-"""``python -m harness.rebuild repro | verify REF``: is this image exactly its source?"""
+"""``python -m harness.rebuild repro | verify REF``: is this image exactly its source? A clean
+rebuild (a fresh clone at one commit, its staged wheel and wheelhouse, no cache) says."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from harness import ROOT, HarnessError
-from harness.core import archive, process, records
+from harness.core import archive, build, imaging, locks, process, records
 from harness.core.docker import Docker
-from harness.rebuild.clean import Source, check_builder, check_released, rebuild, rebuild_env
-from harness.rebuild.compare import Identity, differences, read
+from harness.rebuild.compare import Identity, Source, differences, read
 from harness.registry import Skopeo, Stopped, run_skopeo, stopped_by_signals, with_child_env
+from harness.release.gates import Release
+
+BUILD_TIMEOUT = 1800.0
+STAGE_MODULE = Path("harness/stage.py")
+# What a rebuild's children see of this environment: the commit's own code runs there, so only
+# the settings its tools need (locale, CA bundles, pip's indexes, which engine), and of those
+# nothing that names a credential or is a URL with a password in it.
+_PASSED = re.compile(
+    r"PATH|HOME|LANG|LC_\w+|TZ|TMPDIR|TERM|\w*CA_BUNDLE|\w*SSL_CERT_\w+|PIP_\w+|UV_\w+|"
+    r"PYTHON\w*|PYENV_\w+|DOCKER_(?:HOST|CONTEXT|CONFIG|CERT_PATH|TLS_VERIFY)|BUILDKIT_\w+|"
+    r"BUILDX_\w+|(?:HTTPS?|NO)_PROXY|(?:https?|no)_proxy|SOURCE_DATE_EPOCH",
+    re.ASCII,
+)
+_SECRET_NAME = re.compile(r"PASSW|SECRET|TOKEN|CREDENTIAL|AUTH|KEY", re.IGNORECASE)
+_SECRET_URL = re.compile(r"://[^/@\s]*:[^/@\s]*@")
+
+
+def rebuild_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment a rebuild's children get: never a credential of the caller's."""
+    return {
+        name: value
+        for name, value in env.items()
+        if _PASSED.fullmatch(name)
+        and not _SECRET_NAME.search(name)
+        and not _SECRET_URL.search(value)
+    }
+
+
+def check_released(repository: Path, source: Source, runner: process.Runner = process.run) -> str:
+    """The release tag of ``source.version`` holding the commit, whose own code ``verify`` runs
+    (never a PR head or a dangling commit the clone holds)."""
+    contains = ["tag", "--list", "v*", "--contains", source.commit]
+    try:
+        wanted = Version(source.version)
+        listed = runner(["git", "-C", str(repository), *contains])
+    except (InvalidVersion, process.CommandError):  # no such version, or no such commit
+        listed = ""
+    for tag in listed.split():
+        release = Release.parse(tag)
+        if release is not None and Version(release.version) == wanted:
+            return tag
+    raise HarnessError(
+        f"commit {source.commit[:12]} is in no release tag of version {source.version} in "
+        f"{repository} (`git fetch --tags` if the tag is missing); only a released commit's "
+        "code is rebuilt"
+    )
+
+
+def check_builder(docker: Docker, recorded: str | None) -> str:
+    """Refused when the local builder cannot reproduce; a note when it is not the recorded one."""
+    builder = build.Builder.detect(docker)
+    if not builder.reproducible:
+        raise HarnessError(
+            f"this machine cannot rebuild reproducibly: {builder.why_not_reproducible}"
+        )
+    if not recorded or recorded == builder.description:
+        return ""
+    return (
+        f"the image was built with {recorded}, this rebuild uses {builder.description}: "
+        "a builder of another version writes other history strings"
+    )
+
+
+def rebuild(
+    repository: Path,
+    source: Source,
+    workdir: Path,
+    *,
+    runner: process.Runner = process.run,
+    log: Callable[[str], None] = print,
+) -> archive.ImageArchive:
+    """Clone ``repository`` at the commit; build and stage its wheel, its wheelhouse, the image."""
+    # FROM a local tag of the recorded digest; first, so a missing base costs no clone.
+    base_tag = imaging.pin(Docker(runner), source.base_image, source.base_digest)
+    checkout = workdir / "source"
+    try:
+        runner(["git", "clone", "--quiet", "--no-checkout", str(repository), str(checkout)])
+        runner(["git", "-C", str(checkout), "checkout", "--quiet", "--detach", source.commit])
+    except process.CommandError:
+        raise HarnessError(
+            f"commit {source.commit[:12]} is not in {repository}; `git fetch` it and run again"
+        ) from None
+    log_epoch = ["git", "-C", str(checkout), "log", "-1", "--format=%ct", "HEAD"]
+    epoch = int(runner(log_epoch))
+    dist = checkout / "dist"
+    log(f"rebuild: wheel, staging and wheelhouse of {source.commit[:12]} in a fresh clone")
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+    # Every commit's sdist and wheel are the backend's bytes, whichever frontend called it.
+    wheel = build.wheel_build_command(dist, python=sys.executable)
+    runner(wheel, cwd=checkout, env=env, timeout=BUILD_TIMEOUT, merge=True)
+    if (checkout / STAGE_MODULE).is_file():
+        # The project layer, staged by the commit's own module as its build session does; a
+        # commit from before it installs its wheel in the Dockerfile instead.
+        project_wheel = build.project_wheel(dist, source.version).relative_to(checkout)
+        stage = build.staging_command(project_wheel, build.STAGING, python=sys.executable)
+        runner(stage, cwd=checkout, timeout=BUILD_TIMEOUT, merge=True)
+    lock = checkout / locks.RUNTIME.path.relative_to(ROOT)
+    wheelhouse = build.wheelhouse_command(lock, dist / "wheelhouse")
+    runner([sys.executable, *wheelhouse[1:]], cwd=checkout, timeout=BUILD_TIMEOUT, merge=True)
+    plan = build.BuildPlan(
+        source.version, source.commit, dirty=False, epoch=epoch, base_image=source.base_image,
+        base_digest=source.base_digest, base_tag=base_tag,
+    )  # fmt: skip
+    target = workdir / "rebuild.tar"
+    command = plan.build_command(checkout, plan.tags[:1], archive=target, no_cache=True)
+    log("rebuild: the image, with no build cache")
+    runner(command, timeout=BUILD_TIMEOUT, merge=True)
+    return archive.read_archive(target)
 
 
 def repro(root: Path, docker: Docker, runner: process.Runner) -> int:

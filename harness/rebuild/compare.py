@@ -13,10 +13,19 @@ from harness import HarnessError
 from harness import registry as reg
 from harness.core import archive, build
 from harness.core.docker import Docker
-from harness.rebuild.clean import Source
 
 MAX_FILES = 25  # file lines shown per differing layer
 MAX_CONFIG_LINES = 25  # config field lines shown
+
+
+@dataclass(frozen=True)
+class Source:
+    """What an image says it was built from: enough to build it again."""
+
+    commit: str
+    version: str
+    base_image: str
+    base_digest: str
 
 
 @dataclass(frozen=True)
