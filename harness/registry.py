@@ -36,11 +36,9 @@ _REPOSITORY = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 _NAME_LIMIT = 255  # registry/repository, as docker counts it
-INDEX_TYPES = frozenset(
-    {
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    }
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 REVISION_LABEL = "org.opencontainers.image.revision"
 VERSION_LABEL = "org.opencontainers.image.version"
@@ -89,10 +87,6 @@ def is_loopback(registry: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
-
-
-def sha256(body: bytes) -> str:
-    return f"sha256:{hashlib.sha256(body).hexdigest()}"
 
 
 def with_child_env(
@@ -183,11 +177,8 @@ class Registry:
 
     def _run(self, what: str, ref: str, *args: str, absent: bool = True) -> bytes | None:
         """skopeo's answer; None when it says there is no such manifest or repository."""
-        args += (
-            ("--authfile", str(self.auth_file))
-            if self.auth_file and self.auth_file.is_file()
-            else ()
-        )
+        auth = self.auth_file
+        args += ("--authfile", str(auth)) if auth and auth.is_file() else ()
         args += ("--tls-verify=false",) if is_loopback(self.host) else ()
         env = {key: os.environ[key] for key in _PASSED if key in os.environ}
         try:
@@ -226,7 +217,7 @@ class Registry:
 
     def _checked(self, body: bytes, what: str, digest: str | None) -> tuple[str, dict[str, Any]]:
         """(sha256, JSON object) of ``body``, which must be ``digest`` when one is expected."""
-        found = sha256(body)
+        found = f"sha256:{hashlib.sha256(body).hexdigest()}"
         if digest is not None and found != digest:
             raise HarnessError(
                 f"registry {self.host} answered {what} with bytes whose sha256 is {found}; "
