@@ -140,10 +140,7 @@ class Signer:
                     "attest", *flags, "--replace", "--type", kind, "--predicate", str(path), image,
                     env=env,
                 )  # fmt: skip
-        sent = {
-            SBOM_TYPE: json.loads(sbom.read_text(encoding="utf-8")),
-            PROVENANCE_TYPE: provenance,
-        }
+        sent = {SBOM_TYPE: json.loads(sbom.read_text("utf-8")), PROVENANCE_TYPE: provenance}
         env, flags = self.child_env(docker_env, signing=False), self.flags(signing=False)
         self.cosign("verify", *flags, image, env=env)
         digest = image.rpartition("@")[2]
