@@ -1,12 +1,5 @@
-"""A registry: logged in with docker, read with skopeo; names as docker reads them.
-
-The harness speaks no registry protocol. ``docker login`` checks and keeps the credentials (in
-a throwaway docker config, or the user's own login and credential helpers); skopeo
-(containers/image) reads with that login, follows the token flow, and bounds what it reads.
-What it returns is checked here against the digests we expect: a manifest's digest is the
-sha256 of the bytes served, and a config must be the blob its manifest names. Release and
-rebuild both reach registries through this module.
-"""
+"""Registry access for release and rebuild: ``docker login`` keeps the credentials, skopeo
+reads, and what it returns is checked against the digests expected here."""
 
 from __future__ import annotations
 
@@ -24,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlsplit
 
 from harness import HarnessError
@@ -43,18 +36,17 @@ _REPOSITORY = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 _NAME_LIMIT = 255  # registry/repository, as docker counts it
-INDEX_TYPES = frozenset(
-    {
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    }
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
 )
+REVISION_LABEL = "org.opencontainers.image.revision"
+VERSION_LABEL = "org.opencontainers.image.version"
 SKOPEO_TIMEOUT = 120.0
 OUTPUT_LIMIT = 8 * 1024 * 1024  # skopeo caps manifests and configs at 4 MiB; a tag list here
 # What a skopeo child may see of this environment: no credential, only where to find docker's.
 _PASSED = ("PATH", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "DOCKER_CONFIG")
-# What skopeo says when a registry has no such manifest or repository (its own words, not text
-# a registry chooses, which could make another error read as "absent").
+# skopeo's own words for "no such manifest or repository" (never text a registry chooses).
 _UNKNOWN = re.compile(r"manifest unknown|name unknown|status code from registry 404")
 STOPPING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
@@ -66,11 +58,7 @@ def shown(text: object, limit: int = 80) -> str:
 
 
 def check_registry(registry: str) -> None:
-    """``host[:port]`` as docker reads it: a host only with a dot, a port, or ``localhost``.
-
-    Anything else docker takes as a Docker Hub namespace (``myregistry/app`` is
-    ``docker.io/myregistry/app``): the push would go somewhere other than the plan says.
-    """
+    """``host[:port]`` as docker reads it, not a Docker Hub namespace (``myregistry/app``)."""
     match = _REGISTRY.fullmatch(registry)
     port = match["port"] if match else None
     if (
@@ -92,28 +80,34 @@ def check_repository(registry: str, repository: str) -> None:
         )
 
 
-def host_of(registry: str) -> str:
-    return (urlsplit(f"//{registry}").hostname or "").lower()
-
-
-def is_loopback(host: str) -> bool:
+def is_loopback(registry: str) -> bool:
+    """Whether ``host[:port]`` is on loopback: the only place plain http is allowed, as docker."""
+    host = (urlsplit(f"//{registry}").hostname or "").lower()
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
 
 
-def sha256(body: bytes) -> str:
-    return f"sha256:{hashlib.sha256(body).hexdigest()}"
+def with_child_env(
+    runner: process.Runner, child_env: Callable[[Mapping[str, str]], dict[str, str]]
+) -> process.Runner:
+    """``runner`` whose children get ``child_env`` of their environment (never all of ours)."""
+
+    def run(args: Sequence[str], **options: Unpack[process.RunOptions]) -> str:
+        env = options.get("env")
+        options["env"] = child_env(os.environ if env is None else env)
+        return runner(args, **options)
+
+    return run
 
 
 Skopeo = Callable[[Sequence[str], Mapping[str, str]], bytes]
 
 
 def run_skopeo(args: Sequence[str], env: Mapping[str, str]) -> bytes:
-    """``skopeo ARGS``: its stdout as bytes, or one line on why it failed. Bounded in time and
-    in size: skopeo is stopped as soon as it has written more than OUTPUT_LIMIT bytes (a tag
-    list has no bound of its own), or after SKOPEO_TIMEOUT."""
+    """``skopeo ARGS``'s stdout, or one line on why it failed; stopped past OUTPUT_LIMIT bytes
+    (a tag list has no bound of its own) or after SKOPEO_TIMEOUT."""
     timed_out = threading.Event()
     with tempfile.TemporaryFile() as errors:
         try:
@@ -123,8 +117,7 @@ def run_skopeo(args: Sequence[str], env: Mapping[str, str]) -> bytes:
             )  # fmt: skip
         except FileNotFoundError:
             raise HarnessError(
-                "skopeo is not installed; install it (`apt-get install skopeo` or "
-                "`bash .ci/provision`)"
+                "skopeo is not installed; `apt-get install skopeo` or `bash .ci/provision`"
             ) from None
 
         def stop() -> None:
@@ -135,33 +128,20 @@ def run_skopeo(args: Sequence[str], env: Mapping[str, str]) -> bytes:
         with child:
             timer.start()
             try:
-                out = _read_at_most(child, OUTPUT_LIMIT)
+                out = child.stdout.read(OUTPUT_LIMIT + 1) if child.stdout else b""
             finally:
                 timer.cancel()
                 child.kill()  # a no-op once it has exited
                 child.wait()
         if timed_out.is_set():
             raise HarnessError(f"skopeo {args[0]} did not finish within {SKOPEO_TIMEOUT:g} s")
-        if out is None:
+        if len(out) > OUTPUT_LIMIT:
             raise HarnessError(f"skopeo {args[0]} returned more than {OUTPUT_LIMIT} bytes; refused")
         if child.returncode != 0:
             errors.seek(0)
             text = errors.read(64 * 1024).decode("utf-8", "replace")
             raise process.CommandError(f"skopeo {args[0]} failed", text, child.returncode)
     return out
-
-
-def _read_at_most(child: subprocess.Popen[bytes], limit: int) -> bytes | None:
-    """The child's stdout until it closes; None (and the child killed) past ``limit`` bytes."""
-    assert child.stdout is not None  # noqa: S101 (Popen was given stdout=PIPE)
-    chunks, size = [], 0
-    while chunk := os.read(child.stdout.fileno(), 64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            child.kill()
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @dataclass(frozen=True)
@@ -184,8 +164,7 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Registry:
-    """One registry host, read with skopeo; ``auth_file`` a docker config.json (docker's own
-    default when None: ``$DOCKER_CONFIG`` or ``~/.docker``)."""
+    """One registry host, read with skopeo and the docker login in ``auth_file``."""
 
     host: str
     auth_file: Path | None = None
@@ -196,14 +175,19 @@ class Registry:
         """The registry, read with the docker login that ``env``'s docker config holds."""
         return cls(host, docker_auth_file(env), skopeo)
 
-    def _run(self, command: str, ref: str, *options: str) -> bytes:
-        args = [command, *options]
-        if self.auth_file is not None and self.auth_file.is_file():
-            args += ["--authfile", str(self.auth_file)]
-        if is_loopback(host_of(self.host)):
-            args.append("--tls-verify=false")  # plain http only on loopback, as docker does
+    def _run(self, what: str, ref: str, *args: str, absent: bool = True) -> bytes | None:
+        """skopeo's answer; None when it says there is no such manifest or repository."""
+        auth = self.auth_file
+        args += ("--authfile", str(auth)) if auth and auth.is_file() else ()
+        args += ("--tls-verify=false",) if is_loopback(self.host) else ()
         env = {key: os.environ[key] for key in _PASSED if key in os.environ}
-        return self.skopeo([*args, f"docker://{self.host}/{ref}"], env)
+        try:
+            return self.skopeo([*args, f"docker://{self.host}/{ref}"], env)
+        except process.CommandError as exc:
+            if absent and _UNKNOWN.search(exc.output):
+                return None
+            reason = shown(process.reason(exc.output), 160)
+            raise HarnessError(f"could not {what} from registry {self.host}: {reason}") from None
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         """The manifest ``reference`` (a tag or a digest) names, or None if there is none."""
@@ -211,12 +195,10 @@ class Registry:
         if not (TAG.fullmatch(reference) or DIGEST.fullmatch(reference)):
             raise HarnessError(f"'{shown(reference)}' is neither a tag nor a sha256 digest")
         sep = "@" if reference.startswith("sha256:") else ":"
-        try:
-            body = self._run("inspect", f"{repository}{sep}{reference}", "--raw")
-        except process.CommandError as exc:
-            if _UNKNOWN.search(exc.output):
-                return None
-            raise self._failed(f"read manifest {reference}", exc) from None
+        ref = f"{repository}{sep}{reference}"
+        body = self._run(f"read manifest {reference}", ref, "inspect", "--raw")
+        if body is None:
+            return None
         expected = reference if sep == "@" else None
         return Manifest(*self._checked(body, f"manifest {reference}", expected))
 
@@ -227,16 +209,15 @@ class Registry:
             raise HarnessError(
                 f"registry {self.host}'s manifest {manifest.digest} names no sha256 config"
             )
-        try:
-            body = self._run("inspect", f"{repository}@{manifest.digest}", "--config", "--raw")
-        except process.CommandError as exc:
-            raise self._failed(f"read the config of {manifest.digest}", exc) from None
+        ref = f"{repository}@{manifest.digest}"
+        what = f"read the config of {manifest.digest}"
+        body = self._run(what, ref, "inspect", "--config", "--raw", absent=False)
         expected = None if manifest.is_index else manifest.config_digest
-        return self._checked(body, f"config {expected or manifest.digest}", expected)
+        return self._checked(body or b"", f"config {expected or manifest.digest}", expected)
 
     def _checked(self, body: bytes, what: str, digest: str | None) -> tuple[str, dict[str, Any]]:
         """(sha256, JSON object) of ``body``, which must be ``digest`` when one is expected."""
-        found = sha256(body)
+        found = f"sha256:{hashlib.sha256(body).hexdigest()}"
         if digest is not None and found != digest:
             raise HarnessError(
                 f"registry {self.host} answered {what} with bytes whose sha256 is {found}; "
@@ -250,21 +231,11 @@ class Registry:
     def tags(self, repository: str) -> list[str]:
         """The repository's tags; none when it does not exist yet."""
         check_repository(self.host, repository)
-        try:
-            listed = parse_json(self._run("list-tags", repository))
-        except process.CommandError as exc:
-            if _UNKNOWN.search(exc.output):
-                return []
-            raise self._failed("list tags", exc) from None
+        listed = parse_json(self._run("list tags", repository, "list-tags") or b'{"Tags": []}')
         tags = listed.get("Tags") if isinstance(listed, dict) else None
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise HarnessError(f"registry {self.host}'s tag list is not a list of names")
         return sorted(tags)
-
-    def _failed(self, what: str, exc: process.CommandError) -> HarnessError:
-        return HarnessError(
-            f"could not {what} from registry {self.host}: {shown(process.reason(exc.output), 160)}"
-        )
 
 
 @dataclass(frozen=True)
@@ -283,8 +254,7 @@ def login(
     environ: Mapping[str, str] = os.environ,
 ) -> Iterator[dict[str, str]]:
     """``environ`` with a docker config that holds a login to ``host``: with ``credentials``, a
-    throwaway config that ``docker login --password-stdin`` writes and that is removed after
-    (the password reaches docker on stdin only); without, the user's own."""
+    throwaway one that ``docker login --password-stdin`` writes, removed after; else the user's."""
     if credentials is None:
         yield dict(environ)
         return
@@ -301,9 +271,7 @@ def login(
 
 
 def logged_in(host: str, env: Mapping[str, str]) -> bool:
-    """Whether docker's config holds a login for ``host`` that docker and skopeo both use: an
-    ``auths`` entry with its auth, or a ``credHelpers`` entry (skopeo reads no ``credsStore``).
-    The secrets themselves are never read here."""
+    """Whether docker's config holds a login to ``host`` skopeo uses too (no secret is read)."""
     path = docker_auth_file(env)
     config = parse_json(path.read_bytes()) if path is not None and path.is_file() else None
     if not isinstance(config, dict):
@@ -316,6 +284,14 @@ def logged_in(host: str, env: Mapping[str, str]) -> bool:
     )
 
 
+def docker_auth_file(env: Mapping[str, str]) -> Path | None:
+    """docker's config.json: ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
+    if env.get("DOCKER_CONFIG"):
+        return Path(env["DOCKER_CONFIG"]) / "config.json"
+    home = env.get("HOME")
+    return Path(home) / ".docker" / "config.json" if home else None
+
+
 class Stopped(BaseException):
     """A signal ended the run; like KeyboardInterrupt, nothing on the way catches it."""
 
@@ -326,9 +302,8 @@ class Stopped(BaseException):
 
 @contextmanager
 def stopped_by_signals() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job, `timeout`), SIGHUP and SIGINT end the run as an exception,
-    so a throwaway login (the password docker wrote to disk) and local tags are removed; by
-    default SIGTERM and SIGHUP end Python without any cleanup."""
+    """SIGTERM, SIGHUP and SIGINT as an exception, so the cleanup runs: the throwaway login (a
+    password docker wrote to disk) and local tags are removed."""
 
     def stop(number: int, frame: FrameType | None) -> None:
         for each in STOPPING:  # a second signal must not cut the cleanup short
@@ -341,11 +316,3 @@ def stopped_by_signals() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-
-
-def docker_auth_file(env: Mapping[str, str]) -> Path | None:
-    """docker's config.json: ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
-    if env.get("DOCKER_CONFIG"):
-        return Path(env["DOCKER_CONFIG"]) / "config.json"
-    home = env.get("HOME")
-    return Path(home) / ".docker" / "config.json" if home else None

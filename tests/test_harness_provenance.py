@@ -12,7 +12,7 @@ from google.protobuf import json_format
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 
 from harness.core import records
-from harness.release import provenance
+from harness.release import sign
 from tests.test_harness_build import make_record
 
 BASE = "sha256:" + "b" * 64
@@ -42,11 +42,11 @@ def parsed(predicate: dict[str, Any]) -> Any:
 
 
 def test_the_predicate_is_slsa_provenance_v1(project: Path) -> None:
-    predicate = provenance.predicate(project, "1.2.3", {})
+    predicate = sign.provenance(project, "1.2.3", {})
     model = parsed(json.loads(json.dumps(predicate)))
     definition = model.build_definition
-    assert definition.build_type == provenance.BUILD_TYPE
-    assert model.run_details.builder.id == provenance.LOCAL_BUILDER
+    assert definition.build_type == sign.BUILD_TYPE
+    assert model.run_details.builder.id == sign.LOCAL_BUILDER
     record = records.load_image_record(records.image_record_path(project))
     dependencies = {d.uri: dict(d.digest) for d in definition.resolved_dependencies}
     assert dependencies["git+https://example.org/x@refs/tags/v1.2.3"] == {
@@ -62,16 +62,16 @@ def test_the_predicate_is_slsa_provenance_v1(project: Path) -> None:
 
 def test_on_actions_the_builder_is_the_release_workflow(project: Path) -> None:
     env = {"GITHUB_WORKFLOW_REF": "o/r/.github/workflows/release.yml@refs/tags/v1.2.3"}
-    model = parsed(provenance.predicate(project, "1.2.3", env))
+    model = parsed(sign.provenance(project, "1.2.3", env))
     assert model.run_details.builder.id == (
         "https://github.com/o/r/.github/workflows/release.yml@refs/tags/v1.2.3"
     )
 
 
 def test_nothing_in_it_is_a_clock_of_the_push(project: Path) -> None:
-    first = provenance.predicate(project, "1.2.3", {})
+    first = sign.provenance(project, "1.2.3", {})
     assert "metadata" not in first["runDetails"]  # no startedOn or finishedOn
-    assert provenance.predicate(project, "1.2.3", {}) == first
+    assert sign.provenance(project, "1.2.3", {}) == first
 
 
 def test_the_model_refuses_the_v0_2_shape() -> None:

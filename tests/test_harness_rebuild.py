@@ -17,8 +17,9 @@ from harness import HarnessError
 from harness.core import archive, imaging, records
 from harness.core.docker import Docker
 from harness.rebuild import __main__ as rebuild_main
-from harness.rebuild import compare, remote
-from harness.rebuild.clean import Source, check_builder, check_released
+from harness.rebuild import compare
+from harness.rebuild.__main__ import check_builder, check_released
+from harness.rebuild.compare import Source
 from harness.stage import stage
 from tests.archives import layer_tar, save_archive
 from tests.fakedocker import FakeDocker, FakeRegistry, FakeSkopeo, image_manifest, sha256
@@ -102,9 +103,9 @@ def builder_engine(*, store: bool = True, base: str = "sha256:" + "b" * 64) -> F
 def test_the_builder_must_reproduce_and_a_different_one_is_noted() -> None:
     with pytest.raises(HarnessError, match=r"cannot rebuild reproducibly: .*classic image store"):
         check_builder(Docker(builder_engine(store=False)), None)
-    _, note = check_builder(Docker(builder_engine()), "docker 25.0.0, buildx 0.12, x")
+    note = check_builder(Docker(builder_engine()), "docker 25.0.0, buildx 0.12, x")
     assert "built with docker 25.0.0" in note
-    _, same = check_builder(
+    same = check_builder(
         Docker(builder_engine()), "docker 26.1.5, buildx v0.13.1, containerd image store"
     )
     assert same == ""
@@ -120,20 +121,29 @@ def test_the_base_must_be_here_by_its_digest() -> None:
 
 @pytest.mark.parametrize(
     "ref",
-    ["deathstar:1", "ghcr.io/x", "ghcr.io/x:1 ; rm", "myregistry/x:1", "127.0.0.1:5000/X:1"],
+    [
+        "deathstar:1",
+        "ghcr.io/x",
+        "ghcr.io/x:1 ; rm",
+        "myregistry/x:1",
+        "127.0.0.1:5000/X:1",
+        "ghcr.io/x:1@latest",
+        "ghcr.io/x@",
+        "ghcr.io/x:1@",
+    ],
 )
 def test_a_bad_reference_is_one_line(ref: str) -> None:
     with pytest.raises(HarnessError) as refused:
-        remote.parse_reference(ref)
+        compare.parse_reference(ref)
     assert "\n" not in str(refused.value)
 
 
 def test_references_by_tag_and_by_digest() -> None:
-    assert remote.parse_reference("127.0.0.1:5000/team/deathstar:1.2.3") == (
+    assert compare.parse_reference("127.0.0.1:5000/team/deathstar:1.2.3") == (
         "127.0.0.1:5000", "team/deathstar", "1.2.3",
     )  # fmt: skip
     pinned = "ghcr.io/tea-n-tech/deathstar@sha256:" + "a" * 64
-    assert remote.parse_reference(pinned)[2] == "sha256:" + "a" * 64
+    assert compare.parse_reference(pinned)[2] == "sha256:" + "a" * 64
 
 
 class StandIn(FakeDocker):
@@ -290,9 +300,9 @@ def serving(config: Mapping[str, object]) -> FakeSkopeo:
     return FakeSkopeo(registry)
 
 
-def read(config: Mapping[str, object]) -> remote.Served:
+def read(config: Mapping[str, object]) -> compare.Served:
     """What verify reads of the registry image, anonymously."""
-    return remote.read(
+    return compare.read(
         "127.0.0.1:5000/team/deathstar:0.1.0", {}, Docker(FakeDocker()), serving(config)
     )
 
@@ -308,7 +318,7 @@ GOOD_LABELS = {
 def test_verify_reads_the_source_from_the_registry_images_labels() -> None:
     config = labelled(GOOD_LABELS)
     skopeo = serving(config)
-    served = remote.read("127.0.0.1:5000/team/deathstar:0.1.0", {}, Docker(FakeDocker()), skopeo)
+    served = compare.read("127.0.0.1:5000/team/deathstar:0.1.0", {}, Docker(FakeDocker()), skopeo)
     manifest = skopeo.registry.manifests[("team/deathstar", "0.1.0")]
     assert [args[-1] for args, _ in skopeo.calls] == [
         "docker://127.0.0.1:5000/team/deathstar:0.1.0",  # the manifest the tag names, then

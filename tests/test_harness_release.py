@@ -21,9 +21,9 @@ from harness import registry as registry_module
 from harness.core import records
 from harness.core.docker import Docker
 from harness.registry import Credentials
-from harness.release import credentials, gates
+from harness.release import gates
 from harness.release.__main__ import main
-from harness.release.tags import Release
+from harness.release.gates import Release
 from tests.fakedocker import FakeEngine, FakeRegistry, FakeSkopeo, image_manifest, sha256
 from tests.gitrepo import git
 
@@ -183,7 +183,7 @@ def test_pre_release_tag_matches_its_pep440_version(
     (project / "pyproject.toml").write_text('[project]\nname = "d"\nversion = "2.0.0rc1"\n')
     git(project, "commit", "-qam", "rc")
     git(project, "tag", "v2.0.0-rc.1")
-    assert gates.release_at_head(["v2.0.0-rc.1"], "2.0.0rc1") == Release(2, 0, 0, "rc.1", None)
+    assert gates.release_at_head(["v2.0.0-rc.1"], "2.0.0rc1") == Release((2, 0, 0), "rc.1", None)
     # the image recorded is from the previous commit now
     assert "not from HEAD" in refused(project, registry, engine)
 
@@ -366,7 +366,7 @@ def test_an_existing_docker_login_is_used(
     ],
 )
 def test_docker_s_own_login_is_used_and_never_read(tmp_path: Path, config: object) -> None:
-    creds, source = credentials.credentials(
+    creds, source = gates.credentials(
         "r.example",
         {"REGISTRY_USERNAME": "u"},
         password="",
@@ -376,11 +376,9 @@ def test_docker_s_own_login_is_used_and_never_read(tmp_path: Path, config: objec
     assert (creds, source) == (Credentials("u", "pw"), "u (REGISTRY_USERNAME, stdin)")
     env = {"DOCKER_CONFIG": str(tmp_path)}
     with pytest.raises(HarnessError, match=r"no credentials for r.example"):
-        credentials.credentials(
-            "r.example", env, password="", password_stdin=False, stdin=io.StringIO()
-        )
+        gates.credentials("r.example", env, password="", password_stdin=False, stdin=io.StringIO())
     (tmp_path / "config.json").write_text(json.dumps(config))
-    found = credentials.credentials(
+    found = gates.credentials(
         "r.example", env, password="", password_stdin=False, stdin=io.StringIO()
     )
     assert found == (None, "existing docker login")

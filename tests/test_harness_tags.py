@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness import HarnessError
-from harness.release.tags import Release, image_tags
+from harness.release.gates import Release, image_tags
 
 SHA = "abcdef0123456789abcdef0123456789abcdef01"
 
@@ -69,7 +69,7 @@ def test_non_release_tags_do_not_parse(tag: str) -> None:
 
 def test_parse_fields() -> None:
     assert Release.parse("v10.20.30-alpha.1+exp.sha.5114f85") == Release(
-        10, 20, 30, "alpha.1", "exp.sha.5114f85"
+        (10, 20, 30), "alpha.1", "exp.sha.5114f85"
     )
 
 

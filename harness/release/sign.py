@@ -1,34 +1,24 @@
-"""Signing the pushed digest with cosign, attesting the SBOM and the provenance, reading back.
-
-Two ways to sign:
-- a key from the environment: ``COSIGN_KEY`` holds the private key's PEM and ``COSIGN_PASSWORD``
-  its password; both are taken out of this process's environment at start, and only the cosign
-  children that sign get them (cosign reads ``--key env://COSIGN_KEY`` and ``COSIGN_PASSWORD``
-  from its own environment: never an argument, never a file). No transparency log: no Sigstore
-  service is reachable where keys are used here.
-- keyless (``--keyless``), in GitHub Actions: the workflow's OIDC token, Fulcio and the public
-  Rekor log; the read-back checks the certificate names this workflow.
-
-After signing, ``cosign verify`` and ``cosign verify-attestation`` (cyclonedx, slsaprovenance1)
-must succeed against the registry with the public key (or the workflow identity), and each
-attestation must be about the pushed digest and carry what was attested.
-"""
+"""Signing the pushed digest with cosign, attesting the SBOM and a SLSA provenance, reading back.
+The key and its password reach only the cosign children that sign, in their environment."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
 from harness import HarnessError
-from harness.core import process
+from harness.core import locks, process, records
 from harness.core.untrusted import parse_json
-from harness.registry import host_of, is_loopback
+from harness.registry import is_loopback
+from harness.release.gates import take_secrets
 
 KEY_VARIABLE = "COSIGN_KEY"
 PASSWORD_VARIABLE = "COSIGN_PASSWORD"  # noqa: S105 (the name of a variable)
@@ -41,12 +31,25 @@ PASSED_THROUGH = (
     "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy",
 )  # fmt: skip
 COSIGN_TIMEOUT = 300.0
-SBOM_TYPE = "cyclonedx"
-PROVENANCE_TYPE = "slsaprovenance1"
+SBOM_TYPE, PROVENANCE_TYPE = "cyclonedx", "slsaprovenance1"
 PREDICATE_TYPES = {
     SBOM_TYPE: "https://cyclonedx.org/bom",
     PROVENANCE_TYPE: "https://slsa.dev/provenance/v1",
 }
+BUILD_TYPE = "https://github.com/tea-n-tech/deathstar/blob/main/noxfile.py#image"
+LOCAL_BUILDER = "https://github.com/tea-n-tech/deathstar/blob/main/noxfile.py"
+SOURCE = "https://github.com/tea-n-tech/deathstar"
+FLAGS = {  # (keyless, signing): cosign's own flags; keyless verification names the identity
+    (False, True): ["--key", f"env://{KEY_VARIABLE}", "--tlog-upload=false", "--yes"],
+    (True, True): ["--yes"],
+    (False, False): ["--key", f"env://{PUBLIC_KEY_VARIABLE}", "--insecure-ignore-tlog=true"],
+}
+
+
+def workflow_identity(env: Mapping[str, str]) -> str:
+    """$GITHUB_SERVER_URL/$GITHUB_WORKFLOW_REF on GitHub Actions, else ""."""
+    workflow = env.get("GITHUB_WORKFLOW_REF", "")
+    return f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{workflow}" if workflow else ""
 
 
 @dataclass(frozen=True)
@@ -56,20 +59,15 @@ class Material:
     key: str = field(default="", repr=False)
     password: str = field(default="", repr=False)
     oidc: dict[str, str] = field(default_factory=dict, repr=False)
-    workflow_identity: str = ""  # $GITHUB_SERVER_URL/$GITHUB_WORKFLOW_REF on Actions
+    workflow_identity: str = ""
 
 
 def take_material(env: Mapping[str, str]) -> tuple[dict[str, str], Material]:
-    """The signing secrets, read once: gone from ``os.environ`` and from the mapping handed on."""
-    rest = dict(env)
-    taken = {name: rest.pop(name, "") for name in (KEY_VARIABLE, PASSWORD_VARIABLE)}
-    oidc = {name: rest.pop(name) for name in OIDC_VARIABLES if name in rest}
-    for name in (KEY_VARIABLE, PASSWORD_VARIABLE, *OIDC_VARIABLES):
-        os.environ.pop(name, None)
-    workflow = rest.get("GITHUB_WORKFLOW_REF", "")
-    identity = f"{rest.get('GITHUB_SERVER_URL', 'https://github.com')}/{workflow}"
+    """The signing secrets, taken out of the environment (:func:`take_secrets`)."""
+    rest, taken = take_secrets(env, KEY_VARIABLE, PASSWORD_VARIABLE, *OIDC_VARIABLES)
+    oidc = {name: taken[name] for name in OIDC_VARIABLES if taken[name]}
     return rest, Material(
-        taken[KEY_VARIABLE], taken[PASSWORD_VARIABLE], oidc, identity if workflow else ""
+        taken[KEY_VARIABLE], taken[PASSWORD_VARIABLE], oidc, workflow_identity(rest)
     )
 
 
@@ -88,21 +86,13 @@ class Signer:
         return not self.public_key
 
     def describe(self, ref: str) -> str:
-        how = (
-            f"keyless as {self.identity} (Fulcio certificate, public Rekor log)"
-            if self.keyless
-            else f"the key in {KEY_VARIABLE} (no transparency log)"
-        )
+        how = f"the key in {KEY_VARIABLE} (no transparency log)"
+        if self.keyless:
+            how = f"keyless as {self.identity} (Fulcio certificate, public Rekor log)"
         return (
             f"signing:     {ref}@<pushed digest> with {how}; attests the SBOM ({SBOM_TYPE}) and a "
             f"SLSA provenance ({PROVENANCE_TYPE}), then verifies all three"
         )
-
-    def registry_flags(self) -> list[str]:
-        """Plain http is for a registry on loopback only, as for the push itself."""
-        if is_loopback(host_of(self.registry)):
-            return ["--allow-http-registry=true", "--allow-insecure-registry=true"]
-        return []
 
     def child_env(self, docker_env: Mapping[str, str], *, signing: bool) -> dict[str, str]:
         """Only what cosign needs: the Docker login, and the secrets only when it signs."""
@@ -110,11 +100,10 @@ class Signer:
         if "DOCKER_CONFIG" in docker_env:
             env["DOCKER_CONFIG"] = docker_env["DOCKER_CONFIG"]
         if signing and not self.keyless:
-            env[KEY_VARIABLE] = self.material.key
-            env[PASSWORD_VARIABLE] = self.material.password
+            env |= {KEY_VARIABLE: self.material.key, PASSWORD_VARIABLE: self.material.password}
         elif signing:
             env.update(self.material.oidc)
-        if not signing and not self.keyless:
+        elif not self.keyless:
             env[PUBLIC_KEY_VARIABLE] = self.public_key
         return env
 
@@ -124,32 +113,24 @@ class Signer:
         except process.CommandError:
             raise
         except HarnessError as exc:  # not installed, or a timeout
-            raise HarnessError(
-                str(exc).replace(
-                    "cosign is not installed; install it",
-                    "cosign is not installed; `bash .ci/provision` installs it (Debian 13's)",
-                )
-            ) from None
+            how = "`bash .ci/provision` installs it (Debian 13's)"
+            raise HarnessError(str(exc).replace("install it and run again", how)) from None
 
-    def signing_flags(self) -> list[str]:
-        if self.keyless:
-            return ["--yes"]
-        return ["--key", f"env://{KEY_VARIABLE}", "--tlog-upload=false", "--yes"]
-
-    def verify_flags(self) -> list[str]:
-        if self.keyless:
-            return [
-                "--certificate-identity", self.identity,
-                "--certificate-oidc-issuer", GITHUB_ISSUER,
-            ]  # fmt: skip
-        return ["--key", f"env://{PUBLIC_KEY_VARIABLE}", "--insecure-ignore-tlog=true"]
+    def flags(self, *, signing: bool) -> list[str]:
+        """cosign's flags; plain http is for a registry on loopback only, as for the push."""
+        plain = ["--allow-http-registry=true", "--allow-insecure-registry=true"]
+        loopback = plain if is_loopback(self.registry) else []
+        if self.keyless and not signing:
+            identity = ["--certificate-identity", self.identity]
+            return [*identity, "--certificate-oidc-issuer", GITHUB_ISSUER, *loopback]
+        return [*FLAGS[self.keyless, signing], *loopback]
 
     def sign(
         self, image: str, sbom: Path, provenance: Mapping[str, Any], docker_env: Mapping[str, str]
     ) -> None:
-        """Sign ``image`` (``repo@digest``), attach both attestations, and verify all three."""
-        env = self.child_env(docker_env, signing=True)
-        flags = [*self.signing_flags(), *self.registry_flags()]
+        """Sign ``image`` (``repo@digest``), attach both attestations, then read all three back
+        from the registry: each attestation must be about the digest and carry what was sent."""
+        env, flags = self.child_env(docker_env, signing=True), self.flags(signing=True)
         self.cosign("sign", *flags, image, env=env)
         with tempfile.TemporaryDirectory(prefix="deathstar-provenance-") as scratch:
             predicate = Path(scratch) / "provenance.json"
@@ -159,51 +140,30 @@ class Signer:
                     "attest", *flags, "--replace", "--type", kind, "--predicate", str(path), image,
                     env=env,
                 )  # fmt: skip
-        self.verify(
-            image,
-            docker_env,
-            sbom=json.loads(sbom.read_text(encoding="utf-8")),
-            provenance=provenance,
-        )
-
-    def verify(
-        self,
-        image: str,
-        docker_env: Mapping[str, str],
-        *,
-        sbom: Mapping[str, Any],
-        provenance: Mapping[str, Any],
-    ) -> None:
-        """The read-back: the signature and both attestations, from the registry."""
-        env = self.child_env(docker_env, signing=False)
-        flags = [*self.verify_flags(), *self.registry_flags()]
+        sent = {SBOM_TYPE: json.loads(sbom.read_text("utf-8")), PROVENANCE_TYPE: provenance}
+        env, flags = self.child_env(docker_env, signing=False), self.flags(signing=False)
         self.cosign("verify", *flags, image, env=env)
         digest = image.rpartition("@")[2]
-        expected: dict[str, Callable[[Any], bool]] = {
-            SBOM_TYPE: lambda p: p == sbom,
-            PROVENANCE_TYPE: lambda p: same_source(p, provenance),
-        }
-        for kind, matches in expected.items():
+        for kind, wanted in sent.items():
             out = self.cosign("verify-attestation", *flags, "--type", kind, image, env=env)
-            predicates = attested(out, PREDICATE_TYPES[kind], digest)
-            if not any(matches(p) for p in predicates):
+            found = attested(out, PREDICATE_TYPES[kind], digest)
+            if not any(same(kind, predicate, wanted) for predicate in found):
                 raise HarnessError(
                     f"the registry's {kind} attestation of {digest[:19]} is not what was attested"
                 )
 
 
-def same_source(found: object, wanted: Mapping[str, Any]) -> bool:
-    """The provenance names the same source and the same builder (cosign retypes the rest)."""
+def same(kind: str, found: object, wanted: Any) -> bool:  # noqa: ANN401 (JSON)
+    """The SBOM as sent; a provenance with its source and builder (cosign retypes the rest)."""
+    if kind == SBOM_TYPE:
+        return bool(found == wanted)
 
-    def part(predicate: object, *path: str) -> object:
-        for key in path:
-            predicate = predicate.get(key) if isinstance(predicate, dict) else None
-        return predicate
+    def part(value: object, *path: str) -> object:
+        return reduce(lambda v, key: v.get(key) if isinstance(v, dict) else None, path, value)
 
-    source = ("buildDefinition", "externalParameters", "source")
-    builder = ("runDetails", "builder")
-    return part(found, *source) is not None and all(
-        part(found, *path) == part(wanted, *path) for path in (source, builder)
+    paths = (("buildDefinition", "externalParameters", "source"), ("runDetails", "builder"))
+    return part(found, *paths[0]) is not None and all(
+        part(found, *path) == part(wanted, *path) for path in paths
     )
 
 
@@ -215,8 +175,7 @@ def attested(output: str, predicate_type: str, digest: str) -> list[Any]:
         try:
             envelope = parse_json(line)
             statement = parse_json(base64.b64decode(envelope["payload"], validate=True))
-            subjects = statement["subject"]
-            about = any(s.get("digest", {}).get(algorithm) == value for s in subjects)
+            about = any(s.get("digest", {}).get(algorithm) == value for s in statement["subject"])
         except (ValueError, KeyError, TypeError, AttributeError):  # ValueError: not base64
             continue
         if about and statement.get("predicateType") == predicate_type:
@@ -225,12 +184,7 @@ def attested(output: str, predicate_type: str, digest: str) -> list[Any]:
 
 
 def signer_for(
-    registry: str,
-    material: Material,
-    *,
-    keyless: bool,
-    unsigned: bool,
-    runner: process.Runner,
+    registry: str, material: Material, *, keyless: bool, unsigned: bool, runner: process.Runner
 ) -> Signer | None:
     """The signer this push uses, checked before anything is pushed; None when --unsigned."""
     if unsigned:
@@ -264,3 +218,49 @@ def signer_for(
     if "-----BEGIN PUBLIC KEY-----" not in public:
         raise HarnessError(f"cosign gave no public key for the key in {KEY_VARIABLE}")
     return Signer(registry, material, public_key=public.strip() + "\n", runner=runner)
+
+
+def provenance(project: Path, version: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """The SLSA Provenance v1 predicate of the image recorded (and verified) in ``project``'s
+    dist/: what the records and the checkout say, and no clock of the push."""
+    record = records.load_image_record(records.image_record_path(project))
+    verified = records.load_verification(records.verified_record_path(project))
+    pyproject = locks.load_pyproject(project / "pyproject.toml")
+    source = str(pyproject.get("project", {}).get("urls", {}).get("Source", SOURCE))
+    release = {"uri": f"git+{source}@refs/tags/v{version}", "digest": {"gitCommit": record.commit}}
+    algorithm, _, base_digest = record.base_digest.partition(":")
+    locked = [project / "uv.lock", *(project / "requirements").glob("*.txt")]
+    dependencies: list[dict[str, Any]] = [
+        release,
+        {
+            "uri": f"docker-image:{record.base_image}",
+            "digest": {algorithm: base_digest} if base_digest else {},
+        },
+        *(
+            {
+                "uri": f"git+{source}@{record.commit}#{path.relative_to(project)}",
+                "digest": {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()},
+            }
+            for path in sorted(locked)
+            if path.is_file()
+        ),
+    ]
+    return {
+        "buildDefinition": {
+            "buildType": BUILD_TYPE,
+            "externalParameters": {
+                "source": release,
+                "entryPoint": "nox -s image integration",
+                "baseImage": record.base_image,
+                "version": version,
+            },
+            "internalParameters": {
+                "builder": record.builder,
+                "reproducible": record.reproducible,
+                "imageRecord": asdict(record),
+                "verified": verified,
+            },
+            "resolvedDependencies": dependencies,
+        },
+        "runDetails": {"builder": {"id": workflow_identity(env) or LOCAL_BUILDER}},
+    }
