@@ -27,8 +27,8 @@ from installer.exceptions import InstallerError
 from installer.sources import WheelFile
 
 from harness import HarnessError
-from harness.core.build import IMAGE_PYTHON, IMAGE_VENV
-from harness.core.records import DIST
+from harness.image.build import IMAGE_PYTHON, IMAGE_VENV
+from harness.image.records import DIST
 
 FILE_MODE = 0o644
 DIR_MODE = EXEC_MODE = 0o755

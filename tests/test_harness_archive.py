@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from harness import HarnessError
-from harness.core import archive
+from harness.image import archive
 from tests.archives import add_member, layer_tar, save_archive
 
 

@@ -17,9 +17,9 @@ from harness.bench.pipeline import NoxRuns
 from harness.bench.report import Figure, document, markdown, splice, table
 from harness.bench.workspace import SEED_DOCKERFILE, Workspace
 from harness.core import git as gitinfo
-from harness.core import records, wheelhouse
 from harness.core.process import Runner
 from harness.core.process import run as run_command
+from harness.image import records, wheelhouse
 
 Log = Callable[[str], None]
 

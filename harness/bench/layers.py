@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from harness.core import archive
+from harness.image import archive
 
 GZIP_LEVEL = 6
 GZIP_MAGIC = b"\x1f\x8b"

@@ -23,8 +23,8 @@ from harness.bench.options import Options
 from harness.bench.rebuild import EDITED, prepend_line
 from harness.bench.report import Figure, Target
 from harness.bench.workspace import Workspace
-from harness.core import records
 from harness.core.process import CommandError, reason
+from harness.image import records
 
 NOX_TIMEOUT = 3600.0
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench.engine import BUILD_TIMEOUT, Engine
-from harness.core import build, imaging, records
 from harness.core import git as gitinfo
 from harness.core.process import Runner
+from harness.image import build, imaging, records
 
 OURS = "deathstar-bench-ours"
 SEED = "deathstar-bench-seed"

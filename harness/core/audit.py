@@ -9,10 +9,11 @@ naming their IDs; only "No known vulnerabilities found" clears the lock.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from harness import HarnessError
-from harness.core import process
+from harness.core import locks, process
 
 AUDIT_TIMEOUT = 600.0
 UNREACHABLE = re.compile(
@@ -49,3 +50,17 @@ def audit(lock: Path, bin_dir: str, runner: process.Runner = process.run) -> str
         raise HarnessError(
             f"pip-audit failed on {lock.name}: {process.reason(exc.output)}"
         ) from None
+
+
+def main() -> int:
+    """``python -m harness.core.audit`` in a venv that has pip-audit: the runtime lock's audit."""
+    try:
+        print(audit(locks.RUNTIME.path, str(Path(sys.executable).parent)))
+    except HarnessError as exc:
+        print(f"audit: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -121,3 +121,9 @@ def prepend_path(path: str, directory: Path) -> str:
     """``directory`` first on the PATH ``path``, once."""
     rest = [p for p in path.split(os.pathsep) if p and Path(p) != directory]
     return os.pathsep.join([str(directory), *rest])
+
+
+def expose_on_path(versions: Iterable[str], environ: Mapping[str, str], directory: Path) -> str:
+    """PATH with every interpreter found (PATH, pyenv, uv) linked into ``directory``, first."""
+    found = find_all(versions, environ, uv_finder(default_uv()))
+    return prepend_path(environ.get("PATH", ""), expose(found, directory))

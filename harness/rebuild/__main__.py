@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import ROOT, HarnessError
-from harness.core import archive, process, records
+from harness.core import process
 from harness.core.docker import Docker
+from harness.image import archive, records
 from harness.rebuild import remote
 from harness.rebuild.clean import (
     Source,

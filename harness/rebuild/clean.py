@@ -13,8 +13,9 @@ from typing import Unpack
 from packaging.version import InvalidVersion, Version
 
 from harness import ROOT, HarnessError
-from harness.core import archive, build, imaging, locks, process
+from harness.core import locks, process
 from harness.core.docker import Docker
+from harness.image import archive, build, imaging
 from harness.release.tags import Release
 
 BUILD_TIMEOUT = 1800.0

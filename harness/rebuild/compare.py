@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.core import archive
+from harness.image import archive
 from harness.registry import shown
 
 MAX_FILES = 25  # file lines shown per differing layer

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness import HarnessError
-from harness.core import build
 from harness.core.docker import Docker
+from harness.image import build
 from harness.rebuild.clean import Source
 from harness.rebuild.compare import Identity
 from harness.registry import (

@@ -11,7 +11,7 @@ from typing import TextIO
 
 from harness import ROOT, HarnessError
 from harness.core.docker import Docker
-from harness.core.sbom import sbom_config_digest, sbom_path
+from harness.image.sbom import sbom_config_digest, sbom_path
 from harness.registry import Skopeo, Stopped, run_skopeo, shown, stopped_by_signals
 from harness.release import provenance
 from harness.release.credentials import scrubbed, take_password

@@ -13,8 +13,9 @@ from typing import TextIO
 from packaging.version import InvalidVersion, Version
 
 from harness import HarnessError
-from harness.core import git, locks, records
+from harness.core import git, locks
 from harness.core.docker import Docker
+from harness.image import records
 from harness.registry import (
     DIGEST,
     Credentials,

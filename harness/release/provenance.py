@@ -14,7 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.core import locks, records
+from harness.core import locks
+from harness.image import records
 
 BUILD_TYPE = "https://github.com/tea-n-tech/deathstar/blob/main/noxfile.py#image"
 LOCAL_BUILDER = "https://github.com/tea-n-tech/deathstar/blob/main/noxfile.py"

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from harness import HarnessError
-from harness.core.build import GZIP_LEVEL, IMAGE_NAME, Builder, BuildPlan
 from harness.core.docker import Docker
-from harness.core.records import DIST
+from harness.image.build import GZIP_LEVEL, IMAGE_NAME, Builder, BuildPlan
+from harness.image.records import DIST
 
 REPOSITORY = f"{IMAGE_NAME}-runtime-base"
 # What the runtime-base stage reads from the build context (.dockerignore admits no more than

@@ -24,9 +24,10 @@ from typing import Any
 from urllib.parse import quote
 
 from harness import HarnessError
-from harness.core import archive, build, locks
+from harness.core import locks
 from harness.core.docker import Docker
-from harness.core.records import DIST, ImageRecord, image_archive_path
+from harness.image import archive, build
+from harness.image.records import DIST, ImageRecord, image_archive_path
 
 DPKG_STATUS = "var/lib/dpkg/status"
 OS_RELEASE = ("etc/os-release", "usr/lib/os-release")

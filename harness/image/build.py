@@ -11,7 +11,7 @@ from pathlib import Path
 from harness import HarnessError
 from harness.core import git
 from harness.core.docker import Docker
-from harness.core.records import DIST
+from harness.image.records import DIST
 
 IMAGE_NAME = "deathstar"
 # The Dockerfile's BASE_IMAGE default and .ci/provision's say the same; a unit test checks.
@@ -180,7 +180,7 @@ class BuildPlan:
     epoch: int
     base_image: str
     base_digest: str = ""  # the base image's digest, resolved before the build
-    # A local tag that names exactly that digest (see harness.core.imaging.pin_base): what the
+    # A local tag that names exactly that digest (see harness.image.imaging.pin_base): what the
     # build's FROM reads, so BuildKit finds the base in the engine and asks no registry.
     base_tag: str = ""
 
@@ -248,7 +248,7 @@ class BuildPlan:
         The reproducible build writes an image archive (named after the first tag) instead of
         loading the image: the archive is what is compared, and ``docker load`` reads it.
         ``runtime_base`` names an image of the Dockerfile's runtime-base stage to start from
-        (see harness.core.runtime_base); without it the build makes that stage too.
+        (see harness.image.runtime_base); without it the build makes that stage too.
         """
         args = self.build_args()
         if runtime_base is not None:

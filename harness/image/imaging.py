@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import HarnessError
-from harness.core import archive, runtime_base
-from harness.core.build import Builder, BuildPlan, base_image
 from harness.core.docker import Docker
-from harness.core.records import ImageRecord
+from harness.image import archive, runtime_base
+from harness.image.build import Builder, BuildPlan
+from harness.image.records import ImageRecord
 
 DOCKER_LOAD_TIMEOUT = 600.0
 # Local tags of base digests, one per digest: what a reproducible build's FROM names.
@@ -38,15 +38,6 @@ def resolve_base(docker: Docker, ref: str) -> str:
         if isinstance(repo_digest, str) and "@sha256:" in repo_digest:
             return repo_digest.split("@", 1)[1]
     return image_id
-
-
-def plan_for(
-    root: Path, version: str, environ: Mapping[str, str], docker: Docker
-) -> tuple[BuildPlan, Builder]:
-    """The plan for HEAD, its base resolved to a digest, and the builder that will run it."""
-    builder = Builder.detect(docker)
-    base = resolve_base(docker, base_image(environ))
-    return BuildPlan.for_checkout(root, version, environ, base), builder
 
 
 def pin(docker: Docker, name: str, digest: str) -> str:

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.core.build import wheelhouse_command
+from harness.image.build import wheelhouse_command
 
 STAMP_NAME = "wheelhouse.json"
 WHEELHOUSE_NAME = "wheelhouse"
