@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from harness import HarnessError
 from harness.core import process
 
-DOCKER_TIMEOUT = 30.0
+DOCKER_TIMEOUT, LOAD_TIMEOUT = 30.0, 600.0
 
 
 class Docker:
@@ -49,6 +50,9 @@ class Docker:
             return self("image", "inspect", "--format", "{{.Id}}", ref)
         except process.CommandError:
             return None
+
+    def load(self, archive: Path) -> None:
+        self("load", "--input", str(archive), timeout=LOAD_TIMEOUT)
 
     def image_size(self, ref: str) -> int:
         return int(self("image", "inspect", "--format", "{{.Size}}", ref))
