@@ -1,10 +1,6 @@
-"""The release's vulnerability audit of the runtime lock, failing closed.
-
-``pip-audit --strict`` fails the whole audit when any locked package cannot be looked up. Where
-PyPI's vulnerability data (or OSV) is out of reach, every package "could not be audited": that
-is not a pass, and the audit says so in one line and fails. Known vulnerabilities fail it too,
-naming their IDs; only "No known vulnerabilities found" clears the lock.
-"""
+"""The release's audit of the runtime lock (``python -m harness.core.audit``), failing closed:
+a package that could not be looked up (no vulnerability data here) or a known vulnerability
+fails it in one line; only pip-audit's clean report clears the lock."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""CI's test matrix, made from nox's own session list: one job per session nox would run.
-
-``nox -l --json -s test | python -m harness.core.matrix`` prints ``matrix=<JSON>`` for
-``$GITHUB_OUTPUT``; the test job takes it with ``fromJSON``. A Python added to pyproject's
-classifiers adds a ``test-X.Y`` session, and so a CI job, with no other change.
-"""
+"""CI's test matrix from nox's own session list: ``nox -l --json -s test | python -m
+harness.core.matrix`` prints ``matrix=<JSON>`` for $GITHUB_OUTPUT, a job per test session."""
 
 from __future__ import annotations
 
@@ -18,10 +14,8 @@ SESSION = "test"
 
 
 def matrix(listing: Sequence[dict[str, Any]], session: str = SESSION) -> dict[str, Any]:
-    """``{"include": [{"session": "test-3.11", "python": "3.11"}, ...]}`` from ``nox -l --json``.
-
-    Only the sessions named ``session`` count; each must name its Python.
-    """
+    """``{"include": [{"session": "test-3.11", "python": "3.11"}, ...]}`` from ``nox -l --json``:
+    the sessions named ``session``, each naming its Python."""
     include = []
     for entry in listing:
         if entry.get("name") != session:

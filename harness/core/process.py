@@ -40,11 +40,8 @@ class Runner(Protocol):
 
 
 def run(args: Sequence[str], **options: Unpack[RunOptions]) -> str:
-    """Run ``args``; return its stdout (with stderr when ``merge``), or fail with one line.
-
-    Secrets go through ``stdin``, never through ``args``: an argument list is visible to every
-    user of the machine and lands in error messages.
-    """
+    """Run ``args``; its stdout (with stderr when ``merge``), or one line on why it failed.
+    Secrets go through ``stdin``, never ``args``: every user of the machine sees an argv."""
     env, stdin = options.get("env"), options.get("stdin")
     timeout = options.get("timeout", DEFAULT_TIMEOUT)
     try:
