@@ -41,10 +41,10 @@ def build_dist(root: Path, version: str, session: Session) -> None:
     session.log(wheelhouse.refresh(locks.RUNTIME.path, dist, lambda cmd: session.run(*cmd)))
 
 
-def build_image(root: Path, version: str, session: Session) -> None:
+def build_image(root: Path, version: str, session: Session, docker: Docker | None = None) -> None:
     """Plan (base resolved to a digest), build, record, prune this checkout's old runtime base,
     and write the SBOM (cyclonedx-py from the session's venv)."""
-    docker = Docker()
+    docker = docker or Docker()
     session.log(f"Docker engine {docker.require_engine()}")
     builder = build.Builder.detect(docker)
     base = imaging.resolve_base(docker, build.base_image(os.environ))
