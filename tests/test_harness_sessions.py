@@ -80,9 +80,12 @@ def test_the_image_is_built_recorded_and_described(
         ([*INSPECT, "{{json .RootFS.Layers}}", "deathstar:0.1.0"], '["sha256:l1"]', 0),
     ]
     described: list[records.ImageRecord] = []
-    monkeypatch.setattr(
-        sbom, "write", lambda record, root, *_: described.append(record) or root / "dist" / "s"
-    )
+
+    def describe(record: records.ImageRecord, root: Path, *_: object) -> Path:
+        described.append(record)
+        return root / "dist" / "s"
+
+    monkeypatch.setattr(sbom, "write", describe)
     session = Session()
     sessions.build_image(checkout, "0.1.0", session, Docker(fake))
     assert "will not be reproducible" in session.warnings[0]
