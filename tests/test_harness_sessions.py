@@ -112,4 +112,4 @@ def test_the_audit_prints_its_report_or_one_line(
 
     monkeypatch.setattr(audit, "audit", refuse)
     assert audit.main() == 1
-    assert capsys.readouterr().err == "audit: could not be audited\n"
+    assert capsys.readouterr().err == "audit: error: could not be audited\n"

@@ -50,12 +50,9 @@ def audit(lock: Path, bin_dir: str, runner: process.Runner = process.run) -> str
 
 def main() -> int:
     """``python -m harness.core.audit`` in a venv that has pip-audit: the runtime lock's audit."""
-    try:
-        print(audit(locks.RUNTIME.path, str(Path(sys.executable).parent)))
-    except HarnessError as exc:
-        print(f"audit: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return process.main_of(
+        "audit", lambda: audit(locks.RUNTIME.path, str(Path(sys.executable).parent))
+    )
 
 
 if __name__ == "__main__":

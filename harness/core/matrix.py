@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness import HarnessError
+from harness.core import process
 
 SESSION = "test"
 
@@ -41,12 +42,7 @@ def output_line(listing_json: str, session: str = SESSION) -> str:
 
 
 def main() -> int:
-    try:
-        print(output_line(sys.stdin.read()))
-    except HarnessError as exc:
-        print(f"matrix: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return process.main_of("matrix", lambda: output_line(sys.stdin.read()))
 
 
 if __name__ == "__main__":

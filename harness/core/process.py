@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, TypedDict, Unpack
 
@@ -69,6 +70,16 @@ def run(args: Sequence[str], **options: Unpack[RunOptions]) -> str:
             result.returncode,
         )
     return result.stdout
+
+
+def main_of(name: str, produce: Callable[[], str]) -> int:
+    """A ``python -m`` entry point: print what ``produce`` returns, or its refusal in one line."""
+    try:
+        print(produce())
+    except HarnessError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def describe(args: Sequence[str]) -> str:

@@ -58,11 +58,14 @@ def _context_entries(context: Path) -> Iterator[list[str]]:
             yield ["other", name, mode]
 
 
+Run = Callable[[Sequence[str]], object]  # runs a build, showing its output
+
+
 def ensure(
     plan: BuildPlan,
     builder: Builder,
     docker: Docker,
-    run: Callable[[Sequence[str]], object],
+    run: Run,
     *,
     context: Path,
     archive_path: Path,
