@@ -32,12 +32,8 @@ class Docker:
                 ["docker", *args], stdin=stdin, timeout=timeout, env=env, merge=merge
             )
         except process.CommandError as exc:
-            lines = exc.output.strip().splitlines()
-            raise process.CommandError(
-                f"docker {' '.join(args[:2])} failed: {lines[-1] if lines else '?'}",
-                exc.output,
-                exc.returncode,
-            ) from None
+            why = f"docker {' '.join(args[:2])} failed: {process.reason(exc.output)}"
+            raise process.CommandError(why, exc.output, exc.returncode) from None
         except HarnessError as exc:
             if "is not installed" in str(exc):
                 raise HarnessError("the docker client is not installed; install Docker") from None
