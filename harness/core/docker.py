@@ -32,7 +32,8 @@ class Docker:
                 ["docker", *args], stdin=stdin, timeout=timeout, env=env, merge=merge
             )
         except process.CommandError as exc:
-            why = f"docker {' '.join(args[:2])} failed: {process.reason(exc.output)}"
+            lines = exc.output.strip().splitlines()  # docker's last line says why
+            why = f"docker {' '.join(args[:2])} failed: {lines[-1] if lines else '?'}"
             raise process.CommandError(why, exc.output, exc.returncode) from None
         except HarnessError as exc:
             if "is not installed" in str(exc):
