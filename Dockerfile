@@ -10,7 +10,7 @@
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 # The stage the runtime stage starts from. `nox -s image` passes an image of that stage, built
-# once per dependency set (harness/core/runtime_base.py): an exporter that rewrites timestamps
+# once per dependency set (harness/image/runtime_base.py): an exporter that rewrites timestamps
 # leaves the layers of the image a build starts FROM alone, instead of recompressing the venv
 # on every build. Either way the image is the same; `nox -s repro` builds it in one go.
 ARG RUNTIME_BASE=runtime-base

@@ -22,20 +22,8 @@ import nox
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import HarnessError
-from harness.core import audit as audits
-from harness.core import build as builds
-from harness.core import (
-    git,
-    imaging,
-    interpreters,
-    locks,
-    provision,
-    records,
-    runtime_base,
-    sbom,
-    wheelhouse,
-)
-from harness.core.docker import Docker
+from harness.core import interpreters, locks
+from harness.image import sessions
 
 nox.needs_version = ">=2025.5.1"
 # uv creates every venv and `uv sync --locked` installs into it from uv.lock (nox's recipe).
@@ -51,17 +39,10 @@ ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 PYTHONS = nox.project.python_versions(PYPROJECT)
 TOOL_PYTHON = PYTHONS[0]  # lint, build and the image use the oldest supported Python
-DIST = ROOT / records.DIST
-IMAGE_RECORD = records.image_record_path(ROOT)
-VERIFIED_RECORD = records.verified_record_path(ROOT)
+VERSION = PYPROJECT["project"]["version"]
 # Interpreters nox would not find by itself (pyenv's versions, uv's managed Pythons) are linked
 # as pythonX.Y into .nox/pythons, first on PATH: every Python this machine has runs.
-FOUND_PYTHONS = interpreters.find_all(
-    PYTHONS, os.environ, interpreters.uv_finder(interpreters.default_uv())
-)
-os.environ["PATH"] = interpreters.prepend_path(
-    os.environ.get("PATH", ""), interpreters.expose(FOUND_PYTHONS, ROOT / ".nox" / "pythons")
-)
+os.environ["PATH"] = interpreters.expose_on_path(PYTHONS, os.environ, ROOT / ".nox" / "pythons")
 # pytest runs write bytecode even where PYTHONDONTWRITEBYTECODE is set (into the ignored
 # __pycache__ folders). pytest rewrites the asserts of every test module and of every package
 # that ships a pytest plugin (hypothesis, schemathesis): without the cache each pytest process
@@ -149,70 +130,33 @@ def build(session: nox.Session) -> None:
     """Reproducible sdist and wheel (SOURCE_DATE_EPOCH = last commit), twine check, SHA256SUMS;
     the wheel staged as the image's project layer (dist/staging), the wheelhouse."""
     check_exports(session, locks.RUNTIME)
-    with refusals(session):
-        epoch = git.commit_epoch(ROOT)
     install_groups(session, "release", project=False)
-    wheelhouse.clean_dist(DIST)  # the wheelhouse stays while it matches the lock
-    session.run(*builds.wheel_build_command(DIST), env={"SOURCE_DATE_EPOCH": str(epoch)})
-    artifacts = sorted(str(p) for p in DIST.glob("deathstar-*"))
-    session.run("twine", "check", "--strict", *artifacts)
-    session.run("python", "-m", "harness.core.checksums", str(DIST), *artifacts)
     with refusals(session):
-        wheel = builds.project_wheel(DIST, PYPROJECT["project"]["version"])
-    session.run(*builds.staging_command(wheel.relative_to(ROOT), builds.STAGING))
-    session.log(wheelhouse.refresh(locks.RUNTIME.path, DIST, lambda cmd: session.run(*cmd)))
+        sessions.build_dist(ROOT, VERSION, session)
 
 
 @nox.session(python=TOOL_PYTHON, requires=["build"])
 def image(session: nox.Session) -> None:
     """Build the image from dist/ with no network; tag it <version> and sha-<commit>; SBOM."""
-    docker = Docker()
+    install_groups(session, "sbom", project=False)  # cyclonedx-py, for the SBOM
     with refusals(session):
-        session.log(f"Docker engine {docker.require_engine()}")
-        version = PYPROJECT["project"]["version"]
-        plan, builder = imaging.plan_for(ROOT, version, os.environ, docker)
-    if not builder.reproducible:
-        session.warn(f"this image will not be reproducible: {builder.why_not_reproducible}")
-    with refusals(session):
-        record = imaging.build_image(
-            plan, builder, docker, lambda command: session.run(*command, external=True),
-            context=ROOT, archive_path=records.image_archive_path(ROOT),
-        )  # fmt: skip
-    records.save_image_record(record, IMAGE_RECORD)
-    session.log(record.summary())
-    for problem in runtime_base.prune(docker, record.runtime_base, runtime_base.state_path(ROOT)):
-        session.warn(problem)
-    install_groups(session, "sbom", project=False)  # cyclonedx-py, in this session's venv
-    with refusals(session):
-        run = lambda command, env: session.run(*command, env=env)  # noqa: E731
-        written = sbom.write(record, ROOT, docker, run, plan.epoch)
-    session.log(f"wrote {written.relative_to(ROOT)}")
+        sessions.build_image(ROOT, VERSION, session)
 
 
 @nox.session(python=TOOL_PYTHON, requires=["image"])
 def integration(session: nox.Session) -> None:
     """Launch the recorded image with testcontainers and test it over 127.0.0.1."""
     with refusals(session):
-        record = records.load_image_record(IMAGE_RECORD)
-        env = provision.testcontainers_env(os.environ, provision.provision_env_path(os.environ))
+        record, env = sessions.integration_env(ROOT, os.environ)
     install_groups(session, "integration", project=False)
     # A module to a worker: a module's tests share its containers and some rely on the
     # module's order (test_fuzz, test_conformance); the modules do not share anything.
     session.run(
-        "pytest",
-        "integration",
-        *("-n", TEST_WORKERS, "--dist", "loadscope"),
-        *session.posargs,
-        env={**env, **PYTEST_WRITES_BYTECODE, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)},
-    )
-    if session.posargs:  # -k, --deselect, a path: maybe not the whole suite
-        VERIFIED_RECORD.unlink(missing_ok=True)
-        session.warn("a run with pytest arguments records no verification: push needs a whole one")
-        return
+        "pytest", "integration", "-n", TEST_WORKERS, "--dist", "loadscope", *session.posargs,
+        env={**env, **PYTEST_WRITES_BYTECODE},
+    )  # fmt: skip
     with refusals(session):
-        suite = git.tree_hash(ROOT, records.INTEGRATION_SUITE)
-        records.record_verification(record, git.head_commit(ROOT), VERIFIED_RECORD, suite)
-    session.log(f"verified {record.image_id} at {record.commit}")
+        sessions.record_integration(ROOT, record, session)
 
 
 @nox.session(python=TOOL_PYTHON, default=False)
@@ -233,8 +177,7 @@ def verify(session: nox.Session) -> None:
 def audit(session: nox.Session) -> None:
     """Release gate: pip-audit of the runtime lock, --strict; fails when the data is unreachable."""
     install_groups(session, "audit", project=False)
-    with refusals(session):
-        session.log(audits.audit(locks.RUNTIME.path, str(session.bin)))
+    session.run("python", "-m", "harness.core.audit")
 
 
 @nox.session(python=TOOL_PYTHON, default=False)

@@ -1,7 +1,7 @@
 """Typed, unit-tested logic behind the nox sessions.
 
-- ``harness.core``: what ``noxfile.py`` imports, standard library only (nox's own environment
-  has nothing else): the process runner, git facts, locks, build plans and records.
+- ``harness.core`` (general plumbing) and ``harness.image`` (building and recording the image):
+  what ``noxfile.py`` imports, standard library only (nox's own environment has nothing else).
 - ``harness.release``: the gated push (``python -m harness.release``), run in a session venv.
 - ``harness.bench``: the benchmarks (``python -m harness.bench``), run in a session venv.
 - ``harness.stage``: the wheel laid out as the image's project layer (``python -m harness.stage``,

@@ -16,8 +16,8 @@ from installer.exceptions import InstallerError
 from installer.sources import WheelFile
 
 from harness import HarnessError
-from harness.core.build import IMAGE_PYTHON, IMAGE_VENV
-from harness.core.records import DIST
+from harness.image.build import IMAGE_PYTHON, IMAGE_VENV
+from harness.image.records import DIST
 
 PROJECT, METADATA_TREE = "project", "metadata"
 SITE_PACKAGES = f"{IMAGE_VENV}/lib/python{IMAGE_PYTHON}/site-packages"

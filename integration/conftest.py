@@ -38,7 +38,7 @@ from fuzzing import read_schema
 from testcontainers.core.network import Network
 
 from harness import HarnessError
-from harness.core.records import ImageRecord, load_image_record
+from harness.image.records import ImageRecord, load_image_record
 
 ROOT = Path(__file__).resolve().parent.parent
 LEDGER = pytest.StashKey[ContainerLedger]()

@@ -23,9 +23,9 @@ from containers import RUN_ID, WORKER
 from packaging.version import Version
 
 from harness import ROOT
-from harness.core.archive import read_archive
 from harness.core.docker import Docker
-from harness.core.records import INTEGRATION_SUITE, ImageRecord
+from harness.image.archive import read_archive
+from harness.image.records import INTEGRATION_SUITE, ImageRecord
 from harness.registry import Credentials, Registry, login, run_skopeo
 
 USERNAME = "release-bot"

@@ -20,7 +20,7 @@ import pytest
 from pushing import Project
 
 from harness import ROOT
-from harness.core.sbom import sbom_path
+from harness.image.sbom import sbom_path
 
 COSIGN_PASSWORD = secrets.token_urlsafe(24)
 COSIGN_TIMEOUT = 300

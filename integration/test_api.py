@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from containers import Service
 
-from harness.core.records import ImageRecord
+from harness.image.records import ImageRecord
 from tests.api_checks import assert_deleted, assert_json_error
 
 LIMIT = 64 * 1024

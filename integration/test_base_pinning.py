@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from harness.core import archive, build, imaging, process
+from harness.core import process
 from harness.core.docker import Docker
-from harness.core.records import ImageRecord
+from harness.image import archive, build, imaging
+from harness.image.records import ImageRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_TIMEOUT = 600.0

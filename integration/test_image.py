@@ -14,7 +14,7 @@ import pytest
 from containers import Lab
 
 from harness import ROOT
-from harness.core.records import ImageRecord
+from harness.image.records import ImageRecord
 
 OCI = "org.opencontainers.image."
 VENV = PurePosixPath("/opt/venv")

@@ -53,7 +53,7 @@ from signing import COSIGN_PASSWORD, VERIFICATIONS, fabricated_sbom, key_pair, v
 from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import HttpWaitStrategy
 
-from harness.core.records import ImageRecord
+from harness.image.records import ImageRecord
 from tests.serving import refused_port
 
 with warnings.catch_warnings():

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness import HarnessError
-from harness.core import imaging
 from harness.core.docker import Docker
+from harness.image import imaging
 from tests.archives import layer_tar, save_archive
 from tests.fakedocker import FakeDocker
 from tests.test_harness_build import BASE, CURRENT, FACTS, engine_with_images, plan

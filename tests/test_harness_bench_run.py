@@ -24,8 +24,9 @@ from harness.bench import engine as bench_engine
 from harness.bench import images, pipeline
 from harness.bench.images import BARE_SERVER, FRAMEWORK_IMPORT
 from harness.core import git as gitinfo
-from harness.core import process, wheelhouse
-from harness.core.build import BuildPlan
+from harness.core import process
+from harness.image import wheelhouse
+from harness.image.build import BuildPlan
 from harness.stage import stage
 from tests import serving
 from tests.archives import save_archive

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from harness import HarnessError
-from harness.core import archive, build, imaging, process, provision, records
+from harness.core import process, provision
 from harness.core.docker import Docker
+from harness.image import archive, build, imaging, records
 from tests.archives import layer_tar, save_archive
 from tests.fakedocker import Answer, FakeDocker
 from tests.gitrepo import EPOCH, git

@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import json_format
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 
-from harness.core import records
+from harness.image import records
 from harness.release import sign
 from tests.test_harness_build import make_record
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness import HarnessError
-from harness.core import archive, imaging, records
 from harness.core.docker import Docker
+from harness.image import archive, imaging, records
 from harness.rebuild import __main__ as rebuild_main
 from harness.rebuild import compare
 from harness.rebuild.__main__ import check_builder, check_released

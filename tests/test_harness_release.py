@@ -18,8 +18,8 @@ import pytest
 
 from harness import ROOT, HarnessError
 from harness import registry as registry_module
-from harness.core import records
 from harness.core.docker import Docker
+from harness.image import records
 from harness.registry import Credentials
 from harness.release import gates
 from harness.release.__main__ import main

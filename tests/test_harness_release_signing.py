@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from harness import HarnessError
-from harness.core import audit, process, records
-from harness.core.sbom import sbom_path
+from harness.core import audit, process
+from harness.image import records
+from harness.image.sbom import sbom_path
 from tests.fakedocker import FakeDocker, FakeEngine, FakeRegistry
 from tests.test_harness_release import (  # the release tests' fixtures and helpers  # noqa: F401 (fixtures)
     ENV,

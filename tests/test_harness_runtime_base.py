@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness import HarnessError
-from harness.core import build, runtime_base
 from harness.core.docker import Docker
+from harness.image import build, runtime_base
 from tests.fakedocker import FakeDocker
 
 CURRENT = build.Builder("26.1.5", "v0.13.1", containerd_store=True)

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from harness import HarnessError
-from harness.core import sbom
-from harness.core.archive import read_archive
 from harness.core.docker import Docker
-from harness.core.records import ImageRecord
+from harness.image import sbom
+from harness.image.archive import read_archive
+from harness.image.records import ImageRecord
 from tests.archives import layer_tar, save_archive
 from tests.fakedocker import FakeDocker
 

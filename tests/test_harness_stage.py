@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import HarnessError
-from harness.core import build
+from harness.image import build
 from harness.stage import main, stage
 
 SITE = f"opt/venv/lib/python{build.IMAGE_PYTHON}/site-packages"

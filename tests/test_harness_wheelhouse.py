@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.core import wheelhouse
-from harness.core.build import wheelhouse_command
+from harness.image import wheelhouse
+from harness.image.build import wheelhouse_command
 
 WHEELS = {"fastapi-1.0-py3-none-any.whl": b"fastapi", "uvloop-1.0-cp311-x86_64.whl": b"uvloop"}
 

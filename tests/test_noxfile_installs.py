@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from harness import ROOT
-from harness.core import records
+from harness.image import records
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +93,8 @@ def test_only_a_whole_integration_run_records_a_verification(
     )
     records.save_image_record(record, image)
     verified.write_text("{}")  # an earlier whole run's, for another tree
-    monkeypatch.setattr(noxfile, "IMAGE_RECORD", image)
-    monkeypatch.setattr(noxfile, "VERIFIED_RECORD", verified)
+    monkeypatch.setattr(records, "image_record_path", lambda root: image)
+    monkeypatch.setattr(records, "verified_record_path", lambda root: verified)
     session = IntegrationSession(tmp_path / "venv", posargs)
     noxfile.integration.func(session)
     if posargs:

@@ -14,9 +14,9 @@ from harness.bench.engine import Engine
 from harness.bench.options import Options, parse_args
 from harness.bench.pipeline import NoxRuns
 from harness.bench.report import Figure, document, machine, markdown, splice, table
-from harness.core import records, wheelhouse
 from harness.core.process import Runner
 from harness.core.process import run as run_command
+from harness.image import records, wheelhouse
 
 
 def preflight(engine: Engine, options: Options) -> str:

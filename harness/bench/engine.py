@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from harness import HarnessError
-from harness.core import build
 from harness.core import git as gitinfo
 from harness.core.docker import Docker
 from harness.core.process import CommandError, Runner
+from harness.image import build
 
 LABEL = "deathstar-bench"
 PORT = 8080  # where the service listens inside its container

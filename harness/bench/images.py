@@ -22,8 +22,8 @@ from harness import HarnessError
 from harness.bench.engine import BUILD_TIMEOUT, PORT, Engine
 from harness.bench.options import Options
 from harness.bench.report import Figure
-from harness.core import archive, build, imaging, records
 from harness.core.process import Runner
+from harness.image import archive, build, imaging, records
 
 Log = Callable[[str], None]
 EDITED = Path("deathstar/app.py")

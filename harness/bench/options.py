@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import ROOT
-from harness.core import build
+from harness.image import build
 
 
 def count(default: float, what: str) -> Any:  # noqa: ANN401 - a dataclass field's default

@@ -21,8 +21,8 @@ from harness.bench.engine import Engine, short_id
 from harness.bench.images import EDITED, add_line
 from harness.bench.options import Options
 from harness.bench.report import Figure
-from harness.core import records
 from harness.core.process import CommandError, reason
+from harness.image import records
 
 T = TypeVar("T")
 EDITED_TEST = Path("tests/test_config.py")

@@ -1,5 +1,4 @@
-"""The harness core: everything ``noxfile.py`` imports.
+"""General plumbing: processes, docker, git, locks, interpreters, untrusted JSON, provisioning.
 
-Standard library only, because nox's own environment has nothing else;
-``tests/test_harness_layout.py`` fails when the noxfile's imports reach further.
+Standard library only: ``noxfile.py`` imports from here (``tests/test_harness_layout.py``).
 """

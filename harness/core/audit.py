@@ -1,18 +1,15 @@
-"""The release's vulnerability audit of the runtime lock, failing closed.
-
-``pip-audit --strict`` fails the whole audit when any locked package cannot be looked up. Where
-PyPI's vulnerability data (or OSV) is out of reach, every package "could not be audited": that
-is not a pass, and the audit says so in one line and fails. Known vulnerabilities fail it too,
-naming their IDs; only "No known vulnerabilities found" clears the lock.
-"""
+"""The release's audit of the runtime lock (``python -m harness.core.audit``), failing closed:
+a package that could not be looked up (no vulnerability data here) or a known vulnerability
+fails it in one line; only pip-audit's clean report clears the lock."""
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from harness import HarnessError
-from harness.core import process
+from harness.core import locks, process
 
 AUDIT_TIMEOUT = 600.0
 UNREACHABLE = re.compile(
@@ -49,3 +46,14 @@ def audit(lock: Path, bin_dir: str, runner: process.Runner = process.run) -> str
         raise HarnessError(
             f"pip-audit failed on {lock.name}: {process.reason(exc.output)}"
         ) from None
+
+
+def main() -> int:
+    """``python -m harness.core.audit`` in a venv that has pip-audit: the runtime lock's audit."""
+    return process.main_of(
+        "audit", lambda: audit(locks.RUNTIME.path, str(Path(sys.executable).parent))
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from harness import HarnessError
 from harness.core import process
 
-DOCKER_TIMEOUT = 30.0
+DOCKER_TIMEOUT, LOAD_TIMEOUT = 30.0, 600.0
 
 
 class Docker:
@@ -31,12 +32,9 @@ class Docker:
                 ["docker", *args], stdin=stdin, timeout=timeout, env=env, merge=merge
             )
         except process.CommandError as exc:
-            lines = exc.output.strip().splitlines()
-            raise process.CommandError(
-                f"docker {' '.join(args[:2])} failed: {lines[-1] if lines else '?'}",
-                exc.output,
-                exc.returncode,
-            ) from None
+            lines = exc.output.strip().splitlines()  # docker's last line says why
+            why = f"docker {' '.join(args[:2])} failed: {lines[-1] if lines else '?'}"
+            raise process.CommandError(why, exc.output, exc.returncode) from None
         except HarnessError as exc:
             if "is not installed" in str(exc):
                 raise HarnessError("the docker client is not installed; install Docker") from None
@@ -49,6 +47,9 @@ class Docker:
             return self("image", "inspect", "--format", "{{.Id}}", ref)
         except process.CommandError:
             return None
+
+    def load(self, archive: Path) -> None:
+        self("load", "--input", str(archive), timeout=LOAD_TIMEOUT)
 
     def image_size(self, ref: str) -> int:
         return int(self("image", "inspect", "--format", "{{.Size}}", ref))

@@ -12,10 +12,7 @@ def git(*args: str, cwd: Path) -> str:
     try:
         return process.run(["git", *args], cwd=cwd).strip()
     except process.CommandError as exc:
-        lines = exc.output.strip().splitlines()
-        raise HarnessError(
-            f"git {' '.join(args)} failed: {lines[-1] if lines else exc.returncode}"
-        ) from None
+        raise HarnessError(f"git {' '.join(args)} failed: {process.reason(exc.output)}") from None
 
 
 def head_commit(cwd: Path) -> str:

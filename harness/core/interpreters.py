@@ -1,13 +1,8 @@
-"""Where the Pythons of the test matrix are on this machine: PATH, pyenv, uv.
+"""Where the test matrix's Pythons are on this machine: PATH, pyenv's versions/, uv's.
 
-nox looks up ``python3.12`` on PATH. A machine may hold that interpreter where PATH does not
-lead to it: in pyenv's ``versions/`` (whose ``shims/`` answer only for the versions pyenv
-exposes), or among uv's managed Pythons. :func:`find_all` finds one interpreter per version,
-:func:`expose` links each as ``pythonX.Y`` into one directory, and :func:`prepend_path` puts
-that directory first on PATH: the sessions keep their names (``test-3.12``) and nothing but
-``pythonX.Y`` is shadowed. A version found nowhere stays missing; nox skips it, or fails with
-``--error-on-missing-interpreters``.
-"""
+nox looks up ``pythonX.Y`` on PATH, and pyenv's shims answer only for the versions it exposes:
+each version found is linked as ``pythonX.Y`` into one directory put first on PATH. A version
+found nowhere stays missing (nox skips it, or fails with --error-on-missing-interpreters)."""
 
 from __future__ import annotations
 
@@ -27,7 +22,6 @@ UvFind = Callable[[str], Path | None]
 
 
 def pyenv_root(environ: Mapping[str, str]) -> Path:
-    """``$PYENV_ROOT``, else ``~/.pyenv``."""
     root = environ.get("PYENV_ROOT")
     return Path(root) if root else Path(environ.get("HOME", "~")).expanduser() / ".pyenv"
 
@@ -36,51 +30,31 @@ def is_runnable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
-def on_path(version: str, environ: Mapping[str, str]) -> Iterator[Path]:
-    """``pythonX.Y`` in each PATH directory, except pyenv's shims (a shim may not answer)."""
-    shims = pyenv_root(environ) / "shims"
-    for entry in environ.get("PATH", "").split(os.pathsep):
-        if entry and Path(entry) != shims:
-            yield Path(entry) / f"python{version}"
-
-
 def in_pyenv(version: str, environ: Mapping[str, str]) -> Iterator[Path]:
     """``versions/X.Y.*/bin/pythonX.Y`` under pyenv's root, the newest patch release first."""
-    versions = pyenv_root(environ) / "versions"
-    releases: list[tuple[int, Path]] = []
+    versions, releases = pyenv_root(environ) / "versions", []
     for child in versions.glob(f"{version}.*") if versions.is_dir() else ():
         match = _RELEASE.match(child.name)
         if match and f"{match[1]}.{match[2]}" == version:
             releases.append((int(match[3]), child / "bin" / f"python{version}"))
-    for _, path in sorted(releases, reverse=True):
-        yield path
-
-
-def candidates(version: str, environ: Mapping[str, str]) -> Iterator[Path]:
-    yield from on_path(version, environ)
-    yield from in_pyenv(version, environ)
+    yield from (path for _, path in sorted(releases, reverse=True))
 
 
 def uv_finder(uv: str | None) -> UvFind:
     """``uv python find --system X.Y`` (a system or uv-managed Python, never a venv's)."""
 
     def find(version: str) -> Path | None:
-        if uv is None:
-            return None
+        command = [uv or "", "python", "find", "--system", "--no-python-downloads", version]
         try:
             done = subprocess.run(
-                [uv, "python", "find", "--system", "--no-python-downloads", version],
-                capture_output=True,
-                text=True,
-                timeout=UV_TIMEOUT,
-                check=False,
+                command, capture_output=True, text=True, timeout=UV_TIMEOUT, check=False
             )
         except (OSError, subprocess.SubprocessError):
             return None
         found = Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
         return found if found is not None and is_runnable(found) else None
 
-    return find
+    return find if uv is not None else lambda version: None
 
 
 def default_uv() -> str | None:
@@ -89,10 +63,12 @@ def default_uv() -> str | None:
 
 
 def find(version: str, environ: Mapping[str, str], uv_find: UvFind | None = None) -> Path | None:
-    """An interpreter for ``version`` (``"3.12"``): PATH, then pyenv, then uv; else None."""
-    for path in candidates(version, environ):
+    """An interpreter for ``version`` (``"3.12"``): PATH (not pyenv's shims, which may not
+    answer), then pyenv, then uv; resolved, so a link :func:`expose` made never points at itself."""
+    shims = pyenv_root(environ) / "shims"
+    entries = [e for e in environ.get("PATH", "").split(os.pathsep) if e and Path(e) != shims]
+    for path in [*(Path(e) / f"python{version}" for e in entries), *in_pyenv(version, environ)]:
         if is_runnable(path):
-            # Resolved: a link that :func:`expose` made earlier must not end up pointing at itself.
             return path.resolve()
     found = uv_find(version) if uv_find is not None else None
     return found.resolve() if found is not None else None
@@ -121,3 +97,9 @@ def prepend_path(path: str, directory: Path) -> str:
     """``directory`` first on the PATH ``path``, once."""
     rest = [p for p in path.split(os.pathsep) if p and Path(p) != directory]
     return os.pathsep.join([str(directory), *rest])
+
+
+def expose_on_path(versions: Iterable[str], environ: Mapping[str, str], directory: Path) -> str:
+    """PATH with every interpreter found (PATH, pyenv, uv) linked into ``directory``, first."""
+    found = find_all(versions, environ, uv_finder(default_uv()))
+    return prepend_path(environ.get("PATH", ""), expose(found, directory))

@@ -1,9 +1,5 @@
-"""The project's one lock is uv's (``uv.lock``); these are the requirement files exported from it.
-
-The image installs ``requirements/runtime.txt`` with pip ``--require-hashes`` (no uv in the
-image), and CI installs nox from ``requirements/nox.txt``: both are ``uv export`` of the lock,
-and lint fails when either is not what the lock exports now.
-"""
+"""uv.lock, the one lock, and the requirement files exported from it (the image's pip and CI's
+nox install them ``--require-hashes``); lint fails when either is not what the lock exports."""
 
 from __future__ import annotations
 
@@ -15,8 +11,7 @@ from typing import Any
 from harness import ROOT, HarnessError
 
 UV_LOCK = ROOT / "uv.lock"
-# Where every locked package must come from: PyPI's index and its file host. uv installs from
-# the URLs the lock names, so an edited lock could otherwise send an install anywhere.
+# uv installs from the URLs the lock names: every package must be PyPI's, every file its host's.
 PYPI_INDEX = "https://pypi.org/simple"
 PYPI_FILES = "https://files.pythonhosted.org/packages/"
 
@@ -29,7 +24,6 @@ class Export:
     selection: tuple[str, ...]
 
     def command(self) -> list[str]:
-        """``uv export`` of this file from the lock, as it is written (header included)."""
         return [
             "uv", "export", "--locked", *self.selection, "--no-emit-project",
             "--format", "requirements-txt", "--quiet",
@@ -44,9 +38,7 @@ class Export:
         return "" if current == exported else f"{self.path.name} is not what uv.lock exports"
 
 
-# The project's runtime dependencies: what the image's venv holds.
-RUNTIME = Export(ROOT / "requirements" / "runtime.txt", ("--no-default-groups",))
-# nox itself, for CI and the release job (pip --require-hashes, before any nox runs).
+RUNTIME = Export(ROOT / "requirements" / "runtime.txt", ("--no-default-groups",))  # the image's
 NOX = Export(ROOT / "requirements" / "nox.txt", ("--only-group", "nox"))
 EXPORTS = (RUNTIME, NOX)
 

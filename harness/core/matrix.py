@@ -1,9 +1,5 @@
-"""CI's test matrix, made from nox's own session list: one job per session nox would run.
-
-``nox -l --json -s test | python -m harness.core.matrix`` prints ``matrix=<JSON>`` for
-``$GITHUB_OUTPUT``; the test job takes it with ``fromJSON``. A Python added to pyproject's
-classifiers adds a ``test-X.Y`` session, and so a CI job, with no other change.
-"""
+"""CI's test matrix from nox's own session list: ``nox -l --json -s test | python -m
+harness.core.matrix`` prints ``matrix=<JSON>`` for $GITHUB_OUTPUT, a job per test session."""
 
 from __future__ import annotations
 
@@ -13,15 +9,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness import HarnessError
+from harness.core import process
 
 SESSION = "test"
 
 
 def matrix(listing: Sequence[dict[str, Any]], session: str = SESSION) -> dict[str, Any]:
-    """``{"include": [{"session": "test-3.11", "python": "3.11"}, ...]}`` from ``nox -l --json``.
-
-    Only the sessions named ``session`` count; each must name its Python.
-    """
+    """``{"include": [{"session": "test-3.11", "python": "3.11"}, ...]}`` from ``nox -l --json``:
+    the sessions named ``session``, each naming its Python."""
     include = []
     for entry in listing:
         if entry.get("name") != session:
@@ -47,12 +42,7 @@ def output_line(listing_json: str, session: str = SESSION) -> str:
 
 
 def main() -> int:
-    try:
-        print(output_line(sys.stdin.read()))
-    except HarnessError as exc:
-        print(f"matrix: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return process.main_of("matrix", lambda: output_line(sys.stdin.read()))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, TypedDict, Unpack
 
@@ -40,11 +41,8 @@ class Runner(Protocol):
 
 
 def run(args: Sequence[str], **options: Unpack[RunOptions]) -> str:
-    """Run ``args``; return its stdout (with stderr when ``merge``), or fail with one line.
-
-    Secrets go through ``stdin``, never through ``args``: an argument list is visible to every
-    user of the machine and lands in error messages.
-    """
+    """Run ``args``; its stdout (with stderr when ``merge``), or one line on why it failed.
+    Secrets go through ``stdin``, never ``args``: every user of the machine sees an argv."""
     env, stdin = options.get("env"), options.get("stdin")
     timeout = options.get("timeout", DEFAULT_TIMEOUT)
     try:
@@ -72,6 +70,16 @@ def run(args: Sequence[str], **options: Unpack[RunOptions]) -> str:
             result.returncode,
         )
     return result.stdout
+
+
+def main_of(name: str, produce: Callable[[], str]) -> int:
+    """A ``python -m`` entry point: print what ``produce`` returns, or its refusal in one line."""
+    try:
+        print(produce())
+    except HarnessError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def describe(args: Sequence[str]) -> str:

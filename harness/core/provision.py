@@ -19,13 +19,8 @@ def provision_env_path(environ: Mapping[str, str]) -> Path:
 
 
 def testcontainers_env(environ: Mapping[str, str], provision_env: Path) -> dict[str, str]:
-    """testcontainers settings for the integration tests; the caller's environment wins.
-
-    Tests reach containers only through 127.0.0.1 and the mapped port. testcontainers would
-    otherwise guess another address wherever ``/.dockerenv`` exists (it then believes it runs
-    inside a container and uses the bridge gateway). ``.ci/provision`` may add more, such as
-    disabling Ryuk where its image cannot be pulled; it writes them to ``provision_env``.
-    """
+    """testcontainers settings: 127.0.0.1 and the mapped port (where /.dockerenv exists it
+    would take the bridge gateway), plus what .ci/provision wrote; the caller's environment wins."""
     env = {"TC_HOST": "127.0.0.1", "TESTCONTAINERS_CONNECTION_MODE": "docker_host"}
     if provision_env.is_file():
         for line in provision_env.read_text(encoding="utf-8").splitlines():
@@ -36,11 +31,6 @@ def testcontainers_env(environ: Mapping[str, str], provision_env: Path) -> dict[
     # A proxy from the environment must not carry the tests' traffic: urllib (testcontainers'
     # readiness probes) and requests send even 127.0.0.1 through it unless NO_PROXY names it.
     for name in ("NO_PROXY", "no_proxy"):
-        env[name] = with_loopback(environ.get(name, ""))
+        hosts = [h.strip() for h in environ.get(name, "").split(",") if h.strip()]
+        env[name] = ",".join([*hosts, *(h for h in LOOPBACK_HOSTS if h not in hosts)])
     return env
-
-
-def with_loopback(no_proxy: str) -> str:
-    """A NO_PROXY list that also names 127.0.0.1 and localhost."""
-    hosts = [h.strip() for h in no_proxy.split(",") if h.strip()]
-    return ",".join([*hosts, *(h for h in LOOPBACK_HOSTS if h not in hosts)])

@@ -15,8 +15,9 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from harness import ROOT, HarnessError
-from harness.core import archive, build, imaging, locks, process, records
+from harness.core import locks, process
 from harness.core.docker import Docker
+from harness.image import archive, build, imaging, records
 from harness.rebuild.compare import Identity, Source, differences, read
 from harness.registry import Skopeo, Stopped, run_skopeo, stopped_by_signals, with_child_env
 from harness.release.gates import Release

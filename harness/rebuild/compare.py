@@ -11,8 +11,8 @@ from typing import Any
 
 from harness import HarnessError
 from harness import registry as reg
-from harness.core import archive, build
 from harness.core.docker import Docker
+from harness.image import archive, build
 
 MAX_FILES = 25  # file lines shown per differing layer
 MAX_CONFIG_LINES = 25  # config field lines shown

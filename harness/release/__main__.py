@@ -15,7 +15,7 @@ from typing import TextIO
 from harness import ROOT, HarnessError
 from harness import registry as reg
 from harness.core.docker import Docker
-from harness.core.sbom import sbom_config_digest, sbom_path
+from harness.image.sbom import sbom_config_digest, sbom_path
 from harness.release import sign
 from harness.release.gates import PASSWORD_VARIABLE, Plan, preflight, take_secrets, without_password
 

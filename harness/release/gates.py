@@ -16,9 +16,10 @@ from packaging.version import InvalidVersion, Version
 
 from harness import HarnessError
 from harness import registry as reg
-from harness.core import git, locks, records
+from harness.core import git, locks
 from harness.core.docker import Docker
 from harness.core.untrusted import parse_json
+from harness.image import records
 
 PASSWORD_VARIABLE = "REGISTRY_PASSWORD"  # noqa: S105 (the name of a variable)
 # The regular expression semver.org suggests, with the leading "v" our git tags carry.

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import HarnessError
-from harness.core import locks, process, records
+from harness.core import locks, process
 from harness.core.untrusted import parse_json
+from harness.image import records
 from harness.registry import is_loopback
 from harness.release.gates import take_secrets
 

@@ -1,18 +1,10 @@
-"""The image's SBOM: CycloneDX JSON of its Python environment and its Debian packages.
-
-``cyclonedx-py requirements --output-reproducible`` (cyclonedx-bom, in the image session's venv)
-describes ``requirements/runtime.txt``: the lock the Dockerfile installs into ``/opt/venv`` with
-``--require-hashes`` from a wheelhouse, and nothing else. That is only honest while it is true,
-so it is checked against the image: the distributions in the archive's ``/opt/venv`` must be
-exactly the lock's plus the project. The Debian packages come from the image's own
-``/var/lib/dpkg/status``, read from the archive's layers in order (whiteouts applied).
-No clock and no random serial number enter: a rebuild of a commit writes the same bytes.
-"""
+"""The image's SBOM (CycloneDX JSON): cyclonedx-py's of the runtime lock, checked against the
+image's /opt/venv, plus the project wheel and the Debian packages of the image's dpkg status.
+No clock and no serial number enter: a rebuild of a commit writes the same bytes."""
 
 from __future__ import annotations
 
 import email.parser
-import hashlib
 import json
 import re
 import tarfile
@@ -24,15 +16,15 @@ from typing import Any
 from urllib.parse import quote
 
 from harness import HarnessError
-from harness.core import archive, build, locks
+from harness.core import checksums, locks
 from harness.core.docker import Docker
-from harness.core.records import DIST, ImageRecord, image_archive_path
+from harness.image import archive, build
+from harness.image.records import DIST, ImageRecord, image_archive_path, read_json
 
 DPKG_STATUS = "var/lib/dpkg/status"
 OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
 SITE_PACKAGES = re.compile(r"opt/venv/lib/python[^/]+/site-packages/[^/]+\.dist-info/METADATA")
-IMAGE_REF = "deathstar-image"
-PROJECT_REF = "deathstar-project"
+IMAGE_REF, PROJECT_REF = "deathstar-image", "deathstar-project"
 SAVE_TIMEOUT = 600.0
 ENVIRONMENT_NOTE = (
     "/opt/venv holds exactly requirements/runtime.txt (installed with pip --require-hashes "
@@ -43,14 +35,6 @@ ENVIRONMENT_NOTE = (
 
 def sbom_path(root: Path) -> Path:
     return root / DIST / "sbom.cdx.json"
-
-
-def python_sbom_command(lock: Path, output: Path) -> list[str]:
-    """cyclonedx-py's SBOM of the lock: no timestamp unless SOURCE_DATE_EPOCH, no serial."""
-    return [
-        "cyclonedx-py", "requirements", "--output-reproducible", "--spec-version", "1.6",
-        "--output-format", "JSON", "--output-file", str(output), str(lock),
-    ]  # fmt: skip
 
 
 def normalized(name: str) -> str:
@@ -66,8 +50,7 @@ class DebPackage:
 
     def purl(self, distro: str) -> str:
         qualifiers = f"arch={quote(self.arch, safe='')}"
-        if distro:
-            qualifiers += f"&distro={quote(distro, safe='')}"
+        qualifiers += f"&distro={quote(distro, safe='')}" if distro else ""
         name, version = quote(self.name, safe=""), quote(self.version, safe="")
         return f"pkg:deb/debian/{name}@{version}?{qualifiers}"
 
@@ -76,26 +59,12 @@ def parse_dpkg_status(text: str) -> list[DebPackage]:
     """The installed packages of a dpkg status file, sorted."""
     packages = []
     for stanza in re.split(r"\n\s*\n", text):
-        fields: dict[str, str] = {}
-        for line in stanza.splitlines():
-            if line[:1] not in ("", " ", "\t") and ":" in line:
-                key, _, value = line.partition(":")
-                fields[key] = value.strip()
+        lines = (line.partition(":") for line in stanza.splitlines() if line[:1] not in " \t")
+        fields = {key: value.strip() for key, colon, value in lines if colon}
         if fields.get("Status", "").split()[-1:] == ["installed"] and "Package" in fields:
-            packages.append(
-                DebPackage(
-                    fields["Package"], fields.get("Version", ""), fields.get("Architecture", "")
-                )
-            )
+            version, arch = fields.get("Version", ""), fields.get("Architecture", "")
+            packages.append(DebPackage(fields["Package"], version, arch))
     return sorted(packages)
-
-
-def distro_of(os_release: str) -> str:
-    """``debian-12`` from an os-release file; empty when it names no ID and VERSION_ID."""
-    pairs = (line.partition("=") for line in os_release.splitlines())
-    fields = {key: value.strip().strip('"') for key, _, value in pairs}
-    ident, version = fields.get("ID", ""), fields.get("VERSION_ID", "")
-    return f"{ident}-{version}" if ident and version else ""
 
 
 def final_files(image: archive.ImageArchive, wanted: Callable[[str], bool]) -> dict[str, bytes]:
@@ -108,13 +77,12 @@ def final_files(image: archive.ImageArchive, wanted: Callable[[str], bool]) -> d
         ):
             for member in layer:
                 path = PurePosixPath(member.name.removeprefix("./"))
-                if path.name == ".wh..wh..opq":
-                    gone = f"{path.parent}/"
-                    files = {k: v for k, v in files.items() if not k.startswith(gone)}
-                elif path.name.startswith(".wh."):
+                if path.name.startswith(".wh."):  # a whiteout; .wh..wh..opq empties its folder
                     gone = str(path.parent / path.name.removeprefix(".wh."))
+                    gone = f"{path.parent}/" if path.name == ".wh..wh..opq" else gone
+                    under = gone.rstrip("/") + "/"
                     files = {
-                        k: v for k, v in files.items() if k != gone and not k.startswith(f"{gone}/")
+                        k: v for k, v in files.items() if k != gone and not k.startswith(under)
                     }
                 elif member.isfile() and wanted(str(path)):
                     handle = layer.extractfile(member)
@@ -125,7 +93,7 @@ def final_files(image: archive.ImageArchive, wanted: Callable[[str], bool]) -> d
 @dataclass(frozen=True)
 class ImageContents:
     debs: list[DebPackage]
-    distro: str
+    distro: str  # "debian-12" from os-release; "" when it names no ID and VERSION_ID
     python: dict[str, str]  # normalized distribution name -> version, from /opt/venv
 
 
@@ -135,7 +103,10 @@ def read_contents(image: archive.ImageArchive) -> ImageContents:
     )
     if DPKG_STATUS not in files:
         raise HarnessError(f"{image.path} has no {DPKG_STATUS}: not a Debian-based image")
-    os_release = next((files[p] for p in OS_RELEASE if p in files), b"")
+    os_release = next((files[p] for p in OS_RELEASE if p in files), b"").decode("utf-8", "replace")
+    pairs = (line.partition("=") for line in os_release.splitlines())
+    fields = {key: value.strip().strip('"') for key, _, value in pairs}
+    ident, version = fields.get("ID", ""), fields.get("VERSION_ID", "")
     python = {}
     for path, content in files.items():
         if SITE_PACKAGES.fullmatch(path):
@@ -143,47 +114,34 @@ def read_contents(image: archive.ImageArchive) -> ImageContents:
             python[normalized(str(metadata["Name"]))] = str(metadata["Version"])
     return ImageContents(
         debs=parse_dpkg_status(files[DPKG_STATUS].decode("utf-8", "replace")),
-        distro=distro_of(os_release.decode("utf-8", "replace")),
+        distro=f"{ident}-{version}" if ident and version else "",
         python=python,
     )
-
-
-def check_environment(
-    locked: dict[str, str], project: tuple[str, str], image: dict[str, str]
-) -> None:
-    """The image's /opt/venv must hold exactly the lock and the project, or the SBOM would lie."""
-    expected = {**locked, normalized(project[0]): project[1]}
-    if expected != image:
-        differing = sorted(
-            f"{name} {expected.get(name, '-')} (lock) != {image.get(name, '-')} (image)"
-            for name in expected.keys() | image.keys()
-            if expected.get(name) != image.get(name)
-        )
-        raise HarnessError(
-            "the image's /opt/venv is not the runtime lock plus the project: "
-            + "; ".join(differing)
-        )
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def compose(
     python_bom: dict[str, Any], contents: ImageContents, record: ImageRecord, wheel: Path
 ) -> dict[str, Any]:
-    """cyclonedx-py's SBOM of the lock, with the image, the project and the Debian packages."""
+    """cyclonedx-py's SBOM of the lock, with the image, the project and the Debian packages;
+    refused when the image's /opt/venv is not exactly the lock and the project."""
     bom: dict[str, Any] = json.loads(json.dumps(python_bom))  # a copy
-    locked = {
+    expected = {
         normalized(str(c["name"])): str(c["version"])
         for c in bom.get("components", [])
         if str(c.get("purl", "")).startswith("pkg:pypi/")
-    }
-    check_environment(locked, ("deathstar", record.version), contents.python)
+    } | {"deathstar": record.version}
+    if expected != contents.python:
+        differing = sorted(
+            f"{name} {expected.get(name, '-')} (lock) != {contents.python.get(name, '-')} (image)"
+            for name in expected.keys() | contents.python.keys()
+            if expected.get(name) != contents.python.get(name)
+        )
+        why = "; ".join(differing)
+        raise HarnessError(f"the image's /opt/venv is not the runtime lock plus the project: {why}")
     project = {
         "type": "application", "bom-ref": PROJECT_REF, "name": "deathstar",
         "version": record.version, "purl": f"pkg:pypi/deathstar@{quote(record.version, safe='')}",
-        "hashes": [{"alg": "SHA-256", "content": file_sha256(wheel)}],
+        "hashes": [{"alg": "SHA-256", "content": checksums.sha256(wheel)}],
         "description": f"the project wheel {wheel.name}, installed into /opt/venv with --no-deps",
     }  # fmt: skip
     debs = [
@@ -193,22 +151,20 @@ def compose(
     ]  # fmt: skip
     bom["components"] = [project, *bom.get("components", []), *debs]
     refs = [str(c["bom-ref"]) for c in bom["components"]]
-    bom["dependencies"] = [
-        {"ref": IMAGE_REF, "dependsOn": refs},
-        *({"ref": ref} for ref in refs),
-    ]
+    bom["dependencies"] = [{"ref": IMAGE_REF, "dependsOn": refs}, *({"ref": ref} for ref in refs)]
     metadata = bom.setdefault("metadata", {})
     metadata["component"] = {
         "type": "container", "bom-ref": IMAGE_REF, "name": "deathstar", "version": record.version,
     }  # fmt: skip
+    properties = {
+        "commit": record.commit, "image:config-digest": record.config_digest,
+        "image:base": record.base_image, "image:base-digest": record.base_digest,
+        "python-environment": ENVIRONMENT_NOTE,
+    }  # fmt: skip
     metadata["properties"] = sorted(
         [
             *metadata.get("properties", []),
-            {"name": "deathstar:commit", "value": record.commit},
-            {"name": "deathstar:image:config-digest", "value": record.config_digest},
-            {"name": "deathstar:image:base", "value": record.base_image},
-            {"name": "deathstar:image:base-digest", "value": record.base_digest},
-            {"name": "deathstar:python-environment", "value": ENVIRONMENT_NOTE},
+            *({"name": f"deathstar:{k}", "value": v} for k, v in properties.items()),
         ],
         key=lambda p: (p["name"], p["value"]),
     )
@@ -223,11 +179,13 @@ def write(
     epoch: int,
 ) -> Path:
     """The image's SBOM in dist/: cyclonedx-py (through ``run``, in a venv that has it) on the
-    runtime lock, composed with the project wheel and the image's Debian packages."""
+    runtime lock; its timestamp is the commit's, so a rebuild writes the same bytes."""
     with tempfile.TemporaryDirectory(prefix="deathstar-sbom-") as scratch:
         python_bom = Path(scratch) / "python.cdx.json"
-        # The SBOM's own timestamp: the commit's, so a rebuild writes the same bytes.
-        command = python_sbom_command(locks.RUNTIME.path, python_bom)
+        command = [
+            "cyclonedx-py", "requirements", "--output-reproducible", "--spec-version", "1.6",
+            "--output-format", "JSON", "--output-file", str(python_bom), str(locks.RUNTIME.path),
+        ]  # fmt: skip
         run(command, {"SOURCE_DATE_EPOCH": str(epoch)})
         return write_image_sbom(record, root, python_bom, docker, Path(scratch))
 
@@ -235,15 +193,9 @@ def write(
 def write_image_sbom(
     record: ImageRecord, root: Path, python_bom: Path, docker: Docker, scratch: Path
 ) -> Path:
-    """Compose the SBOM of the recorded image and write it to dist/; return its path.
-
-    The archive is the build's (``dist/image.tar``) when the build was reproducible, else a
-    ``docker save`` of the image into ``scratch``.
-    """
-    try:
-        lock_bom = json.loads(python_bom.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HarnessError(f"cyclonedx-py wrote no readable SBOM at {python_bom}: {exc}") from None
+    """Compose the recorded image's SBOM into dist/ from the build's archive, else from a
+    ``docker save`` into ``scratch``."""
+    lock_bom = read_json(python_bom, missing=f"cyclonedx-py wrote no SBOM at {python_bom}")
     image_archive = image_archive_path(root)
     if not (record.reproducible and image_archive.exists()):
         image_archive = scratch / "image.tar"
@@ -257,15 +209,9 @@ def write_image_sbom(
 
 def sbom_config_digest(path: Path) -> str:
     """The config digest an SBOM written here names: which image it describes."""
-    try:
-        bom = json.loads(path.read_text(encoding="utf-8"))
-        properties = bom["metadata"]["properties"]
-        return next(
-            str(p["value"]) for p in properties if p["name"] == "deathstar:image:config-digest"
-        )
-    except FileNotFoundError:
-        raise HarnessError(f"no SBOM at {path}; run `nox -s image`") from None
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, StopIteration):
-        raise HarnessError(
-            f"{path} is not an SBOM that `nox -s image` wrote; run it again"
-        ) from None
+    again = "run `nox -s image`"
+    properties = read_json(path, missing=f"no SBOM at {path}; {again}").get("metadata", {})
+    for prop in properties.get("properties", []) if isinstance(properties, dict) else []:
+        if isinstance(prop, dict) and prop.get("name") == "deathstar:image:config-digest":
+            return str(prop.get("value"))
+    raise HarnessError(f"{path} is not an SBOM that `nox -s image` wrote; {again} again")

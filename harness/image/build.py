@@ -1,4 +1,4 @@
-"""How the sdist, the wheel, the wheelhouse and the image are built: commands and plans."""
+"""How the sdist, the wheel, the wheelhouse and the image are built: names, commands, plans."""
 
 from __future__ import annotations
 
@@ -11,50 +11,43 @@ from pathlib import Path
 from harness import HarnessError
 from harness.core import git
 from harness.core.docker import Docker
-from harness.core.records import DIST
+from harness.image.records import DIST
 
 IMAGE_NAME = "deathstar"
 # The Dockerfile's BASE_IMAGE default and .ci/provision's say the same; a unit test checks.
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
 BASE_IMAGE_VARIABLE = "DEATHSTAR_BASE_IMAGE"
-# The image's Python: the wheelhouse's platform and the venv's site-packages both follow it.
+# The image's platform, CPython 3.11 on glibc x86_64: the wheelhouse's and the venv's.
 IMAGE_PYTHON = "3.11"
-# The image's platform: CPython 3.11 on glibc x86_64 (bookworm has glibc 2.36).
 WHEEL_PLATFORM = (
     *("--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64"),
     *("--implementation", "cp", "--python-version", IMAGE_PYTHON),
 )
-# The image's virtualenv (the Dockerfile's /opt/venv), and where the build session lays the
-# project wheel out at its image paths: the Dockerfile copies that tree as the project layer.
+# The image's venv, and where the build session lays the project wheel out at its image paths
+# (the Dockerfile copies that tree as the project layer).
 IMAGE_VENV = "/opt/venv"
 STAGING = DIST / "staging"
 SOURCE_URL = "https://github.com/tea-n-tech/deathstar"
-# Every image build: no network (the wheelhouse has everything), and never ask a registry for
-# the base image (it is an input we resolved, not whatever a registry serves today).
+# No network (the wheelhouse has everything), and no registry asked for the resolved base.
 OFFLINE_BUILD = ("docker", "build", "--network", "none", "--pull=false")
-# BuildKit through buildx, exporting an archive whose file times are rewritten to the epoch;
-# no attestations, whose timestamps would differ on every build.
+# BuildKit through buildx; no attestations, whose timestamps differ on every build.
 REPRODUCIBLE_BUILD = (
     "docker", "buildx", "build", "--network", "none", "--pull=false",
     "--provenance=false", "--sbom=false",
 )  # fmt: skip
-# The SOURCE_DATE_EPOCH of the image's files: a constant (as Jib and ko do), so that a layer's
-# bytes depend on its content only and an unchanged layer stays the same across commits. The
-# commit time goes into the org.opencontainers.image.created label instead.
+# The files' SOURCE_DATE_EPOCH: a constant (as Jib and ko do), so a layer's bytes depend on its
+# content only; the commit time goes into the created label instead.
 IMAGE_EPOCH = 1
 GZIP_LEVEL = 9
-# The Dockerfile's stage below the project layers (the venv, the user): the image's runtime
-# stage starts FROM it, or FROM the image of it that RUNTIME_BASE names.
-RUNTIME_BASE_TARGET = "runtime-base"
-MIN_ENGINE = (25, 0)
-MIN_BUILDX = (0, 13)
+RUNTIME_BASE_TARGET = "runtime-base"  # the Dockerfile's stage below the project layers
+MIN_ENGINE, MIN_BUILDX = (25, 0), (0, 13)
 # An image name as docker reads it (distribution/reference), ASCII only: [host[:port]/]path[:tag].
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[a-fA-F0-9:.]+\])(?::[0-9]+)?"
 _PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _IMAGE_NAME = re.compile(
-    rf"(?P<name>(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*)(?::{_TAG})?", re.ASCII
+    rf"(?P<name>(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*)(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?",
+    re.ASCII,
 )
 
 
@@ -65,8 +58,7 @@ def is_image_name(name: str) -> bool:
 
 
 def base_image(environ: Mapping[str, str]) -> str:
-    """The base image: DEATHSTAR_BASE_IMAGE, else the default; a name docker reads, untagged
-    by digest (the build pins it by the digest it resolves)."""
+    """DEATHSTAR_BASE_IMAGE, else the default; by name (the build pins the digest itself)."""
     name = environ.get(BASE_IMAGE_VARIABLE) or DEFAULT_BASE_IMAGE
     if not is_image_name(name):
         raise HarnessError(
@@ -84,9 +76,8 @@ def csv_field(field: str) -> str:
 
 
 def wheel_build_command(outdir: Path, python: str | None = None) -> list[str]:
-    """sdist and wheel as the build session makes them: ``uv build``, both from the source tree,
-    with the backend (poetry-core, from uv.lock) of the environment of ``python`` (default: the
-    session's, which nox names in UV_PYTHON); the caller sets SOURCE_DATE_EPOCH."""
+    """``uv build`` of sdist and wheel with the backend of ``python``'s environment (default:
+    the session's); the caller sets SOURCE_DATE_EPOCH."""
     interpreter = ["--python", python] if python else []
     return [
         "uv", "build", *interpreter, "--sdist", "--wheel", "--no-build-isolation",
@@ -125,11 +116,8 @@ def version_tuple(text: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Builder:
-    """The engine and builder an image is built with, and whether the build is reproducible.
-
-    Reproducible takes BuildKit through buildx (``rewrite-timestamp``) on an engine with the
-    containerd image store: with Docker's classic store the exporter silently ignores it.
-    """
+    """The engine and builder; reproducible takes buildx's BuildKit (``rewrite-timestamp``) on
+    the containerd image store (Docker's classic store silently ignores the option)."""
 
     engine: str
     buildx: str  # "" without the buildx plugin
@@ -180,23 +168,15 @@ class BuildPlan:
     epoch: int
     base_image: str
     base_digest: str = ""  # the base image's digest, resolved before the build
-    # A local tag that names exactly that digest (see harness.core.imaging.pin_base): what the
-    # build's FROM reads, so BuildKit finds the base in the engine and asks no registry.
-    base_tag: str = ""
+    base_tag: str = ""  # a local tag of exactly that digest, what FROM reads (imaging.pin_base)
 
     @classmethod
     def for_checkout(
         cls, root: Path, version: str, environ: Mapping[str, str], base_digest: str = ""
     ) -> BuildPlan:
         """The plan for HEAD of ``root``; DEATHSTAR_BASE_IMAGE overrides the base image."""
-        return cls(
-            version=version,
-            commit=git.head_commit(root),
-            dirty=git.is_dirty(root),
-            epoch=git.commit_epoch(root),
-            base_image=base_image(environ),
-            base_digest=base_digest,
-        )
+        commit, dirty, epoch = git.head_commit(root), git.is_dirty(root), git.commit_epoch(root)
+        return cls(version, commit, dirty, epoch, base_image(environ), base_digest)
 
     @property
     def revision(self) -> str:
@@ -208,7 +188,6 @@ class BuildPlan:
 
     @property
     def tags(self) -> list[str]:
-        """The tags `nox -s image` applies: the version and the commit."""
         return [f"{IMAGE_NAME}:{self.version}", f"{IMAGE_NAME}:sha-{self.commit[:7]}"]
 
     @property
@@ -216,23 +195,13 @@ class BuildPlan:
         """The base image by digest once resolved: a build never takes what a tag names later."""
         return f"{self.base_image}@{self.base_digest}" if self.base_digest else self.base_image
 
+    @property
+    def from_image(self) -> str:
+        return self.base_tag or self.pinned_base
+
     def base_args(self) -> dict[str, str]:
         """What the runtime-base stage may see: the base image and the files' epoch."""
-        return {
-            "BASE_IMAGE": self.base_tag or self.pinned_base,
-            "SOURCE_DATE_EPOCH": str(IMAGE_EPOCH),
-        }
-
-    def build_args(self) -> dict[str, str]:
-        base = {
-            "BASE_IMAGE": self.base_tag or self.pinned_base,
-            "BASE_NAME": self.pinned_base,  # the label: the base by name and digest
-            "BASE_DIGEST": self.base_digest,
-        }
-        labels = {"VERSION": self.version, "REVISION": self.revision, "SOURCE": SOURCE_URL}
-        # CREATED is the commit's time, a label; the files' time is the constant epoch.
-        times = {"CREATED": self.created, "SOURCE_DATE_EPOCH": str(IMAGE_EPOCH)}
-        return base | labels | times
+        return {"BASE_IMAGE": self.from_image, "SOURCE_DATE_EPOCH": str(IMAGE_EPOCH)}
 
     def build_command(
         self,
@@ -243,14 +212,15 @@ class BuildPlan:
         no_cache: bool = False,
         runtime_base: str | None = None,
     ) -> list[str]:
-        """``docker build`` tagging ``tags``; with ``archive``, a reproducible BuildKit build.
-
-        The reproducible build writes an image archive (named after the first tag) instead of
-        loading the image: the archive is what is compared, and ``docker load`` reads it.
-        ``runtime_base`` names an image of the Dockerfile's runtime-base stage to start from
-        (see harness.core.runtime_base); without it the build makes that stage too.
-        """
-        args = self.build_args()
+        """``docker build`` tagging ``tags``; with ``archive``, a reproducible BuildKit build that
+        writes an archive (named after the first tag) for ``docker load`` and for comparing.
+        ``runtime_base`` names an image of the runtime-base stage to start FROM."""
+        args = {
+            "BASE_IMAGE": self.from_image, "BASE_NAME": self.pinned_base,
+            "BASE_DIGEST": self.base_digest, "VERSION": self.version, "REVISION": self.revision,
+            "SOURCE": SOURCE_URL, "CREATED": self.created,  # the commit's time, a label
+            "SOURCE_DATE_EPOCH": str(IMAGE_EPOCH),
+        }  # fmt: skip
         if runtime_base is not None:
             if not is_image_name(runtime_base):
                 raise HarnessError(f"{runtime_base!r} is not an image name for RUNTIME_BASE")
@@ -273,21 +243,17 @@ class BuildPlan:
     ) -> list[str]:
         if not is_image_name(self.base_image):
             raise HarnessError(f"the base image {self.base_image!r} is not an image name")
-        command = list(OFFLINE_BUILD if archive is None else REPRODUCIBLE_BUILD)
-        if no_cache:
-            command.append("--no-cache")
+        command = [*(OFFLINE_BUILD if archive is None else REPRODUCIBLE_BUILD)]
+        command += ["--no-cache"] if no_cache else []
         for key, value in args.items():
             command += ["--build-arg", f"{key}={value}"]
         if archive is None:
-            for tag in tags:
-                command += ["--tag", tag]
-        else:
-            if not is_image_name(tags[0]):
-                raise HarnessError(f"{tags[0]!r} is not an image name to tag the archive with")
-            fields = [
-                "type=docker", f"name={tags[0]}", f"dest={archive}", "rewrite-timestamp=true",
-                # gzip at its best for the layers we make: each push and pull ships them.
-                "compression=gzip", f"compression-level={GZIP_LEVEL}",
-            ]  # fmt: skip
-            command += ["--output", ",".join(csv_field(f) for f in fields)]
-        return [*command, str(context)]
+            return [*command, *(arg for tag in tags for arg in ("--tag", tag)), str(context)]
+        if not is_image_name(tags[0]):
+            raise HarnessError(f"{tags[0]!r} is not an image name to tag the archive with")
+        fields = [
+            "type=docker", f"name={tags[0]}", f"dest={archive}", "rewrite-timestamp=true",
+            # gzip at its best for the layers we make: each push and pull ships them.
+            "compression=gzip", f"compression-level={GZIP_LEVEL}",
+        ]  # fmt: skip
+        return [*command, "--output", ",".join(csv_field(f) for f in fields), str(context)]

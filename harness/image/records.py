@@ -1,9 +1,5 @@
-"""The records that tie an image to a commit, and where they live.
-
-``dist/image.json`` says which image ``nox -s image`` built from which commit;
-``dist/verified.json`` says that ``nox -s integration`` passed against that image ID. The push
-session trusts nothing else.
-"""
+"""dist/image.json (which image ``nox -s image`` built from which commit) and dist/verified.json
+(``nox -s integration`` passed against that image ID): the push trusts nothing else."""
 
 from __future__ import annotations
 
@@ -14,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import HarnessError
+from harness.core.untrusted import parse_json
 
 DIST = Path("dist")
 # The suite a verification record names by its tree hash: what passed, not only that it did.
@@ -28,19 +25,14 @@ def verified_record_path(root: Path) -> Path:
     return root / DIST / "verified.json"
 
 
-def image_archive_path(root: Path) -> Path:
-    """The archive a reproducible build writes: what `repro` compares a rebuild with."""
+def image_archive_path(root: Path) -> Path:  # a reproducible build's: what `repro` compares with
     return root / DIST / "image.tar"
 
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """What `nox -s image` built: the local image ID, and the digests a registry will show.
-
-    ``config_digest`` is the digest of the image's config blob, which a registry manifest names
-    as ``config.digest`` whatever the manifest's own encoding; with ``diff_ids`` it is what a
-    push, ``repro`` and ``verify`` compare.
-    """
+    """What `nox -s image` built: the local image ID, and the digests a registry will show
+    (``config_digest`` as a manifest's ``config.digest``, and ``diff_ids``)."""
 
     image_id: str
     tags: list[str]
@@ -73,12 +65,11 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_json(path: Path, *, missing: str) -> dict[str, Any]:
+    """The JSON object at ``path``; ``missing`` says why there is none and what to run."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_bytes())
     except FileNotFoundError:
         raise HarnessError(missing) from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise HarnessError(f"{path} is corrupt; {missing.split(';', 1)[-1].strip()}") from None
     if not isinstance(data, dict):
         raise HarnessError(f"{path} is corrupt; {missing.split(';', 1)[-1].strip()}")
     return data
@@ -102,16 +93,9 @@ def record_verification(record: ImageRecord, head: str, path: Path, integration_
             f"the image was built at {record.commit[:7]} but HEAD is {head[:7]}; "
             "run `nox -s image integration` again"
         )
-    write_json(
-        path,
-        {
-            "image_id": record.image_id,
-            "commit": record.commit,
-            "revision": record.revision,
-            "integration_tree": integration_tree,
-            "verified_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        },
-    )
+    verified_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fields = {"image_id": record.image_id, "commit": record.commit, "revision": record.revision}
+    write_json(path, {**fields, "integration_tree": integration_tree, "verified_at": verified_at})
 
 
 def load_verification(path: Path) -> dict[str, Any]:

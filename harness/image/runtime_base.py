@@ -1,11 +1,6 @@
-"""The runtime base: the image's layers below the project, built once per set of their inputs.
-
-BuildKit's ``rewrite-timestamp`` recompresses every layer it rewrites, on every export, and the
-venv is most of the image; layers of the image a build starts FROM it leaves alone. So the
-reproducible build makes the Dockerfile's runtime-base stage into an image of its own, tagged
-with a digest of everything that stage can see, and the image's build starts FROM it. The image
-is the same bytes either way: ``nox -s repro`` builds it in one go, from nothing, and compares.
-"""
+"""The runtime base: the Dockerfile's stage below the project layers, as an image tagged with a
+digest of its inputs and built once per set of them. ``rewrite-timestamp`` recompresses every
+layer it exports, but leaves those a build starts FROM alone; ``repro`` builds in one go."""
 
 from __future__ import annotations
 
@@ -17,17 +12,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from harness import HarnessError
-from harness.core.build import GZIP_LEVEL, IMAGE_NAME, Builder, BuildPlan
+from harness.core import checksums
 from harness.core.docker import Docker
-from harness.core.records import DIST
+from harness.image.build import GZIP_LEVEL, IMAGE_NAME, Builder, BuildPlan
+from harness.image.records import DIST
 
 REPOSITORY = f"{IMAGE_NAME}-runtime-base"
-# What the runtime-base stage reads from the build context (.dockerignore admits no more than
-# these and dist/staging, which only the runtime stage copies).
+# What the runtime-base stage reads from the build context (besides dist/wheelhouse).
 CONTEXT_FILES = ("Dockerfile", ".dockerignore", "requirements/runtime.txt")
 WHEELHOUSE = DIST / "wheelhouse"
 KEY_LENGTH = 24  # hex digits of the key in the tag
-LOAD_TIMEOUT = 600.0
 
 
 def key(context: Path, plan: BuildPlan, builder: Builder) -> str:
@@ -59,16 +53,19 @@ def _context_entries(context: Path) -> Iterator[list[str]]:
         if stat.S_ISLNK(info.st_mode):
             yield ["link", name, mode, str(path.readlink())]
         elif stat.S_ISREG(info.st_mode):
-            yield ["file", name, mode, hashlib.sha256(path.read_bytes()).hexdigest()]
+            yield ["file", name, mode, checksums.sha256(path)]
         else:
             yield ["other", name, mode]
+
+
+Run = Callable[[Sequence[str]], object]  # runs a build, showing its output
 
 
 def ensure(
     plan: BuildPlan,
     builder: Builder,
     docker: Docker,
-    run: Callable[[Sequence[str]], object],
+    run: Run,
     *,
     context: Path,
     archive_path: Path,
@@ -80,7 +77,7 @@ def ensure(
     archive_path.unlink(missing_ok=True)
     try:
         run(plan.runtime_base_command(context, tag, archive_path))
-        docker("load", "--input", str(archive_path), timeout=LOAD_TIMEOUT)
+        docker.load(archive_path)
     finally:
         archive_path.unlink(missing_ok=True)
     return tag, True
@@ -92,9 +89,8 @@ def state_path(root: Path) -> Path:
 
 
 def prune(docker: Docker, current: str, state: Path) -> list[str]:
-    """Remove the runtime base this checkout used before, if it now uses another; note
-    ``current``. Other checkouts' bases stay: they may be building from them right now.
-    One line for a base that could not be removed."""
+    """Remove the runtime base this checkout used before, if it now uses another (other
+    checkouts' stay: they may be building from them); note ``current``; problems as lines."""
     try:
         previous = state.read_text(encoding="utf-8").strip()
     except OSError:

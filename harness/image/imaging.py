@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import HarnessError
-from harness.core import archive, runtime_base
-from harness.core.build import Builder, BuildPlan, base_image
 from harness.core.docker import Docker
-from harness.core.records import ImageRecord
+from harness.image import archive, runtime_base
+from harness.image.build import Builder, BuildPlan
+from harness.image.records import ImageRecord
 
-DOCKER_LOAD_TIMEOUT = 600.0
 # Local tags of base digests, one per digest: what a reproducible build's FROM names.
 PINNED_BASE = "deathstar-pinned-base"
 # The labels .ci/provision puts on a base it makes from Debian's archive (.ci/base/Dockerfile).
@@ -40,23 +39,9 @@ def resolve_base(docker: Docker, ref: str) -> str:
     return image_id
 
 
-def plan_for(
-    root: Path, version: str, environ: Mapping[str, str], docker: Docker
-) -> tuple[BuildPlan, Builder]:
-    """The plan for HEAD, its base resolved to a digest, and the builder that will run it."""
-    builder = Builder.detect(docker)
-    base = resolve_base(docker, base_image(environ))
-    return BuildPlan.for_checkout(root, version, environ, base), builder
-
-
 def pin(docker: Docker, name: str, digest: str) -> str:
-    """A local tag that names exactly ``name@digest``: what a reproducible build's FROM reads.
-
-    BuildKit resolves ``FROM name@sha256:...`` through the name's registry, even for an image
-    the engine holds, until some build has used the name by its tag; a local tag it resolves
-    in the engine. The tag is made from ``name@digest`` and named after the digest, checked
-    here, and the image's first layers are checked against the base's after the build.
-    """
+    """A local tag, named after the digest, of exactly ``name@digest``: BuildKit resolves
+    ``FROM name@sha256:...`` through the registry, a local tag in the engine."""
     if not digest:
         raise HarnessError(f"the base image {name} was not resolved to a digest")
     ref, tag = f"{name}@{digest}", f"{PINNED_BASE}:{digest.removeprefix('sha256:')}"
@@ -119,12 +104,9 @@ def build_image(
     archive_path: Path,
     tags: Sequence[str] | None = None,
 ) -> ImageRecord:
-    """Build with ``run`` (which shows the build's output), tag, and record the image.
-
-    A reproducible build starts FROM the runtime base of its inputs (made first if the engine
-    lacks it) and goes through an archive, then ``docker load``; the archive stays for
-    ``repro`` to compare with. Elsewhere the engine's own builder tags the image directly.
-    """
+    """Build with ``run`` (which shows the build's output), tag, and record the image. A
+    reproducible build starts FROM its runtime base and goes through an archive (kept for
+    ``repro``) and ``docker load``; elsewhere the engine's builder tags the image directly."""
     tags = list(tags or plan.tags)
     archive_path.unlink(missing_ok=True)
     base = ""
@@ -135,7 +117,7 @@ def build_image(
             plan, builder, docker, run, context=context, archive_path=base_archive
         )
         run(plan.build_command(context, tags, archive=archive_path, runtime_base=base))
-        docker("load", "--input", str(archive_path), timeout=DOCKER_LOAD_TIMEOUT)
+        docker.load(archive_path)
         for tag in tags[1:]:
             docker("tag", tags[0], tag)
         built = archive.read_archive(archive_path)
@@ -152,19 +134,7 @@ def build_image(
         facts = BaseFacts.read(docker, plan.base_image)
     image_id = docker("image", "inspect", "--format", "{{.Id}}", tags[0])
     return ImageRecord(
-        image_id=image_id,
-        tags=tags,
-        version=plan.version,
-        commit=plan.commit,
-        revision=plan.revision,
-        base_image=plan.base_image,
-        size=docker.image_size(image_id),
-        base_size=facts.size,
-        config_digest=config_digest,
-        diff_ids=diff_ids,
-        base_digest=plan.base_digest,
-        builder=builder.description,
-        reproducible=builder.reproducible,
-        runtime_base=base,
-        base_origin=facts.origin,
-    )
+        image_id, tags, plan.version, plan.commit, plan.revision, plan.base_image,
+        docker.image_size(image_id), facts.size, config_digest, diff_ids, plan.base_digest,
+        builder.description, builder.reproducible, base, facts.origin,
+    )  # fmt: skip

@@ -1,11 +1,5 @@
-"""Reading an image archive: what ``docker save`` and BuildKit's docker exporter write.
-
-Both write a ``manifest.json`` that names the config blob and the layer tarballs in the order
-of the config's ``rootfs.diff_ids``, in the legacy layout (``<id>/layer.tar``) or the OCI one
-(``blobs/sha256/<digest>``). The config's digest is what a registry manifest names as
-``config.digest``; the diff IDs are the digests of the uncompressed layers. Two archives of one
-image agree on both, whatever their compression or layout.
-"""
+"""Reading an image archive (``docker save``'s, BuildKit's docker exporter's, legacy or OCI
+layout): its config digest and diff IDs, which two archives of one image agree on."""
 
 from __future__ import annotations
 
@@ -18,11 +12,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness import HarnessError
+from harness.core import checksums
 from harness.core.untrusted import parse_json
 
-CHUNK = 1 << 20
-# Bytes of one JSON member (manifest.json, index.json, the config, a manifest) read into memory:
-# real ones are a few KiB; a registry's limits for the same documents are 4 MiB.
+# Bytes of one JSON member read into memory: real ones are a few KiB; registries allow 4 MiB.
 JSON_LIMIT = 4 * 1024 * 1024
 
 
@@ -83,14 +76,8 @@ def read_archive(path: Path) -> ImageArchive:
         raise HarnessError(f"{path}: the image config is not readable") from None
     if len(diff_ids) != len(members):
         raise HarnessError(f"{path}: {len(members)} layer files for {len(diff_ids)} diff IDs")
-    return ImageArchive(
-        path=path,
-        config_digest=f"sha256:{hashlib.sha256(raw_config).hexdigest()}",
-        config=config,
-        diff_ids=diff_ids,
-        layer_members=members,
-        manifest_digest=manifest_digest,
-    )
+    config_digest = f"sha256:{hashlib.sha256(raw_config).hexdigest()}"
+    return ImageArchive(path, config_digest, config, diff_ids, members, manifest_digest)
 
 
 def _manifest_digest(archive: tarfile.TarFile, path: Path) -> str:
@@ -119,6 +106,13 @@ def open_layer(image: ImageArchive, diff_id: str) -> Iterator[IO[bytes]]:
             yield handle
 
 
+FIELDS = ("kind", "mode", "owner", "size", "mtime", "content")
+KINDS = {
+    tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
+    tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Entry:
     """One file of a layer as far as its bytes in the layer go."""
@@ -130,40 +124,19 @@ class Entry:
     mtime: int
     content: str  # sha256 of a file's bytes, a link's target, or ""
 
-    def describe(self) -> str:
-        return (
-            f"{self.kind} mode {self.mode:o} owner {self.owner} size {self.size} "
-            f"mtime {self.mtime} {self.content[:19]}"
-        ).rstrip()
-
 
 def layer_entries(stream: IO[bytes]) -> dict[str, Entry]:
     """Every entry of a layer tar stream, by path, with what makes its bytes."""
     entries: dict[str, Entry] = {}
     with tarfile.open(fileobj=stream, mode="r|*") as layer:
         for member in layer:
-            content = ""
-            if member.isfile():
-                digest = hashlib.sha256()
-                handle = layer.extractfile(member)
-                if handle is not None:
-                    while chunk := handle.read(CHUNK):
-                        digest.update(chunk)
-                content = digest.hexdigest()
-            elif member.issym() or member.islnk():
-                content = member.linkname
-            kind = {
-                tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
-                tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink",
-            }.get(member.type, f"type {member.type!r}")  # fmt: skip
+            handle = layer.extractfile(member) if member.isfile() else None
+            content = member.linkname if member.issym() or member.islnk() else ""
+            content = checksums.sha256_of(handle) if handle is not None else content
             entries[member.name.removeprefix("./")] = Entry(
-                kind=kind,
-                mode=member.mode,
-                owner=f"{member.uid}:{member.gid}",
-                size=member.size,
-                mtime=int(member.mtime),
-                content=content,
-            )
+                KINDS.get(member.type, f"type {member.type!r}"), member.mode,
+                f"{member.uid}:{member.gid}", member.size, int(member.mtime), content,
+            )  # fmt: skip
     return entries
 
 
@@ -179,7 +152,7 @@ def differing_files(before: dict[str, Entry], after: dict[str, Entry]) -> list[s
         else:
             fields = [
                 f"{field} {getattr(old, field)!s:.19} -> {getattr(new, field)!s:.19}"
-                for field in ("kind", "mode", "owner", "size", "mtime", "content")
+                for field in FIELDS
                 if getattr(old, field) != getattr(new, field)
             ]
             lines.append(f"{name}: {', '.join(fields)}")
