@@ -36,6 +36,7 @@ from harness.core import (
     wheelhouse,
 )
 from harness.core.docker import Docker
+from harness.results import unit
 
 nox.needs_version = ">=2025.5.1"
 # uv creates every venv and `uv sync --locked` installs into it from uv.lock (nox's recipe).
@@ -123,16 +124,20 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def test(session: nox.Session) -> None:
-    """Unit tests (service and harness) with branch coverage and a 90 % floor."""
+    """Unit tests with branch coverage and a 90 % floor over the whole suite; a test module
+    whose inputs have a recorded pass does not rerun (harness.results.unit)."""
+    with refusals(session):
+        python, scratch = str(Path(session.bin, "python")), Path(session.virtualenv.location)
+        plan = unit.plan(ROOT, session.name, session.posargs, python, os.environ, scratch)
+    session.log(plan.cached or plan.reason)
+    if plan.cached:
+        return
     install_groups(session, "test")
     session.run("coverage", "erase")
-    # Over every core (pytest-xdist); coverage follows the workers (pyproject: patch).
-    session.run(
-        "coverage", "run", "-m", "pytest", "-n", TEST_WORKERS, *session.posargs,
-        env=PYTEST_WRITES_BYTECODE,
-    )  # fmt: skip
-    session.run("coverage", "combine", "--quiet")
-    session.run("coverage", "report")
+    if plan.runs_tests:  # over every core (pytest-xdist); coverage follows the workers (patch)
+        pytest = ("pytest", "-n", TEST_WORKERS, *plan.pytest_args)
+        session.run("coverage", "run", "-m", *pytest, env=PYTEST_WRITES_BYTECODE)
+    session.run("python", "-m", "harness.results.floor", str(plan.save(scratch)))
 
 
 @nox.session(name="lock", python=TOOL_PYTHON, default=False)

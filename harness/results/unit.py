@@ -1,0 +1,130 @@
+"""The unit-test session's cache: which test modules rerun, and what a full hit reports.
+
+Each test module has a key: its inputs' blob IDs (``selection``) with the session-wide part
+(interpreter, environment, this machinery's own code). A module whose key has a recorded pass
+does not rerun; ``floor`` (run in the session venv) merges the rerun modules' coverage with the
+stored coverage of the others, enforces the floor and records. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.results import keys, selection
+from harness.results.store import open_store
+
+PLUGIN = "harness.results.contexts"
+PLAN_FILE = "unit-plan.json"
+COUNTS_FILE = "unit-counts.json"
+# The session's own machinery: how it selects, attributes and merges is part of every key.
+OWN_CODE = (
+    "noxfile.py",
+    "harness/results/selection.py",
+    "harness/results/unit.py",
+    "harness/results/contexts.py",
+    "harness/results/floor.py",
+)
+
+
+@dataclass
+class Module:
+    key: str
+    rerun: bool
+    closure: list[str]  # our files its imports reach: its import-time coverage is theirs
+
+
+@dataclass
+class Plan:
+    root: str
+    session: str
+    record: bool  # False with pytest arguments: maybe not the whole suite
+    session_key: str = ""
+    modules: dict[str, Module] = field(default_factory=dict)
+    pytest_args: list[str] = field(default_factory=list)
+    counts: str = ""  # where the plugin writes each module's passed tests
+    cached: str = ""  # the one line a full hit prints; then nothing runs
+    reason: str = ""
+
+    @property
+    def runs_tests(self) -> bool:
+        return bool(self.pytest_args) or not self.record
+
+    def save(self, folder: Path) -> Path:
+        path = folder / PLAN_FILE
+        path.write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
+        return path
+
+
+def load(path: Path) -> Plan:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    modules = {name: Module(**module) for name, module in data.pop("modules").items()}
+    return Plan(**data, modules=modules)
+
+
+def when(entry: Mapping[str, Any]) -> str:
+    return datetime.fromisoformat(str(entry["when"])).strftime("%Y-%m-%d %H:%M")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def summary(session: str, entry: Mapping[str, Any], key: str) -> str:
+    return (
+        f"{session}: cached pass from {when(entry)} UTC ({entry['tests']} tests, "
+        f"{entry['percent']:.1f} % branch coverage, key {key[:6]}…)"
+    )
+
+
+def session_part(root: Path, python: str, environ: Mapping[str, str]) -> str:
+    return keys.digest({
+        "interpreter": keys.interpreter(python),
+        "environment": keys.environment(environ),
+        "code": keys.file_digests(root, OWN_CODE),
+    })  # fmt: skip
+
+
+def plan(
+    root: Path,
+    session: str,
+    posargs: Sequence[str],
+    python: str,
+    environ: Mapping[str, str],
+    scratch: Path,
+) -> Plan:
+    """What this run of the unit-test session does; ``scratch`` holds its plan and counts."""
+    store = open_store(environ)
+    if posargs or store is None:
+        why = "pytest arguments" if posargs else "the cache is off"
+        return Plan(str(root), session, record=False, pytest_args=list(posargs),
+                    reason=f"{session}: runs every selected test, records nothing ({why})")  # fmt: skip
+    files = keys.session_files(root)
+    graph = selection.Graph(files, lambda path: (root / path).read_text(encoding="utf-8"))
+    inputs = {name: graph.inputs(name) for name in selection.test_modules(files)}
+    blobs = keys.file_digests(root, files)
+    shared = session_part(root, python, environ)
+    run = Plan(str(root), session, record=True)
+    for name, (needs, closure) in inputs.items():
+        key = keys.digest({"session": shared, "module": name, "inputs": {f: blobs[f] for f in needs}})
+        run.modules[name] = Module(key, store.get(key) is None, closure)
+    run.session_key = keys.digest({"session": shared, "modules": {n: m.key for n, m in run.modules.items()}})
+    rerun = sorted(name for name, module in run.modules.items() if module.rerun)
+    entry = store.get(run.session_key)
+    if not rerun and entry is not None:
+        run.cached = summary(session, entry, run.session_key)
+        return run
+    if rerun:
+        run.counts = str(scratch / COUNTS_FILE)
+        run.pytest_args = ["-p", PLUGIN, f"--module-counts={run.counts}", *rerun]
+    shown = ", ".join(Path(name).name for name in rerun[:4]) + (", …" if len(rerun) > 4 else "")
+    run.reason = (
+        f"{session}: {len(rerun)} of {len(run.modules)} test modules rerun, their inputs have no "
+        f"recorded pass ({shown}); the others' stored results and coverage count"
+        if rerun else f"{session}: every test module has a recorded pass; merging their coverage"
+    )  # fmt: skip
+    return run
