@@ -135,7 +135,7 @@ def test(session: nox.Session) -> None:
     install_groups(session, "test")
     session.run("coverage", "erase")
     if plan.runs_tests:  # over every core (pytest-xdist); coverage follows the workers (patch)
-        pytest = ("pytest", "-n", TEST_WORKERS, *plan.pytest_args)
+        pytest = ("pytest", "-n", plan.workers(TEST_WORKERS), *plan.pytest_args)
         session.run("coverage", "run", "-m", *pytest, env=PYTEST_WRITES_BYTECODE)
     session.run("python", "-m", "harness.results.floor", str(plan.save(scratch)))
 

@@ -18,8 +18,8 @@ import coverage
 import pytest
 from coverage.config import CoverageConfig
 
-COLLECT = "collect:"
-CHILD = "child:"
+from harness.results.unit import CHILD, COLLECT
+
 # How coverage's patch=subprocess hands a child its configuration (coverage.process_startup).
 CHILD_CONFIG = "COVERAGE_PROCESS_CONFIG"
 

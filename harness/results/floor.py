@@ -21,7 +21,6 @@ from typing import Any
 import coverage
 
 from harness.results import keys, unit
-from harness.results.contexts import CHILD, COLLECT
 from harness.results.store import open_store
 
 Arcs = dict[str, set[tuple[int, int]]]  # source file (relative to the root) -> arcs
@@ -36,11 +35,11 @@ def owners(context: str, file: str, plan: unit.Plan) -> list[str]:
     children's are its; import-time lines (``collect:``) are every rerun module's whose imports
     reach the file, since only the first importer executes them; start-up is everyone's."""
     rerun = [name for name, module in plan.modules.items() if module.rerun]
-    for prefix in (CHILD, ""):
+    for prefix in (unit.CHILD, ""):
         if context.startswith(prefix) and context.removeprefix(prefix) in rerun:
             return [context.removeprefix(prefix)]
-    if context.startswith(COLLECT):
-        importer = context.removeprefix(COLLECT)
+    if context.startswith(unit.COLLECT):
+        importer = context.removeprefix(unit.COLLECT)
         return [importer, *(n for n in rerun if n != importer and file in plan.modules[n].closure)]
     return rerun
 

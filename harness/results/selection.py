@@ -105,10 +105,8 @@ def module_name(path: str) -> tuple[str, bool]:
 
 def conftests(path: str, files: Iterable[str]) -> list[str]:
     """The conftest.py files pytest loads for the test module ``path``."""
-    present = set(files)
-    folders = PurePosixPath(path).parents
-    return sorted(f"{folder}/conftest.py".lstrip("./") for folder in folders
-                  if f"{folder}/conftest.py".lstrip("./") in present)  # fmt: skip
+    candidates = (PurePosixPath(folder, "conftest.py").as_posix() for folder in PurePosixPath(path).parents)
+    return sorted(set(candidates) & set(files))
 
 
 class Graph:

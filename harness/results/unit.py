@@ -19,6 +19,7 @@ from harness.results import keys, selection
 from harness.results.store import open_store
 
 PLUGIN = "harness.results.contexts"
+COLLECT, CHILD = "collect:", "child:"  # coverage contexts: a module's import, its children
 PLAN_FILE = "unit-plan.json"
 COUNTS_FILE = "unit-counts.json"
 # The session's own machinery: how it selects, attributes and merges is part of every key.
@@ -53,6 +54,11 @@ class Plan:
     @property
     def runs_tests(self) -> bool:
         return bool(self.pytest_args) or not self.record
+
+    def workers(self, default: str) -> str:
+        """pytest-xdist's workers: none for a single module, whose workers would cost more to
+        start than its tests take."""
+        return "0" if self.record and sum(m.rerun for m in self.modules.values()) == 1 else default
 
     def save(self, folder: Path) -> Path:
         path = folder / PLAN_FILE
