@@ -128,7 +128,9 @@ def test(session: nox.Session) -> None:
     whose inputs have a recorded pass does not rerun (harness.results.unit)."""
     with refusals(session):
         python, scratch = str(Path(session.bin, "python")), Path(session.virtualenv.location)
-        plan = unit.plan(ROOT, session.name, session.posargs, python, os.environ, scratch)
+        plan = unit.plan(
+            ROOT, session.name, session.posargs, python=python, environ=os.environ, scratch=scratch
+        )
     session.log(plan.cached or plan.reason)
     if plan.cached:
         return

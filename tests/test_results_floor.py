@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -132,11 +132,11 @@ class Measuring:
 
 
 @pytest.fixture
-def measuring(monkeypatch: pytest.MonkeyPatch) -> Iterator[Measuring]:
+def measuring(monkeypatch: pytest.MonkeyPatch) -> Measuring:
     fake = Measuring()
     monkeypatch.setattr(coverage.Coverage, "current", lambda: fake)
     monkeypatch.setenv(contexts.CHILD_CONFIG, CoverageConfig().serialize())
-    yield fake
+    return fake
 
 
 def test_a_module_its_children_and_its_import_are_attributed(measuring: Measuring) -> None:

@@ -30,7 +30,8 @@ def found_by_modulefinder(module: str) -> set[str]:
     finder = modulefinder.ModuleFinder(path=[str(ROOT)])
     for script in [module, *selection.conftests(module, suite()[0].files)]:
         finder.run_script(str(ROOT / script))
-    found = {Path(m.__file__).resolve() for m in finder.modules.values() if m.__file__}
+    files = (getattr(module, "__file__", None) for module in finder.modules.values())
+    found = {Path(file).resolve() for file in files if file}
     return {path.relative_to(ROOT).as_posix() for path in found if path.is_relative_to(ROOT)}
 
 
@@ -46,12 +47,16 @@ def test_the_import_closure_holds_what_an_independent_finder_finds() -> None:
 
 
 # The oracle for child processes and code run by name: the source text, not the syntax tree.
-STARTS = re.compile(r"subprocess|sys\.executable|multiprocessing|os\.exec|os\.spawn|importlib\.util")
+STARTS = re.compile(
+    r"subprocess|sys\.executable|multiprocessing|os\.exec|os\.spawn|importlib\.util"
+)
 
 
 def test_every_module_that_starts_our_code_in_a_child_depends_on_all_of_it() -> None:
     graph, inputs = suite()
-    ours = {f for f in graph.files if f.startswith(("deathstar/", "harness/")) and f.endswith(".py")}
+    ours = {
+        f for f in graph.files if f.startswith(("deathstar/", "harness/")) and f.endswith(".py")
+    }
     starting = {
         name for name, (_, closure) in inputs.items()
         if any(STARTS.search((ROOT / path).read_text(encoding="utf-8")) for path in closure)
@@ -113,7 +118,9 @@ def test_scan_finds_relative_and_named_imports() -> None:
     imports = selection.scan(source, "harness.core.x").imports
     assert {"harness.core.sibling", "harness.top", "deathstar.app", "harness.core.git"} <= imports
     assert "harness.core.locks.UV_LOCK" in imports
-    assert "harness.results.x" in selection.scan("from . import x\n", "harness.results", True).imports
+    assert (
+        "harness.results.x" in selection.scan("from . import x\n", "harness.results", True).imports
+    )
 
 
 def test_importing_a_module_runs_each_package_above_it() -> None:

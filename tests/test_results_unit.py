@@ -43,7 +43,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def plan(root: Path, posargs: tuple[str, ...] = (), python: str = "python3.11") -> unit.Plan:
-    return unit.plan(root, "test-3.11", posargs, python, os.environ, root.parent)
+    return unit.plan(
+        root, "test-3.11", posargs, python=python, environ=os.environ, scratch=root.parent
+    )
 
 
 def record_all(run: unit.Plan) -> None:

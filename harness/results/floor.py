@@ -21,7 +21,7 @@ from typing import Any
 import coverage
 
 from harness.results import keys, unit
-from harness.results.store import open_store
+from harness.results.store import Store, open_store
 
 Arcs = dict[str, set[tuple[int, int]]]  # source file (relative to the root) -> arcs
 
@@ -75,7 +75,9 @@ def main(argv: Sequence[str]) -> int:
     root = Path(plan.root)
     store = open_store(os.environ)
     fresh = attribute(root, plan)
-    stored = {n: store.get(m.key) if store else None for n, m in plan.modules.items() if not m.rerun}
+    stored = {
+        n: store.get(m.key) if store else None for n, m in plan.modules.items() if not m.rerun
+    }
     if missing := sorted(name for name, entry in stored.items() if entry is None):
         print(f"stored results went missing meanwhile ({missing[0]}…): run again", file=sys.stderr)
         return 1
@@ -95,12 +97,12 @@ def main(argv: Sequence[str]) -> int:
                 _add(merged, Path(os.path.relpath(f, root)).as_posix(), data.arcs(f) or [])
     total = report(root, merged)
     measuring = coverage.Coverage()
-    floor = float(measuring.get_option("report:fail_under"))  # type: ignore[arg-type]
+    floor = float(str(measuring.get_option("report:fail_under")))
     if round(total, 1) < floor:
         print(f"coverage {total:.1f} % is below the floor {floor:.0f} %", file=sys.stderr)
         return 2
     if plan.record and store is not None:
-        record(plan, store, fresh, blobs, stored, total, root)
+        record(plan, store, fresh, blobs, stored, total=total)
     return 0
 
 
@@ -110,26 +112,35 @@ def report(root: Path, merged: Arcs) -> float:
     target.unlink(missing_ok=True)
     measuring = coverage.Coverage(data_file=str(target))
     # A source file no test ran counts too, with nothing covered.
-    sources = measuring.get_option("run:source") or []
-    assert isinstance(sources, list)
+    sources = measuring.get_option("run:source")
+    folders = sources if isinstance(sources, list) else []
     data = coverage.CoverageData(basename=str(target))
     data.add_arcs({str(root / f): pairs for f, pairs in merged.items()})
-    data.touch_files(str(f) for s in sources for f in (root / s).rglob("*.py"))
+    data.touch_files([str(f) for s in folders for f in (root / s).rglob("*.py")])
     data.write()
     measuring.load()
     return float(measuring.report())
 
 
-def record(plan: unit.Plan, store: Any, fresh: Mapping[str, Arcs], blobs: Mapping[str, str],
-           stored: Mapping[str, Any], total: float, root: Path) -> None:  # fmt: skip
+def record(
+    plan: unit.Plan,
+    store: Store,
+    fresh: Mapping[str, Arcs],
+    blobs: Mapping[str, str],
+    stored: Mapping[str, Any],
+    *,
+    total: float,
+) -> None:
+    """Each rerun module's pass with its coverage and the blobs it was measured on; the
+    session's pass with the suite's figures, which a full hit prints."""
     counts = json.loads(Path(plan.counts).read_text(encoding="utf-8")) if plan.counts else {}
     tests = 0
     for name, module in plan.modules.items():
         if module.rerun:
             arcs = fresh.get(name, {})
-            entry = {
+            entry: Mapping[str, Any] = {
                 "when": unit.now(),
-                "tests": int(counts.get(name, 0)),
+                "tests": int(counts.get(name) or 0),
                 "arcs": {f: sorted(pairs) for f, pairs in arcs.items()},
                 "blobs": {f: blobs[f] for f in arcs},
             }

@@ -24,8 +24,14 @@ OPAQUE_ATTRIBUTES = re.compile(
     r"^(os\.(exec\w*|spawn\w*|posix_spawn\w*|system|popen|fork\w*)|sys\.executable"
     r"|asyncio\.create_subprocess_\w+|importlib\.(import_module|reload|util\.\w+))$"
 )
-OPAQUE_CALLS = {"exec", "eval", "__import__", "import_module", "spec_from_file_location",
-                "ProcessPoolExecutor"}
+OPAQUE_CALLS = {
+    "exec",
+    "eval",
+    "__import__",
+    "import_module",
+    "spec_from_file_location",
+    "ProcessPoolExecutor",
+}
 PATH_CALLS = {"Path", "PurePath", "dirname", "abspath", "realpath"}
 DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 
@@ -75,9 +81,8 @@ def scan(source: str, module: str, is_package: bool = False) -> Facts:
             names_repository |= called in PATH_CALLS and any(
                 isinstance(arg, ast.Name) and arg.id == "__file__" for arg in node.args
             )
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if DOTTED_NAME.fullmatch(node.value):
-                imports.add(node.value)
+        elif isinstance(node, ast.Constant) and DOTTED_NAME.fullmatch(str(node.value)):
+            imports.add(str(node.value))
     starts |= "concurrent.futures.ProcessPoolExecutor" in imports or any(
         name in OPAQUE_MODULES or name.startswith(tuple(f"{m}." for m in OPAQUE_MODULES))
         for name in imports
@@ -105,7 +110,9 @@ def module_name(path: str) -> tuple[str, bool]:
 
 def conftests(path: str, files: Iterable[str]) -> list[str]:
     """The conftest.py files pytest loads for the test module ``path``."""
-    candidates = (PurePosixPath(folder, "conftest.py").as_posix() for folder in PurePosixPath(path).parents)
+    candidates = (
+        PurePosixPath(folder, "conftest.py").as_posix() for folder in PurePosixPath(path).parents
+    )
     return sorted(set(candidates) & set(files))
 
 

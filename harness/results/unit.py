@@ -99,6 +99,7 @@ def plan(
     root: Path,
     session: str,
     posargs: Sequence[str],
+    *,
     python: str,
     environ: Mapping[str, str],
     scratch: Path,
@@ -107,8 +108,8 @@ def plan(
     store = open_store(environ)
     if posargs or store is None:
         why = "pytest arguments" if posargs else "the cache is off"
-        return Plan(str(root), session, record=False, pytest_args=list(posargs),
-                    reason=f"{session}: runs every selected test, records nothing ({why})")  # fmt: skip
+        reason = f"{session}: runs every selected test, records nothing ({why})"
+        return Plan(str(root), session, record=False, pytest_args=list(posargs), reason=reason)
     files = keys.session_files(root)
     graph = selection.Graph(files, lambda path: (root / path).read_text(encoding="utf-8"))
     inputs = {name: graph.inputs(name) for name in selection.test_modules(files)}
@@ -116,9 +117,13 @@ def plan(
     shared = session_part(root, python, environ)
     run = Plan(str(root), session, record=True)
     for name, (needs, closure) in inputs.items():
-        key = keys.digest({"session": shared, "module": name, "inputs": {f: blobs[f] for f in needs}})
+        key = keys.digest(
+            {"session": shared, "module": name, "inputs": {f: blobs[f] for f in needs}}
+        )
         run.modules[name] = Module(key, store.get(key) is None, closure)
-    run.session_key = keys.digest({"session": shared, "modules": {n: m.key for n, m in run.modules.items()}})
+    run.session_key = keys.digest(
+        {"session": shared, "modules": {n: m.key for n, m in run.modules.items()}}
+    )
     rerun = sorted(name for name, module in run.modules.items() if module.rerun)
     entry = store.get(run.session_key)
     if not rerun and entry is not None:
