@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +16,6 @@ A, B = "tests/test_a.py", "tests/test_b.py"
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DEATHSTAR_CACHE_DIR", str(tmp_path / "store"))
     monkeypatch.setattr(keys, "interpreter", lambda python: f"CPython 3.11 at {python}")
     root = tmp_path / "project"
     files = {
@@ -42,9 +40,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def plan(root: Path, posargs: tuple[str, ...] = (), python: str = "python3.11") -> unit.Plan:
+def plan(
+    root: Path, posargs: tuple[str, ...] = (), python: str = "python3.11", **environ: str
+) -> unit.Plan:
+    # A fixed environment: the ambient one is no business of these tests.
+    environ = {"DEATHSTAR_CACHE_DIR": str(root.parent / "store"), "PATH": "/bin", **environ}
     return unit.plan(
-        root, "test-3.11", posargs, python=python, environ=os.environ, scratch=root.parent
+        root, "test-3.11", posargs, python=python, environ=environ, scratch=root.parent
     )
 
 
@@ -112,16 +114,12 @@ def test_each_input_changed_alone_reruns_the_modules_it_reaches(
     assert after.pytest_args[3:] == sorted(reruns)
 
 
-def test_the_environment_and_the_interpreter_are_inputs(
-    project: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_environment_and_the_interpreter_are_inputs(project: Path) -> None:
     record_all(plan(project))
-    monkeypatch.setenv("DEATHSTAR_SOME_SETTING", "1")
-    assert rerun(plan(project)) == {A, B}
-    record_all(plan(project))
+    assert rerun(plan(project, DEATHSTAR_SOME_SETTING="1")) == {A, B}
     assert rerun(plan(project, python="python3.12")) == {A, B}
-    monkeypatch.setenv("TERM", "dumb")  # volatile (keys.VOLATILE): no tool's result depends on it
-    assert rerun(plan(project)) == set()
+    # Volatile (keys.VOLATILE): no tool's result depends on it.
+    assert rerun(plan(project, TERM="dumb")) == set()
 
 
 def test_a_deleted_module_is_gone_and_a_new_one_runs(project: Path) -> None:
@@ -145,15 +143,12 @@ def test_every_module_passed_but_this_combination_was_never_recorded(project: Pa
     assert again.workers("3") == "3"
 
 
-def test_pytest_arguments_or_the_switch_run_everything_and_record_nothing(
-    project: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pytest_arguments_or_the_switch_run_everything_and_record_nothing(project: Path) -> None:
     record_all(plan(project))
     with_args = plan(project, posargs=("-k", "a"))
     assert (with_args.record, with_args.pytest_args, with_args.cached) == (False, ["-k", "a"], "")
     assert with_args.runs_tests
-    monkeypatch.setenv("DEATHSTAR_CACHE", "off")
-    off = plan(project)
+    off = plan(project, DEATHSTAR_CACHE="off")
     assert (off.record, off.pytest_args, off.runs_tests) == (False, [], True)
     assert "the cache is off" in off.reason
 
