@@ -23,11 +23,12 @@ from harness.results.store import Store, open_store
 
 # In every key: what runs every session (the noxfile, the harness) and what installs its tools.
 COMMON_FILES = ("noxfile.py", "pyproject.toml", "uv.lock", "harness")
-# Read by no cached session but lint: the unit tests, docs, benchmarks, CI configuration and
-# lint's own configuration. The sdist and wheel take pyproject's packages (deathstar/), README
-# and LICENSE; the image context is .dockerignore's allow-list; integration/ imports only
-# itself and harness/ (tests/test_results_sessions.py checks all three).
-NOT_SHIPPED = ("tests", "docs", "bench", ".github", ".pre-commit-config.yaml")
+# Read by no cached session but lint: docs, benchmarks, CI configuration, lint's own
+# configuration, and the unit test modules. The sdist and wheel take pyproject's packages
+# (deathstar/), README and LICENSE; the image context is .dockerignore's allow-list;
+# integration/ imports itself, harness/ and helpers in tests/, never a test module
+# (tests/test_results_sessions.py checks all three).
+NOT_SHIPPED = ("docs", "bench", ".github", ".pre-commit-config.yaml", "tests/test_*.py")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class FileSet:
 
 
 EVERY_FILE = FileSet()  # lint: every hook runs on every file
-PIPELINE_FILES = FileSet(exclude=NOT_SHIPPED)  # build, image, integration
+PIPELINE_FILES = FileSet(exclude=NOT_SHIPPED)  # build, image, integration: not the unit tests
 
 
 class Session(Protocol):
