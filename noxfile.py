@@ -214,10 +214,10 @@ def integration(session: nox.Session) -> None:
     with refusals(session):
         record = records.load_image_record(IMAGE_RECORD)
         env = provision.testcontainers_env(os.environ, provision.provision_env_path(os.environ))
-        docker, head = Docker(), git.head_commit(ROOT)
-        engine = docker.require_engine()
+        head = git.head_commit(ROOT)
+    docker = Docker()
     inputs = lambda: results.integration_inputs(  # noqa: E731
-        ROOT, DIST, record, engine=engine, head=head, testcontainers=env
+        DIST, record, engine=docker.server_version(), head=head, testcontainers=env
     )
     present = results.image_present(docker.image_id)
     cached = RESULTS.lookup(

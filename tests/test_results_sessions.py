@@ -292,7 +292,7 @@ def integration_inputs(
     testcontainers: Mapping[str, str] | None = None,
 ) -> Callable[[], dict[str, Any]]:
     return lambda: sessions.integration_inputs(
-        repo, repo / "dist", record or Record(), engine=engine, head=head,
+        repo / "dist", record or Record(), engine=engine, head=head,
         testcontainers={"TC_HOST": "127.0.0.1"} if testcontainers is None else testcontainers,
     )  # fmt: skip
 
@@ -370,6 +370,26 @@ def test_an_output_the_engine_no_longer_has_is_a_miss(repo: Path) -> None:
     assert not looks_up(repo, FakeSession(name="image"), present=present).hit
     del engine[image_id]
     assert not looks_up(repo, FakeSession(name="image"), present=present).hit
+
+
+def test_a_link_in_a_recorded_tree_counts_by_its_target(repo: Path) -> None:
+    (repo / "elsewhere").mkdir()
+    (repo / "dist" / "staging" / "lib").symlink_to(repo / "src")
+    record_outputs(repo)
+    assert looks_up(repo, FakeSession(name="build")).hit
+    (repo / "dist" / "staging" / "lib").unlink()
+    (repo / "dist" / "staging" / "lib").symlink_to(repo / "elsewhere")
+    assert not looks_up(repo, FakeSession(name="build")).hit
+
+
+def test_the_hit_line_prints_only_a_printable_summary() -> None:
+    entry = {"recorded_at": "2026-12-04T17:01:00Z", "summary": "3 passed"}
+    key = "3f2a9c" + "0" * 58
+    assert sessions.hit_line("lint", key, entry).endswith("(3 passed, key 3f2a9c…)")
+    assert sessions.hit_line("lint", key, {**entry, "summary": ""}).endswith("(key 3f2a9c…)")
+    hostile = {**entry, "summary": "ok\x1b]0;pwned\x07"}
+    assert sessions.hit_line("lint", key, hostile).endswith("(key 3f2a9c…)")
+    assert "cached pass from ? " in sessions.hit_line("lint", key, {"recorded_at": "x"})
 
 
 def test_an_entry_naming_outputs_outside_the_checkout_is_a_miss(repo: Path) -> None:

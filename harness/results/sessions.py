@@ -72,9 +72,12 @@ def output_digests(root: Path, paths: Iterable[str]) -> dict[str, str]:
         base = confined(root, relative)
         if base is None:
             raise ValueError(f"an output outside {root}: {relative!r}")
-        found = sorted(p for p in base.rglob("*") if not p.is_dir()) if base.is_dir() else [base]
+        # A link counts as its target's name, and a link to a directory is not followed.
+        listed = sorted(p for p in base.rglob("*") if p.is_symlink() or not p.is_dir())
+        found = listed if base.is_dir() and not base.is_symlink() else [base]
         if not base.exists() and not base.is_symlink():
             digests[relative] = "absent"
+            continue
         for path in found:
             name = path.relative_to(root).as_posix()
             if path.is_symlink() or not path.is_file():
@@ -264,7 +267,10 @@ def hit_line(name: str, key: str, entry: Mapping[str, Any]) -> str:
     except ValueError:
         when = "?"
     summary = entry.get("summary")
-    detail = f"{summary}, " if isinstance(summary, str) and summary else ""
+    # Printed to a terminal: an entry's text never carries control sequences.
+    detail = (
+        f"{summary}, " if isinstance(summary, str) and summary.isprintable() and summary else ""
+    )
     return f"{name}: cached pass from {when} ({detail}key {key[:6]}…)"
 
 
@@ -308,7 +314,6 @@ def image_inputs(root: Path, plan: object, builder: str) -> dict[str, Any]:
 
 
 def integration_inputs(
-    root: Path,
     dist: Path,
     record: object,
     *,
@@ -318,10 +323,10 @@ def integration_inputs(
 ) -> dict[str, Any]:
     """Integration's own inputs: the image record (its ID, builder, revision), everything in
     dist/ the tests may read, the engine, HEAD (test_push clones it), testcontainers' settings."""
-    read = sorted(p for p in dist.iterdir() if p.name not in INTEGRATION_WRITES)
+    read = sorted(p.name for p in dist.iterdir() if p.name not in INTEGRATION_WRITES)
     return {
         "image": fields_of(record),
-        "dist": output_digests(root, [p.relative_to(root).as_posix() for p in read]),
+        "dist": output_digests(dist, read),
         "engine": engine,
         "head": head,
         "testcontainers": keys.environment(testcontainers),
