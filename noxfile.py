@@ -36,6 +36,7 @@ from harness.core import (
     wheelhouse,
 )
 from harness.core.docker import Docker
+from harness.results import sessions as results
 from harness.results import unit
 
 nox.needs_version = ">=2025.5.1"
@@ -71,6 +72,10 @@ PYTEST_WRITES_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}
 # One pytest-xdist worker more than the cores this process may use: many tests wait (on a
 # server's or a container's start, on a timeout), and the spare worker keeps the cores busy.
 TEST_WORKERS = str(len(os.sched_getaffinity(0)) + 1) if sys.platform == "linux" else "auto"
+# Passing results of lint, test, build, image and integration, by their inputs' digest
+# (docs/caching.md; DEATHSTAR_CACHE=off turns it off). A session looks its result up before
+# it installs anything: a hit costs milliseconds.
+RESULTS = results.Results.open(ROOT, os.environ)
 
 
 @contextmanager
@@ -116,10 +121,13 @@ def install(session: nox.Session) -> None:
 @nox.session(python=TOOL_PYTHON)
 def lint(session: nox.Session) -> None:
     """Lock freshness, then every hook of .pre-commit-config.yaml on every file."""
+    if (cached := RESULTS.lookup(session, results.EVERY_FILE)).hit:
+        return
     session.run("uv", "lock", "--check")
     check_exports(session, *locks.EXPORTS)
     install_groups(session, "lint", "typing")
     session.run("pre-commit", "run", "--all-files", *session.posargs)
+    cached.record()
 
 
 @nox.session(python=PYTHONS)
@@ -155,9 +163,11 @@ def lock_session(session: nox.Session) -> None:
 def build(session: nox.Session) -> None:
     """Reproducible sdist and wheel (SOURCE_DATE_EPOCH = last commit), twine check, SHA256SUMS;
     the wheel staged as the image's project layer (dist/staging), the wheelhouse."""
-    check_exports(session, locks.RUNTIME)
     with refusals(session):
         epoch = git.commit_epoch(ROOT)
+    if (cached := RESULTS.lookup(session, results.PIPELINE_FILES, inputs={"epoch": epoch})).hit:
+        return
+    check_exports(session, locks.RUNTIME)
     install_groups(session, "release", project=False)
     wheelhouse.clean_dist(DIST)  # the wheelhouse stays while it matches the lock
     session.run(*builds.wheel_build_command(DIST), env={"SOURCE_DATE_EPOCH": str(epoch)})
@@ -168,6 +178,7 @@ def build(session: nox.Session) -> None:
         wheel = builds.project_wheel(DIST, PYPROJECT["project"]["version"])
     session.run(*builds.staging_command(wheel.relative_to(ROOT), builds.STAGING))
     session.log(wheelhouse.refresh(locks.RUNTIME.path, DIST, lambda cmd: session.run(*cmd)))
+    cached.record(" ".join(Path(a).name for a in artifacts), outputs=sorted(DIST.iterdir()))
 
 
 @nox.session(python=TOOL_PYTHON, requires=["build"])
@@ -178,6 +189,11 @@ def image(session: nox.Session) -> None:
         session.log(f"Docker engine {docker.require_engine()}")
         version = PYPROJECT["project"]["version"]
         plan, builder = imaging.plan_for(ROOT, version, os.environ, docker)
+    inputs = lambda: results.image_inputs(ROOT, plan, builder.description)  # noqa: E731
+    present = results.image_present(docker.image_id)  # and each tag names it
+    cached = RESULTS.lookup(session, results.PIPELINE_FILES, inputs=inputs, present=present)
+    if cached.hit:
+        return
     if not builder.reproducible:
         session.warn(f"this image will not be reproducible: {builder.why_not_reproducible}")
     with refusals(session):
@@ -194,6 +210,9 @@ def image(session: nox.Session) -> None:
         run = lambda command, env: session.run(*command, env=env)  # noqa: E731
         written = sbom.write(record, ROOT, docker, run, plan.epoch)
     session.log(f"wrote {written.relative_to(ROOT)}")
+    archive = records.image_archive_path(ROOT)
+    outputs = [IMAGE_RECORD, written, *([archive] if archive.exists() else [])]
+    cached.record(record.summary(), outputs, image_id=record.image_id, tags=" ".join(record.tags))
 
 
 @nox.session(python=TOOL_PYTHON, requires=["image"])
@@ -202,24 +221,36 @@ def integration(session: nox.Session) -> None:
     with refusals(session):
         record = records.load_image_record(IMAGE_RECORD)
         env = provision.testcontainers_env(os.environ, provision.provision_env_path(os.environ))
-    install_groups(session, "integration", project=False)
-    # A module to a worker: a module's tests share its containers and some rely on the
-    # module's order (test_fuzz, test_conformance); the modules do not share anything.
-    session.run(
-        "pytest",
-        "integration",
-        *("-n", TEST_WORKERS, "--dist", "loadscope"),
-        *session.posargs,
-        env={**env, **PYTEST_WRITES_BYTECODE, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)},
+        head = git.head_commit(ROOT)
+    docker = Docker()
+    inputs = lambda: results.integration_inputs(  # noqa: E731
+        DIST, record, engine=docker.server_version(), head=head, testcontainers=env
     )
+    present = results.image_present(docker.image_id)
+    cached = RESULTS.lookup(
+        session, results.PIPELINE_FILES, inputs=inputs, present=present, with_posargs=False
+    )
+    junit = Path(session.create_tmp()) / "junit.xml"
+    if not cached.hit:  # a hit replays the whole suite's pass below: the verification record
+        install_groups(session, "integration", project=False)
+        # A module to a worker: a module's tests share its containers and some rely on the
+        # module's order (test_fuzz, test_conformance); the modules do not share anything.
+        session.run(
+            "pytest",
+            "integration",
+            *("-n", TEST_WORKERS, "--dist", "loadscope", f"--junit-xml={junit}"),
+            *session.posargs,
+            env={**env, **PYTEST_WRITES_BYTECODE, "DEATHSTAR_IMAGE_RECORD": str(IMAGE_RECORD)},
+        )
     if session.posargs:  # -k, --deselect, a path: maybe not the whole suite
         VERIFIED_RECORD.unlink(missing_ok=True)
         session.warn("a run with pytest arguments records no verification: push needs a whole one")
         return
     with refusals(session):
         suite = git.tree_hash(ROOT, records.INTEGRATION_SUITE)
-        records.record_verification(record, git.head_commit(ROOT), VERIFIED_RECORD, suite)
+        records.record_verification(record, head, VERIFIED_RECORD, suite)
     session.log(f"verified {record.image_id} at {record.commit}")
+    cached.record(results.junit_summary(junit), image_id=record.image_id)
 
 
 @nox.session(python=TOOL_PYTHON, default=False)

@@ -1,4 +1,4 @@
-"""Key parts: canonical digests, file blob IDs of current bytes, the interpreter, the environment."""
+"""Key parts: canonical digests, blob IDs of current bytes, the interpreter, the environment."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def test_a_file_name_with_a_newline_is_refused(repo: Path) -> None:
 
 def test_the_interpreter_is_its_implementation_version_and_platform() -> None:
     facts = keys.interpreter(sys.executable)
-    assert sys.version in facts and sys.implementation.name in facts
+    assert sys.version in facts
+    assert sys.implementation.name in facts
     assert keys.interpreter("/no/such/python") == "missing:/no/such/python"
 
 

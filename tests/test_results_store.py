@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import store
 from harness.results.store import FORMAT, Store, open_store
 
 KEY_A, KEY_B, KEY_C = ("a" * 64, "b" * 64, "c" * 64)
@@ -36,9 +35,10 @@ def test_a_write_is_atomic_a_rename_over_the_old_entry(
         replaced.append((source, target))
         real_replace(source, target)
 
-    monkeypatch.setattr(store.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
     results.put(KEY_A, {"n": 2})
-    assert len(replaced) == 1 and Path(replaced[0][1]) == results.path(KEY_A)
+    assert len(replaced) == 1
+    assert Path(replaced[0][1]) == results.path(KEY_A)
     assert results.get(KEY_A) == {"n": 2}
     assert [p.name for p in tmp_path.iterdir()] == [f"{KEY_A}.json"]  # no temporary left
 
@@ -49,7 +49,7 @@ def test_a_failed_write_leaves_no_temporary_and_no_entry(
     def fail(source: str, target: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(store.os, "replace", fail)
+    monkeypatch.setattr(os, "replace", fail)
     assert not Store(tmp_path, 10_000).put(KEY_A, {"n": 1})
     assert list(tmp_path.iterdir()) == []
 
@@ -63,7 +63,8 @@ def test_the_store_stays_under_its_bound_evicting_the_oldest_first(tmp_path: Pat
         os.utime(results.path(key), ns=(10**9 * (age + 1),) * 2)
     results.put(KEY_C, entry)
     assert results.get(KEY_A) is None
-    assert results.get(KEY_B) == entry and results.get(KEY_C) == entry
+    assert results.get(KEY_B) == entry
+    assert results.get(KEY_C) == entry
     assert sum(p.stat().st_size for p in tmp_path.iterdir()) <= results.max_bytes
 
 
@@ -90,13 +91,13 @@ def test_an_entry_larger_than_the_store_is_not_stored(tmp_path: Path) -> None:
     "content",
     [
         b"",
-        b"{\"format\": 1, \"key\": \"" + KEY_A.encode() + b"\", \"entry\": {\"n\"",  # truncated
+        b'{"format": 1, "key": "' + KEY_A.encode() + b'", "entry": {"n"',  # truncated
         b"\xff\xfe not utf-8",
         b"[1, 2]",
-        b"{\"format\": 1, \"key\": \"" + KEY_A.encode() + b"\", \"entry\": [1]}",
-        b"{\"format\": 2, \"key\": \"" + KEY_A.encode() + b"\", \"entry\": {}}",  # other format
-        b"{\"key\": \"" + KEY_A.encode() + b"\", \"entry\": {}}",
-        b"{\"format\": 1, \"key\": \"" + KEY_B.encode() + b"\", \"entry\": {}}",  # another key's
+        b'{"format": 1, "key": "' + KEY_A.encode() + b'", "entry": [1]}',
+        b'{"format": 2, "key": "' + KEY_A.encode() + b'", "entry": {}}',  # other format
+        b'{"key": "' + KEY_A.encode() + b'", "entry": {}}',
+        b'{"format": 1, "key": "' + KEY_B.encode() + b'", "entry": {}}',  # another key's
         b"[" * 100_000,
     ],
 )
@@ -141,13 +142,17 @@ def test_only_hex_keys_name_entries(tmp_path: Path, key: str) -> None:
 def test_the_store_is_where_the_environment_says(tmp_path: Path) -> None:
     home = {"HOME": str(tmp_path)}
     opened = open_store(home)
-    assert opened is not None and opened.root == tmp_path / ".cache/deathstar/results"
+    assert opened is not None
+    assert opened.root == tmp_path / ".cache/deathstar/results"
     opened = open_store({**home, "XDG_CACHE_HOME": str(tmp_path / "x")})
-    assert opened is not None and opened.root == tmp_path / "x/deathstar/results"
+    assert opened is not None
+    assert opened.root == tmp_path / "x/deathstar/results"
     opened = open_store({**home, "DEATHSTAR_CACHE_DIR": str(tmp_path / "d")})
-    assert opened is not None and opened.root == tmp_path / "d"
+    assert opened is not None
+    assert opened.root == tmp_path / "d"
     opened = open_store({**home, "DEATHSTAR_CACHE_MAX_BYTES": "1000"})
-    assert opened is not None and opened.max_bytes == 1000
+    assert opened is not None
+    assert opened.max_bytes == 1000
 
 
 @pytest.mark.parametrize("value", ["off", "OFF", " off "])

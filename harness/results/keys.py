@@ -65,7 +65,8 @@ def session_files(
     """Tracked files and untracked files that are not ignored, under the pathspecs ``include``
     but not ``exclude``, that exist now (a deleted tracked file is not read by anyone)."""
     specs = [*include, *(f":(exclude){pattern}" for pattern in exclude)]
-    listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *specs)
+    listing = ("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *specs)
+    listed = _git(root, *listing)
     names = {name for name in listed.split("\0") if name}
     return sorted(name for name in names if (root / name).is_file())
 

@@ -86,10 +86,10 @@ class Store:
                     file.write(data)
                     file.flush()
                     os.fsync(file.fileno())
-                os.replace(temporary, path)
+                Path(temporary).replace(path)
             except BaseException:
                 with contextlib.suppress(OSError):
-                    os.unlink(temporary)
+                    Path(temporary).unlink()
                 raise
             self.evict(keep=path)
         except OSError:
