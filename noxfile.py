@@ -134,6 +134,7 @@ def lint(session: nox.Session) -> None:
 def test(session: nox.Session) -> None:
     """Unit tests with branch coverage and a 90 % floor over the whole suite; a test module
     whose inputs have a recorded pass does not rerun (harness.results.unit)."""
+    results.withhold_secrets(session, os.environ)
     with refusals(session):
         python, scratch = str(Path(session.bin, "python")), Path(session.virtualenv.location)
         plan = unit.plan(

@@ -57,7 +57,7 @@ def write_fresh(root: Path, by_context: dict[str, set[tuple[int, int]]]) -> None
 def make_plan(root: Path, b_stored_blob: str | None) -> Path:
     mod = "pkg/mod.py"
     if b_stored_blob is not None:
-        entry = {"when": unit.now(), "tests": 3, "arcs": {mod: sorted(WHEN_FALSE)},
+        entry = {"recorded_at": unit.now(), "tests": 3, "arcs": {mod: sorted(WHEN_FALSE)},
                  "blobs": {mod: b_stored_blob}}  # fmt: skip
         store().put("b" * 64, entry)
     run = unit.Plan(
@@ -78,7 +78,10 @@ def test_fresh_and_stored_coverage_together_meet_the_floor_and_record(project: P
     assert recorded["tests"] == 2
     assert {tuple(arc) for arc in recorded["arcs"]["pkg/mod.py"]} == WHEN_TRUE | IMPORT
     assert recorded["blobs"] == {"pkg/mod.py": blob}
-    assert store().get("c" * 64) == {"when": recorded["when"], "tests": 5, "percent": 100.0}
+    assert store().get("c" * 64) == {
+        "recorded_at": recorded["recorded_at"],
+        "summary": "5 tests, 100.0 % branch coverage",
+    }
 
 
 def test_stored_lines_of_a_changed_source_file_do_not_count(project: Path) -> None:

@@ -139,7 +139,7 @@ def record(
         if module.rerun:
             arcs = fresh.get(name, {})
             entry: Mapping[str, Any] = {
-                "when": unit.now(),
+                "recorded_at": unit.now(),
                 "tests": int(counts.get(name) or 0),
                 "arcs": {f: sorted(pairs) for f, pairs in arcs.items()},
                 "blobs": {f: blobs[f] for f in arcs},
@@ -147,8 +147,9 @@ def record(
             store.put(module.key, entry)
         else:
             entry = stored[name]
-        tests += int(entry["tests"])
-    store.put(plan.session_key, {"when": unit.now(), "tests": tests, "percent": total})
+        tests += int(entry["tests"])  # passed tests, as pytest counts them
+    summary = f"{tests} tests, {total:.1f} % branch coverage"
+    store.put(plan.session_key, {"recorded_at": unit.now(), "summary": summary})
 
 
 if __name__ == "__main__":

@@ -9,13 +9,13 @@ stored coverage of the others, enforces the floor and records. Standard library 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from harness.results import keys, selection
+from harness.results import keys, selection, sessions
 from harness.results.store import open_store
 
 PLUGIN = "harness.results.contexts"
@@ -72,24 +72,16 @@ def load(path: Path) -> Plan:
     return Plan(**data, modules=modules)
 
 
-def when(entry: Mapping[str, Any]) -> str:
-    return datetime.fromisoformat(str(entry["when"])).strftime("%Y-%m-%d %H:%M")
-
-
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def summary(session: str, entry: Mapping[str, Any], key: str) -> str:
-    return (
-        f"{session}: cached pass from {when(entry)} UTC ({entry['tests']} tests, "
-        f"{entry['percent']:.1f} % branch coverage, key {key[:6]}…)"
-    )
+    """A record's time, in the form ``sessions.hit_line`` reads."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def session_part(root: Path, python: str, environ: Mapping[str, str]) -> str:
     return keys.digest({
         "interpreter": keys.interpreter(python),
+        "nox_interpreter": sys.version,  # the selection runs in nox's own process
+        "tools": sessions.tool_versions(sessions._output),  # uv installs the session's tools
         "environment": keys.environment(environ),
         "code": keys.file_digests(root, OWN_CODE),
     })  # fmt: skip
@@ -127,15 +119,17 @@ def plan(
     rerun = sorted(name for name, module in run.modules.items() if module.rerun)
     entry = store.get(run.session_key)
     if not rerun and entry is not None:
-        run.cached = summary(session, entry, run.session_key)
+        run.cached = sessions.hit_line(session, run.session_key, entry)
         return run
     if rerun:
         run.counts = str(scratch / COUNTS_FILE)
         run.pytest_args = ["-p", PLUGIN, f"--module-counts={run.counts}", *rerun]
     shown = ", ".join(Path(name).name for name in rerun[:4]) + (", …" if len(rerun) > 4 else "")
+    kept = len(run.modules) - len(rerun)
     run.reason = (
-        f"{session}: {len(rerun)} of {len(run.modules)} test modules rerun, their inputs have no "
-        f"recorded pass ({shown}); the others' stored results and coverage count"
-        if rerun else f"{session}: every test module has a recorded pass; merging their coverage"
-    )  # fmt: skip
+        f"{session}: {len(rerun)} of {len(run.modules)} test modules rerun, no recorded pass for "
+        f"their inputs ({shown}); {kept} count with their recorded pass and coverage"
+        if rerun
+        else f"{session}: every test module has a recorded pass; merging their coverage"
+    )
     return run
