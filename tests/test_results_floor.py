@@ -55,6 +55,7 @@ def write_fresh(root: Path, by_context: dict[str, set[tuple[int, int]]]) -> None
 
 
 def make_plan(root: Path, b_stored_blob: str | None) -> Path:
+    blobs = keys.file_digests(root, keys.session_files(root))
     mod = "pkg/mod.py"
     if b_stored_blob is not None:
         entry = {"recorded_at": unit.now(), "tests": 3, "arcs": {mod: sorted(WHEN_FALSE)},
@@ -63,7 +64,7 @@ def make_plan(root: Path, b_stored_blob: str | None) -> Path:
     run = unit.Plan(
         str(root), "test-3.11", record=True, session_key="c" * 64,
         modules={A: unit.Module("a" * 64, True, [mod]), B: unit.Module("b" * 64, False, [])},
-        counts=str(root / "counts.json"),
+        counts=str(root / "counts.json"), blobs=blobs,
     )  # fmt: skip
     (root / "counts.json").write_text(json.dumps({A: 2}))
     return run.save(root)
@@ -91,6 +92,13 @@ def test_stored_lines_of_a_changed_source_file_do_not_count(project: Path) -> No
     assert store().get("c" * 64) is None
 
 
+def test_a_source_file_no_test_ran_counts_with_nothing_covered(project: Path) -> None:
+    (project / "pkg" / "unrun.py").write_text("".join(f"x{n} = {n}\n" for n in range(40)))
+    write_fresh(project, {A: WHEN_TRUE | WHEN_FALSE, "": IMPORT})
+    blob = keys.file_digests(project, ["pkg/mod.py"])["pkg/mod.py"]
+    assert floor.main([str(make_plan(project, blob))]) == 2
+
+
 def test_a_stored_entry_that_went_missing_fails_rather_than_counting_nothing(
     project: Path,
 ) -> None:
@@ -108,7 +116,10 @@ def test_a_run_with_pytest_arguments_reports_its_own_data_and_records_nothing(
 
 
 def test_only_current_files_of_a_stored_entry_count() -> None:
-    entry = {"arcs": {"a.py": [[1, 2]], "b.py": [[3, 4]]}, "blobs": {"a.py": "x", "b.py": "y"}}
+    entry = {
+        "arcs": {"a.py": [[1, 2]], "b.py": [[3, 4]], "c.py": [[5, 6]]},
+        "blobs": {"a.py": "x", "b.py": "y", "c.py": "unknown"},  # c.py: no key saw it
+    }
     assert floor.current(entry, {"a.py": "x", "b.py": "changed"}) == {"a.py": {(1, 2)}}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import coverage
 
-from harness.results import keys, unit
+from harness.results import unit
 from harness.results.store import Store, open_store
 
 Arcs = dict[str, set[tuple[int, int]]]  # source file (relative to the root) -> arcs
@@ -81,9 +81,8 @@ def main(argv: Sequence[str]) -> int:
     if missing := sorted(name for name, entry in stored.items() if entry is None):
         print(f"stored results went missing meanwhile ({missing[0]}…): run again", file=sys.stderr)
         return 1
-    measured = {f for arcs in fresh.values() for f in arcs}
-    measured |= {f for entry in stored.values() if entry for f in entry["arcs"]}
-    blobs = keys.file_digests(root, measured)
+    # The contents the keys were computed on: a file edited during the run counts as changed.
+    blobs = plan.blobs
     merged: Arcs = {}
     for arcs in [*fresh.values(), *(current(e, blobs) for e in stored.values() if e)]:
         for file, pairs in arcs.items():
@@ -142,7 +141,7 @@ def record(
                 "recorded_at": unit.now(),
                 "tests": int(counts.get(name) or 0),
                 "arcs": {f: sorted(pairs) for f, pairs in arcs.items()},
-                "blobs": {f: blobs[f] for f in arcs},
+                "blobs": {f: blobs.get(f, "unknown") for f in arcs},  # unknown: never counts
             }
             store.put(module.key, entry)
         else:

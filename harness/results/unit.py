@@ -48,6 +48,7 @@ class Plan:
     modules: dict[str, Module] = field(default_factory=dict)
     pytest_args: list[str] = field(default_factory=list)
     counts: str = ""  # where the plugin writes each module's passed tests
+    blobs: dict[str, str] = field(default_factory=dict)  # what the keys saw: coverage is of it
     cached: str = ""  # the one line a full hit prints; then nothing runs
     reason: str = ""
 
@@ -107,7 +108,7 @@ def plan(
     inputs = {name: graph.inputs(name) for name in selection.test_modules(files)}
     blobs = keys.file_digests(root, files)
     shared = session_part(root, python, environ)
-    run = Plan(str(root), session, record=True)
+    run = Plan(str(root), session, record=True, blobs=blobs)
     for name, (needs, closure) in inputs.items():
         key = keys.digest(
             {"session": shared, "module": name, "inputs": {f: blobs[f] for f in needs}}
