@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import nox
@@ -24,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import HarnessError
 from harness.core import interpreters, locks
 from harness.image import sessions
+from harness.results import sessions as results
+from harness.results import unit
 
 nox.needs_version = ">=2025.5.1"
 # uv creates every venv and `uv sync --locked` installs into it from uv.lock (nox's recipe).
@@ -51,6 +54,10 @@ PYTEST_WRITES_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}
 # One pytest-xdist worker more than the cores this process may use: many tests wait (on a
 # server's or a container's start, on a timeout), and the spare worker keeps the cores busy.
 TEST_WORKERS = str(len(os.sched_getaffinity(0)) + 1) if sys.platform == "linux" else "auto"
+# Passing results of lint, test, build, image and integration, by their inputs' digest
+# (docs/caching.md; DEATHSTAR_CACHE=off turns it off). A session looks its result up before
+# it installs anything: a hit costs milliseconds.
+RESULTS = results.Results.open(ROOT, os.environ)
 
 
 @contextmanager
@@ -96,24 +103,34 @@ def install(session: nox.Session) -> None:
 @nox.session(python=TOOL_PYTHON)
 def lint(session: nox.Session) -> None:
     """Lock freshness, then every hook of .pre-commit-config.yaml on every file."""
+    if (cached := RESULTS.lookup(session, results.EVERY_FILE)).hit:
+        return
     session.run("uv", "lock", "--check")
     check_exports(session, *locks.EXPORTS)
     install_groups(session, "lint", "typing")
     session.run("pre-commit", "run", "--all-files", *session.posargs)
+    cached.record()
 
 
 @nox.session(python=PYTHONS)
 def test(session: nox.Session) -> None:
-    """Unit tests (service and harness) with branch coverage and a 90 % floor."""
+    """Unit tests with branch coverage and a 90 % floor over the whole suite; a test module
+    whose inputs have a recorded pass does not rerun (harness.results.unit)."""
+    results.withhold_secrets(session, os.environ)
+    with refusals(session):
+        python, scratch = str(Path(session.bin, "python")), Path(session.virtualenv.location)
+        plan = unit.plan(
+            ROOT, session.name, session.posargs, python=python, environ=os.environ, scratch=scratch
+        )
+    session.log(plan.cached or plan.reason)
+    if plan.cached:
+        return
     install_groups(session, "test")
     session.run("coverage", "erase")
-    # Over every core (pytest-xdist); coverage follows the workers (pyproject: patch).
-    session.run(
-        "coverage", "run", "-m", "pytest", "-n", TEST_WORKERS, *session.posargs,
-        env=PYTEST_WRITES_BYTECODE,
-    )  # fmt: skip
-    session.run("coverage", "combine", "--quiet")
-    session.run("coverage", "report")
+    if plan.runs_tests:  # over every core (pytest-xdist); coverage follows the workers (patch)
+        pytest = ("pytest", "-n", plan.workers(TEST_WORKERS), *plan.pytest_args)
+        session.run("coverage", "run", "-m", *pytest, env=PYTEST_WRITES_BYTECODE)
+    session.run("python", "-m", "harness.results.floor", str(plan.save(scratch)))
 
 
 @nox.session(name="lock", python=TOOL_PYTHON, default=False)
@@ -129,18 +146,31 @@ def lock_session(session: nox.Session) -> None:
 def build(session: nox.Session) -> None:
     """Reproducible sdist and wheel (SOURCE_DATE_EPOCH = last commit), twine check, SHA256SUMS;
     the wheel staged as the image's project layer (dist/staging), the wheelhouse."""
+    with refusals(session):
+        inputs = sessions.dist_inputs(ROOT)
+    if (cached := RESULTS.lookup(session, results.PIPELINE_FILES, inputs=inputs)).hit:
+        return
     check_exports(session, locks.RUNTIME)
     install_groups(session, "release", project=False)
     with refusals(session):
-        sessions.build_dist(ROOT, VERSION, session)
+        made = sessions.build_dist(ROOT, VERSION, session)
+    cached.record(made.summary, made.outputs, **made.facts)
 
 
 @nox.session(python=TOOL_PYTHON, requires=["build"])
 def image(session: nox.Session) -> None:
     """Build the image from dist/ with no network; tag it <version> and sha-<commit>; SBOM."""
+    with refusals(session):
+        planned = sessions.plan_image(ROOT, VERSION, session)
+    inputs = partial(results.image_inputs, ROOT, planned.plan, planned.builder.description)
+    present = results.image_present(planned.docker.image_id)  # and each tag names it
+    cached = RESULTS.lookup(session, results.PIPELINE_FILES, inputs=inputs, present=present)
+    if cached.hit:
+        return
     install_groups(session, "sbom", project=False)  # cyclonedx-py, for the SBOM
     with refusals(session):
-        sessions.build_image(ROOT, VERSION, session)
+        made = sessions.build_image(ROOT, planned, session)
+    cached.record(made.summary, made.outputs, **made.facts)
 
 
 @nox.session(python=TOOL_PYTHON, requires=["image"])
@@ -148,15 +178,23 @@ def integration(session: nox.Session) -> None:
     """Launch the recorded image with testcontainers and test it over 127.0.0.1."""
     with refusals(session):
         record, env = sessions.integration_env(ROOT, os.environ)
-    install_groups(session, "integration", project=False)
-    # A module to a worker: a module's tests share its containers and some rely on the
-    # module's order (test_fuzz, test_conformance); the modules do not share anything.
-    session.run(
-        "pytest", "integration", "-n", TEST_WORKERS, "--dist", "loadscope", *session.posargs,
-        env={**env, **PYTEST_WRITES_BYTECODE},
-    )  # fmt: skip
+    inputs = partial(results.integration_inputs, ROOT, record, env)
+    present = results.image_present(sessions.image_id)
+    cached = RESULTS.lookup(
+        session, results.PIPELINE_FILES, inputs=inputs, present=present, with_posargs=False
+    )
+    junit = Path(session.create_tmp()) / "junit.xml"
+    if not cached.hit:  # a hit replays the whole suite's pass: the verification record below
+        install_groups(session, "integration", project=False)
+        # A module to a worker: a module's tests share its containers and some rely on the
+        # module's order (test_fuzz, test_conformance); the modules do not share anything.
+        session.run(
+            "pytest", "integration", "-n", TEST_WORKERS, "--dist", "loadscope",
+            f"--junit-xml={junit}", *session.posargs, env={**env, **PYTEST_WRITES_BYTECODE},
+        )  # fmt: skip
     with refusals(session):
         sessions.record_integration(ROOT, record, session)
+    cached.record(results.junit_summary(junit), image_id=record.image_id)
 
 
 @nox.session(python=TOOL_PYTHON, default=False)

@@ -55,7 +55,7 @@ def test_build_makes_dist_in_order_at_the_commits_epoch(checkout: Path) -> None:
     (checkout / "dist").mkdir()
     (checkout / "dist" / "stale.whl").write_bytes(b"old")
     session = Session()
-    sessions.build_dist(checkout, "0.1.0", session)
+    made = sessions.build_dist(checkout, "0.1.0", session)
     commands = [args[:2] for args, _ in session.runs]
     assert commands == [("uv", "build"), ("twine", "check"), ("python", "-m"), ("python", "-m")]
     assert session.runs[0][1] == {"SOURCE_DATE_EPOCH": str(EPOCH)}
@@ -66,6 +66,7 @@ def test_build_makes_dist_in_order_at_the_commits_epoch(checkout: Path) -> None:
     sdist = checkout / "dist" / "deathstar-0.1.0.tar.gz"
     assert f"{checksums.sha256(sdist)}  deathstar-0.1.0.tar.gz\n" in sums
     assert session.logs[-1].startswith("downloaded 1 wheels")
+    assert made.summary == "deathstar-0.1.0-py3-none-any.whl deathstar-0.1.0.tar.gz"
 
 
 def test_the_image_is_built_recorded_and_described(
@@ -87,17 +88,20 @@ def test_the_image_is_built_recorded_and_described(
 
     monkeypatch.setattr(sbom, "write", describe)
     session = Session()
-    sessions.build_image(checkout, "0.1.0", session, Docker(fake))
+    made = sessions.build_image(
+        checkout, sessions.plan_image(checkout, "0.1.0", session, Docker(fake)), session
+    )
     assert "will not be reproducible" in session.warnings[0]
     record = records.load_image_record(records.image_record_path(checkout))
     assert described == [record]
     assert record.image_id == "sha256:abc"
+    assert made.facts == {"image_id": "sha256:abc", "tags": " ".join(record.tags)}
     assert session.logs == ["Docker engine 20.10.24", record.summary(), "wrote dist/s"]
 
 
 def test_no_engine_is_one_line(checkout: Path) -> None:
     with pytest.raises(HarnessError, match="no Docker engine answers"):
-        sessions.build_image(checkout, "0.1.0", Session(), Docker(FakeDocker(rules=[([], "", 1)])))
+        sessions.plan_image(checkout, "0.1.0", Session(), Docker(FakeDocker(rules=[([], "", 1)])))
 
 
 def test_the_audit_prints_its_report_or_one_line(

@@ -20,6 +20,10 @@ import pytest
 
 from harness import ROOT
 from harness.image import records
+from harness.image import sessions as image_sessions
+from harness.results import sessions as results_sessions
+from harness.results.sessions import Results
+from harness.results.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +65,28 @@ def test_every_install_syncs_from_the_lock_on_disk(noxfile: ModuleType, tmp_path
 class IntegrationSession(Session):
     """What the integration session uses of a nox session."""
 
+    name = "integration"
+    python = "3.11"
+
     def __init__(self, location: Path, posargs: list[str]) -> None:
         super().__init__(location)
         self.posargs = posargs
         self.warnings: list[str] = []
+        self.logged: list[str] = []
+        self.runs: list[tuple[str, ...]] = []
+        self.env: dict[str, str | None] = {}
 
     def run(self, *args: str, **kwargs: Any) -> None:
-        pass
+        self.runs.append(args)
+
+    def create_tmp(self) -> str:
+        return str(Path(self.virtualenv.location).parent)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
 
     def log(self, message: str) -> None:
-        pass
+        self.logged.append(message)
 
     def error(self, message: str) -> None:
         raise AssertionError(message)
@@ -95,6 +108,7 @@ def test_only_a_whole_integration_run_records_a_verification(
     verified.write_text("{}")  # an earlier whole run's, for another tree
     monkeypatch.setattr(records, "image_record_path", lambda root: image)
     monkeypatch.setattr(records, "verified_record_path", lambda root: verified)
+    monkeypatch.setattr(noxfile, "RESULTS", Results(ROOT, None, {}))  # the cache is off
     session = IntegrationSession(tmp_path / "venv", posargs)
     noxfile.integration.func(session)
     if posargs:
@@ -102,3 +116,56 @@ def test_only_a_whole_integration_run_records_a_verification(
         assert session.warnings
     else:
         assert records.load_verification(verified)["image_id"] == record.image_id
+
+
+class Engine:
+    """The engine as the integration session asks it: its version, the IDs images have."""
+
+    def __init__(self, images: dict[str, str]) -> None:
+        self.images = images
+
+    def server_version(self) -> str:
+        return "26.1.5"
+
+    def image_id(self, ref: str) -> str | None:
+        return self.images.get(ref)
+
+
+def test_a_cached_integration_pass_runs_nothing_and_still_records_the_verification(
+    noxfile: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    image, verified = dist / "image.json", dist / "verified.json"
+    image_id = "sha256:" + "a" * 64
+    record = records.ImageRecord(
+        image_id, [], "0.1.0", head, head, "b", 2, 1, "sha256:c", [], "", "", True
+    )
+    records.save_image_record(record, image)
+    engine = Engine({image_id: image_id})
+    monkeypatch.setattr(records, "image_record_path", lambda root: image)
+    monkeypatch.setattr(records, "verified_record_path", lambda root: verified)
+    monkeypatch.setattr(results_sessions, "DIST", dist)  # absolute: ROOT / dist is dist
+    monkeypatch.setattr(results_sessions, "Docker", lambda: engine)
+    monkeypatch.setattr(image_sessions, "Docker", lambda: engine)
+    monkeypatch.setattr(noxfile, "RESULTS", Results(ROOT, Store(tmp_path / "store", 10**6), {}))
+
+    first = IntegrationSession(tmp_path / "venv", [])
+    noxfile.integration.func(first)  # a miss: the suite runs (here it passes at once)
+    assert [args[0] for args in first.runs] == ["pytest"]
+    verified.unlink()
+
+    again = IntegrationSession(tmp_path / "venv", [])
+    noxfile.integration.func(again)
+    assert again.runs == []
+    assert again.installs == []
+    assert again.logged[0].startswith("integration: cached pass from ")
+    assert records.load_verification(verified)["image_id"] == image_id
+
+    del engine.images[image_id]  # the image left the engine: the suite runs again
+    gone = IntegrationSession(tmp_path / "venv", [])
+    noxfile.integration.func(gone)
+    assert [args[0] for args in gone.runs] == ["pytest"]

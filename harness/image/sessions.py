@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +28,21 @@ class Session(Protocol):
     def warn(self, message: str) -> None: ...
 
 
-def build_dist(root: Path, version: str, session: Session) -> None:
+@dataclass(frozen=True)
+class Made:
+    """What a session made: its summary line, its output files, facts a cached pass replays."""
+
+    summary: str
+    outputs: list[Path] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def dist_inputs(root: Path) -> dict[str, int]:
+    """What build reads beyond the checkout's files: HEAD's time (its SOURCE_DATE_EPOCH)."""
+    return {"epoch": git.commit_epoch(root)}
+
+
+def build_dist(root: Path, version: str, session: Session) -> Made:
     """sdist and wheel (SOURCE_DATE_EPOCH: HEAD's), twine check, SHA256SUMS, the wheel staged
     as the image's project layer, the wheelhouse."""
     epoch, dist = git.commit_epoch(root), root / records.DIST
@@ -39,21 +54,37 @@ def build_dist(root: Path, version: str, session: Session) -> None:
     wheel = build.project_wheel(dist, version).relative_to(root)
     session.run(*build.staging_command(wheel, build.STAGING))
     session.log(wheelhouse.refresh(locks.RUNTIME.path, dist, lambda cmd: session.run(*cmd)))
+    return Made(" ".join(a.name for a in artifacts), sorted(dist.iterdir()))
 
 
-def build_image(root: Path, version: str, session: Session, docker: Docker | None = None) -> None:
-    """Plan (base resolved to a digest), build, record, prune this checkout's old runtime base,
-    and write the SBOM (cyclonedx-py from the session's venv)."""
+@dataclass(frozen=True)
+class Planned:
+    """The image a checkout would build now, on which engine and builder."""
+
+    plan: build.BuildPlan
+    builder: build.Builder
+    docker: Docker
+
+
+def plan_image(root: Path, version: str, session: Session, docker: Docker | None = None) -> Planned:
+    """The engine checked, the builder detected, the base resolved to a digest: the plan."""
     docker = docker or Docker()
     session.log(f"Docker engine {docker.require_engine()}")
     builder = build.Builder.detect(docker)
     base = imaging.resolve_base(docker, build.base_image(os.environ))
-    plan = build.BuildPlan.for_checkout(root, version, os.environ, base)
+    return Planned(build.BuildPlan.for_checkout(root, version, os.environ, base), builder, docker)
+
+
+def build_image(root: Path, planned: Planned, session: Session) -> Made:
+    """Build, record, prune this checkout's old runtime base, and write the SBOM (cyclonedx-py
+    from the session's venv)."""
+    plan, builder, docker = planned.plan, planned.builder, planned.docker
     if not builder.reproducible:
         session.warn(f"this image will not be reproducible: {builder.why_not_reproducible}")
+    archive = records.image_archive_path(root)
     record = imaging.build_image(
         plan, builder, docker, lambda command: session.run(*command, external=True),
-        context=root, archive_path=records.image_archive_path(root),
+        context=root, archive_path=archive,
     )  # fmt: skip
     records.save_image_record(record, records.image_record_path(root))
     session.log(record.summary())
@@ -63,6 +94,14 @@ def build_image(root: Path, version: str, session: Session, docker: Docker | Non
         record, root, docker, lambda cmd, env: session.run(*cmd, env=env), plan.epoch
     )
     session.log(f"wrote {written.relative_to(root)}")
+    outputs = [records.image_record_path(root), written, *([archive] if archive.exists() else [])]
+    facts = {"image_id": record.image_id, "tags": " ".join(record.tags)}
+    return Made(record.summary(), outputs, facts)
+
+
+def image_id(ref: str) -> str | None:
+    """The ID of the image ``ref`` names in the local engine, or None."""
+    return Docker().image_id(ref)
 
 
 def integration_env(
