@@ -316,12 +316,7 @@ def image_inputs(root: Path, plan: object, builder: str) -> dict[str, Any]:
 
 
 def integration_inputs(
-    dist: Path,
-    record: object,
-    *,
-    engine: str,
-    head: str,
-    testcontainers: Mapping[str, str],
+    dist: Path, record: object, *, engine: str, head: str, testcontainers: Mapping[str, str]
 ) -> dict[str, Any]:
     """Integration's own inputs: the image record (its ID, builder, revision), everything in
     dist/ the tests may read, the engine, HEAD (test_push clones it), testcontainers' settings."""
