@@ -106,3 +106,9 @@ def test_ordinary_names_are_not_secrets(name: str) -> None:
 def test_this_machines_environment_has_no_secret_value_in_a_key() -> None:
     kept = keys.environment(os.environ)
     assert not any(keys.is_secret(name) for name in kept)
+
+
+def test_a_directory_git_does_not_know_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("")
+    with pytest.raises(HarnessError, match="git ls-files failed"):
+        keys.session_files(tmp_path)

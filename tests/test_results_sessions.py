@@ -383,6 +383,21 @@ def test_an_output_the_engine_no_longer_has_is_a_miss(repo: Path) -> None:
     assert not looks_up(repo, FakeSession(name="image"), present=present).hit
 
 
+def test_recorded_refs_that_are_not_image_names_are_a_miss(repo: Path) -> None:
+    image_id = "sha256:" + "1" * 64
+    cached = results(repo).lookup(FakeSession(name="image"), SOURCES)
+    cached.record("image", image_id=image_id, tags="--format={{.Os}}")
+    asked: list[str] = []
+
+    def engine(ref: str) -> str:
+        asked.append(ref)
+        return image_id
+
+    present = sessions.image_present(engine)
+    assert not looks_up(repo, FakeSession(name="image"), present=present).hit
+    assert asked == []  # docker was never given the option
+
+
 def test_a_link_in_a_recorded_tree_counts_by_its_target(repo: Path) -> None:
     (repo / "elsewhere").mkdir()
     (repo / "dist" / "staging" / "lib").symlink_to(repo / "src")

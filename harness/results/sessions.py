@@ -8,6 +8,7 @@ cache keep one rule in both modes: secret-named variables never reach their tool
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -295,6 +296,7 @@ def junit_summary(path: Path) -> str:
 
 # The .dockerignore allow-list's entries under dist/: what the image reads of build's outputs.
 IMAGE_READS = ("dist/staging", "dist/wheelhouse")
+IMAGE_REF = re.compile(r"\w[\w.:/@-]*")
 # What integration must not key on: the record it writes itself.
 INTEGRATION_WRITES = ("verified.json",)
 
@@ -339,6 +341,9 @@ def image_present(image_id: Callable[[str], str | None]) -> Callable[[Cached], b
     def present(cached: Cached) -> bool:
         recorded = cached.facts.get("image_id", "")
         refs = [recorded, *cached.facts.get("tags", "").split()]
-        return bool(recorded) and all(image_id(ref) == recorded for ref in refs)
+        # Refs from an entry become docker's arguments: a name, never an option.
+        if not recorded or not all(IMAGE_REF.fullmatch(ref) for ref in refs):
+            return False
+        return all(image_id(ref) == recorded for ref in refs)
 
     return present
