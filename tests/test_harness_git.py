@@ -8,6 +8,7 @@ import pytest
 
 from harness import HarnessError
 from harness.core import git as gitinfo
+from harness.image.build import BuildPlan
 from tests.gitrepo import EPOCH, git
 
 
@@ -73,3 +74,17 @@ def test_missing_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(HarnessError, match="git is not installed"):
         gitinfo.is_dirty(tmp_path)
+
+
+def test_a_plans_revision_is_dirty_only_for_changes_the_image_is_made_from(repo: Path) -> None:
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_app.py").write_text("t = 1\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "tests")
+    (repo / "tests" / "test_app.py").write_text("# a comment\nt = 1\n")
+    (repo / "docs").mkdir()
+    (repo / "docs" / "new.md").write_text("untracked\n")
+    assert gitinfo.is_dirty(repo)
+    assert not BuildPlan.for_checkout(repo, "0.1.0", {}).dirty
+    (repo / "file.txt").write_text("two\n")
+    assert BuildPlan.for_checkout(repo, "0.1.0", {}).dirty

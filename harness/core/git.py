@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness import HarnessError
@@ -30,9 +31,11 @@ def commit_epoch(cwd: Path) -> int:
     return int(git("log", "-1", "--format=%ct", "HEAD", cwd=cwd))
 
 
-def is_dirty(cwd: Path) -> bool:
-    """Tracked changes or untracked files that are not ignored."""
-    return bool(git("status", "--porcelain", "--untracked-files=normal", cwd=cwd))
+def is_dirty(cwd: Path, exclude: Sequence[str] = ()) -> bool:
+    """Tracked changes or untracked files that are not ignored, outside the pathspecs
+    ``exclude``."""
+    specs = [f":(exclude){pattern}" for pattern in exclude]
+    return bool(git("status", "--porcelain", "--untracked-files=normal", "--", *specs, cwd=cwd))
 
 
 def revision_of(commit: str, *, dirty: bool) -> str:

@@ -160,6 +160,12 @@ class Builder:
         return f"docker {self.engine}, buildx {self.buildx or 'none'}, {store}"
 
 
+# What neither the dist nor the image is made from, nor integration reads: docs, benchmarks,
+# CI and lint configuration, unit test modules (harness.results keys build, image and
+# integration on everything else; tests/test_results_sessions.py checks the claim).
+NOT_SHIPPED = ("docs", "bench", ".github", ".pre-commit-config.yaml", "tests/test_*.py")
+
+
 @dataclass(frozen=True)
 class BuildPlan:
     version: str
@@ -175,7 +181,8 @@ class BuildPlan:
         cls, root: Path, version: str, environ: Mapping[str, str], base_digest: str = ""
     ) -> BuildPlan:
         """The plan for HEAD of ``root``; DEATHSTAR_BASE_IMAGE overrides the base image."""
-        commit, dirty, epoch = git.head_commit(root), git.is_dirty(root), git.commit_epoch(root)
+        commit, epoch = git.head_commit(root), git.commit_epoch(root)
+        dirty = git.is_dirty(root, exclude=NOT_SHIPPED)  # an edited test does not change it
         return cls(version, commit, dirty, epoch, base_image(environ), base_digest)
 
     @property

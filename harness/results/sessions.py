@@ -21,18 +21,13 @@ from xml.etree import ElementTree
 from harness import HarnessError
 from harness.core import git
 from harness.core.docker import Docker
+from harness.image.build import NOT_SHIPPED
 from harness.image.records import DIST
 from harness.results import keys
 from harness.results.store import Store, open_store
 
 # In every key: what runs every session (the noxfile, the harness) and what installs its tools.
 COMMON_FILES = ("noxfile.py", "pyproject.toml", "uv.lock", "harness")
-# Read by no cached session but lint: docs, benchmarks, CI configuration, lint's own
-# configuration, and the unit test modules. The sdist and wheel take pyproject's packages
-# (deathstar/), README and LICENSE; the image context is .dockerignore's allow-list;
-# integration/ imports itself, harness/ and helpers in tests/, never a test module
-# (tests/test_results_sessions.py checks all three).
-NOT_SHIPPED = ("docs", "bench", ".github", ".pre-commit-config.yaml", "tests/test_*.py")
 
 
 @dataclass(frozen=True)
