@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from harness import ROOT
+from harness.image import build
 from harness.results import keys, sessions
 from harness.results.sessions import Cached, FileSet, Results
 from harness.results.store import Store
@@ -466,7 +467,7 @@ def imported(path: Path) -> set[str]:
 def is_unkeyed(path: str) -> bool:
     """A file the pipeline sessions do not key on (git pathspecs, fnmatch-style)."""
     return any(fnmatch.fnmatch(path, f"{s}/*") or fnmatch.fnmatch(path, s)
-               for s in sessions.NOT_SHIPPED)  # fmt: skip
+               for s in build.NOT_SHIPPED)  # fmt: skip
 
 
 def test_the_integration_suite_imports_no_unit_test_module() -> None:
