@@ -64,6 +64,8 @@ class FakeEngine(FakeDocker):
     staged: list[tuple[str, bool]] = field(default_factory=list)  # build tag, dist/staging?
     sources: list[tuple[str, str]] = field(default_factory=list)  # edited files, per pipeline
     floor_runs: list[tuple[list[str], Path]] = field(default_factory=list)  # nox args, where
+    caches: list[str] = field(default_factory=list)  # each nox's result cache: a dir or "off"
+    broken_passes: bool = False  # nox passes although /healthz answers 500 (P4.break's miss)
     stat: Path | None = None  # a /proc/stat whose busy ticks each nox run advances
 
     def spend_cpu(self, ticks: int) -> None:
@@ -93,6 +95,8 @@ class FakeEngine(FakeDocker):
             (dest / "poetry_core-2.0-py3-none-any.whl").write_bytes(b"tool")
             return ""
         if args[1:3] == ["-m", "nox"]:
+            assert env is not None
+            self.caches.append(env.get("DEATHSTAR_CACHE_DIR") or env["DEATHSTAR_CACHE"])
             return self.nox(args[3:], cwd)
         raise AssertionError(f"unexpected command {args}")
 
@@ -118,6 +122,14 @@ class FakeEngine(FakeDocker):
             self.spend_cpu(FLOOR_TICKS[session])
             entry = {"name": session, "result": "success", "duration": 2.0}
             report.write_text(json.dumps({"sessions": [entry]}))
+            return ""
+        if pipeline.UNHEALTHY in (cwd / pipeline.BROKEN).read_text():  # P4.break
+            result = "success" if self.broken_passes else "failed"
+            ran = [{"name": name, "result": result, "duration": 1.0}
+                   for name in ("lint", "test-3.11", "integration")]  # fmt: skip
+            report.write_text(json.dumps({"sessions": ran}))
+            if not self.broken_passes:
+                raise process.CommandError("nox failed", "nox > Session test-3.11 failed.\n", 1)
             return ""
         self.spend_cpu(PIPELINE_TICKS)
         edited = ("deathstar/app.py", "tests/test_config.py")
@@ -227,6 +239,10 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     (root / "deathstar").mkdir(parents=True)
     (root / "deathstar" / "app.py").write_text("app = None\n")
+    (root / "deathstar" / "routes").mkdir()
+    (root / "deathstar" / "routes" / "ops.py").write_text(
+        f"def healthz():\n    {pipeline.HEALTHY}\n"
+    )
     (root / "tests").mkdir()
     (root / "tests" / "test_config.py").write_text("def test() -> None: ...\n")
     (root / "bench").mkdir()
@@ -281,13 +297,22 @@ def test_bench_measures_everything_and_cleans_up(
     figures = {f["key"]: f for f in data["figures"]}
     assert list(figures) == [
         "P1a", "P1b", "P1b.raw", "P2", "P3", "P3.floor", "P3.framework", "P5", "P5.p50",
-        "P5.p99", "P5.err", "P6", "P4", "P4.reuse", "P4.floor", "P4.edit", "P4.test", "P8",
-        "P8.floor", "P7", "P7.floor",
+        "P5.p99", "P5.err", "P6", "P4", "P4.floor", "P4.reuse", "P4.edit", "P4.edit.floor",
+        "P4.test", "P4.break", "P8", "P8.floor", "P7", "P7.floor",
     ]  # fmt: skip
     assert_pipeline_edited_last(engine)
     assert_start_decomposed(engine, figures)
     # The stand-in pipeline runs lint only: no unit suite and no integration to time.
-    assert figures["P8"]["error"] == "the reused pipeline ran no test-3.11 session"
+    assert figures["P8"]["error"] == "the fresh pipeline ran no test-3.11 session"
+    # /healthz made to answer 500: the unit tests and integration failed, so the row passes.
+    assert figures["P4.break"]["runs"] == [1.0]
+    assert figures["P4.break"]["verdict"] == "pass"
+    # Each pipeline run has an empty result cache of its own; the other nox runs have it off.
+    pipeline_caches = [c for c in engine.caches if c != "off"]
+    assert len(pipeline_caches) == 5
+    assert len(set(pipeline_caches)) == 1
+    assert pipeline_caches[0].endswith("results-cache-1")
+    assert engine.caches.count("off") == len(engine.caches) - 5
     assert len(figures["P1a"]["runs"]) == len(figures["P1a"]["baseline_runs"]) == 2
     # one new layer per rebuild for ours, two for the seed: 100 copies of a 10-byte diff-id each
     assert figures["P1b.raw"]["runs"] == [1000, 1000]
@@ -414,11 +439,12 @@ def test_a_share_of_p3_that_fails_is_its_own_failed_row(project: Path) -> None:
 
 
 def assert_cpu_floors(engine: FakeEngine, project: Path, figures: dict[str, Any]) -> None:
-    """The reused pipeline's CPU is counted; test-3.11 and integration run again, alone."""
+    """The fresh and edited pipelines' CPU is counted; test-3.11 and integration run again,
+    alone."""
     seconds = os.sysconf("SC_CLK_TCK")
     cores = os.cpu_count()
     assert cores is not None
-    (counted,) = figures["P4.reuse"]["details"]["cpu per run"]
+    (counted,) = figures["P4"]["details"]["cpu per run"]
     assert counted["cores"] == cores
     assert counted["cpu"] == pytest.approx(PIPELINE_TICKS / seconds)
     assert figures["P4.floor"]["runs"] == [pytest.approx(PIPELINE_TICKS / seconds / cores)]
@@ -430,7 +456,9 @@ def assert_cpu_floors(engine: FakeEngine, project: Path, figures: dict[str, Any]
         ["-s", "integration", "-R", "--no-dependencies"],
     ]
     assert all(cwd.name == "pipeline" for _, cwd in engine.floor_runs)
-    for key in ("P4.floor", "P8.floor", "P7.floor"):
+    assert figures["P4.edit.floor"]["runs"] == figures["P4.floor"]["runs"]
+    assert "(sessions: lint 5 s)" in figures["P4.edit.floor"]["note"]
+    for key in ("P4.floor", "P4.edit.floor", "P8.floor", "P7.floor"):
         assert figures[key]["error"] == ""
     alone = "CPU time of `nox -s integration -R --no-dependencies` ÷ the cores"
     assert figures["P7.floor"]["title"] == alone
@@ -457,13 +485,23 @@ def test_bench_keeps_going_when_steps_fail(project: Path) -> None:
     assert code == 0
     figures = {f["key"]: f for f in data["figures"]}
     # no P3 or P5: no images
-    assert list(figures) == ["P1", "P6", "P4", "P4.reuse", "P4.edit", "P4.test"]
+    assert list(figures) == ["P1", "P6", "P4", "P4.reuse", "P4.edit", "P4.test", "P4.break"]
     assert "failed" in figures["P1"]["error"]
     assert "virtualenv backend failed: ERROR:" in figures["P6"]["note"]
     assert "failed" in figures["P4"]["error"]
     assert figures["P4.reuse"]["error"] == "not run: the pipeline failed in P4"
     assert figures["P4.edit"]["error"] == "not run: the pipeline failed in P4"
     assert figures["P4.test"]["error"] == "not run: the pipeline failed in P4"
+    assert figures["P4.break"]["error"] == "not run: the pipeline failed in P4"
+
+
+def test_a_pipeline_that_passes_with_healthz_broken_fails_its_row(project: Path) -> None:
+    engine = FakeEngine(broken_passes=True)
+    code, data = run_bench(project, engine)
+    assert code == 0
+    figures = {f["key"]: f for f in data["figures"]}
+    assert figures["P4.break"]["error"] == "nox passed with /healthz answering 500"
+    assert figures["P4.break"]["verdict"] is None
 
 
 def test_a_floor_run_that_fails_is_its_own_failed_row(project: Path) -> None:

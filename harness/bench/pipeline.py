@@ -26,20 +26,36 @@ from harness.image import records
 
 T = TypeVar("T")
 EDITED_TEST = Path("tests/test_config.py")
+BROKEN = Path("deathstar/routes/ops.py")  # P4.break: /healthz raises, so it answers 500
+HEALTHY, UNHEALTHY = 'return {"status": "ok"}', 'raise RuntimeError("P4.break")'
 NOX_TIMEOUT = 3600.0
 PROC_STAT = Path("/proc/stat")
 # The pipeline's steps in order: key, title, target (s), the file edited (a comment put first).
+# Each run starts from a fresh clone and an empty result cache of its own.
 PIPELINE: tuple[tuple[str, str, float | None, Path | None], ...] = (
-    ("P4", "`nox` (default sessions) in a fresh clone", None, None),
-    ("P4.reuse", "`nox` again, nothing changed, venvs reused", 5.0, None),
+    ("P4", "`nox` (default sessions) in a fresh clone, nothing cached", None, None),
+    ("P4.reuse", "`nox` again, nothing changed", 5.0, None),
     ("P4.edit", "`nox` again after a one-line source change", 45.0, EDITED),
     ("P4.test", "`nox` again after a comment line in a test module", 12.0, EDITED_TEST),
 )  # fmt: skip
-# The reused pipeline's sessions with rows of their own, and nox's arguments that run the same
-# session again alone for its floor: key, title, session, target (s), arguments.
+# P4.break's sessions that must fail once /healthz answers 500 (the unit tests' name prefix).
+MUST_FAIL = ("test-", "integration")
+BREAK_TITLE = "`nox` after an edit that makes /healthz answer 500: unit tests and integration fail"
+
+
+def spent_of(step: Figure) -> list[tuple[Spent, str]]:
+    """A step's counted CPU per run, with its sessions' times: what its floor row shows."""
+    cpu = step.details.get("cpu per run", [])
+    times = step.details.get("sessions per run", [])
+    return [(Spent(**c), f" (sessions: {describe_times(t)})") for c, t in zip(cpu, times)]
+
+
+# The fresh pipeline's sessions with rows of their own (cold: nothing cached), and nox's
+# arguments that run the same session again alone, uncached, for its floor: key, title,
+# session, target (s), arguments.
 SESSIONS = (
-    ("P8", "unit suite: `{test}` in the reused pipeline", "{test}", 12.0, "-s {test} -R"),
-    ("P7", "`integration` in the reused pipeline", "integration", 20.0,
+    ("P8", "unit suite: `{test}` in the fresh pipeline", "{test}", 12.0, "-s {test} -R"),
+    ("P7", "`integration` in the fresh pipeline", "integration", 20.0,
      "-s integration -R --no-dependencies"),
 )  # fmt: skip
 NO_CPU_COUNT = "no CPU count: /proc/stat is not readable on this machine"
@@ -114,20 +130,20 @@ def floor_figure(key: str, title: str, runs: Sequence[tuple[Spent, str]]) -> Fig
     return Figure(key, title, "s", runs=[spent.floor for spent, _ in runs], note=note)
 
 
-def session_figures(reused: Figure, test_session: str) -> list[Figure]:
-    """P8 and P7 from the reused pipeline's per-session times (nox --report), run by run."""
+def session_figures(fresh: Figure, test_session: str) -> list[Figure]:
+    """P8 and P7 from the fresh pipeline's per-session times (nox --report), run by run."""
     figures = []
     for key, title, session, limit, _ in SESSIONS:
         name = session.format(test=test_session)
         fig = Figure(key, title.format(test=test_session), "s", at_most=limit)
-        for times in reused.details.get("sessions per run", []):
+        for times in fresh.details.get("sessions per run", []):
             took = times.get(name)
             if isinstance(took, float | int):
                 fig.runs.append(took)
             elif took is not None:
                 fig.error = f"{name}: {took}"
         if not fig.runs and not fig.error:
-            fig.error = f"the reused pipeline ran no {name} session"
+            fig.error = f"the fresh pipeline ran no {name} session"
         figures.append(fig)
     return figures
 
@@ -147,19 +163,24 @@ class NoxRuns:
         self.engine, self.options, self.log = engine, options, log
         self.clone = engine.work / "pipeline"
 
-    def nox(self, clone: Path, *args: str) -> str:
+    def nox(self, clone: Path, *args: str, cache: Path | None = None) -> str:
+        """nox as a user starts it; with the result cache in ``cache``, else with it off."""
         command = [self.options.nox_python, "-m", "nox", *args]
         env = outer_env(os.environ, sys.prefix)
+        env.update({"DEATHSTAR_CACHE_DIR": str(cache)} if cache else {"DEATHSTAR_CACHE": "off"})
         return self.engine.run(command, cwd=clone, env=env, timeout=NOX_TIMEOUT, merge=True)
 
     def timed(
-        self, name: str, args: Sequence[str], prepare: Callable[[], object] = str
+        self,
+        name: str,
+        args: Sequence[str],
+        prepare: Callable[[], object] = str,
+        cache: Path | None = None,
     ) -> tuple[str, Spent, dict[str, float | str]]:
         """``nox ARGS`` in the pipeline's clone after ``prepare``: output, Spent, session times."""
         report = self.engine.work / f"nox-report-{name}.json"
-        output, spent = measure(
-            lambda: (prepare(), self.nox(self.clone, *args, "--report", str(report)))[1]
-        )
+        nox = partial(self.nox, self.clone, *args, "--report", str(report), cache=cache)
+        output, spent = measure(lambda: (prepare(), nox())[1])
         return output, spent, session_times(report)
 
     def environments(self) -> list[Figure]:
@@ -185,24 +206,32 @@ class NoxRuns:
 
     def pipeline(self) -> list[Figure]:
         steps = [Figure(key, title, "s", at_most=limit) for key, title, limit, _ in PIPELINE]
+        broken = Figure("P4.break", BREAK_TITLE, "sessions", at_least=1.0, aggregate="min")
         before = {tag: self.engine.docker.image_id(tag) for tag in self.engine.plan.tags}
         made: list[str] = []
         try:
             for run in range(1, self.options.pipeline_runs + 1):
+                cache = self.engine.work / f"results-cache-{run}"  # empty: P4 is cold
                 for index, (fig, (*_, edited)) in enumerate(zip(steps, PIPELINE, strict=True)):
-                    if not self._run(fig, run, edited, made):
-                        for later in steps[index + 1 :]:
+                    if not self._run(fig, run, edited, made, cache):
+                        for later in [*steps[index + 1 :], broken]:
                             later.error = f"not run: the pipeline failed in {fig.key}"
-                        return steps
+                        return [*steps, broken]
+                self._break(broken, run, made, cache)
             floors = [self._floor(f"{key}.floor", args) for key, *_, args in SESSIONS]
         finally:
             self._restore_tags(before, made)
-        spent = [(Spent(**counted), "") for counted in steps[1].details.get("cpu per run", [])]
-        p4_floor = floor_figure("P4.floor", "the reused pipeline's CPU time ÷ the cores", spent)
-        p8, p7 = session_figures(steps[1], self.options.test_session)
-        return [*steps[:2], p4_floor, *steps[2:], p8, floors[0], p7, floors[1]]
+        p4_floor, edit_floor = (
+            floor_figure(f"{step.key}.floor", f"{step.key}'s CPU time ÷ the cores", spent_of(step))
+            for step in (steps[0], steps[2])
+        )
+        p8, p7 = session_figures(steps[0], self.options.test_session)
+        return [steps[0], p4_floor, steps[1], steps[2], edit_floor, *steps[3:], broken,
+                p8, floors[0], p7, floors[1]]  # fmt: skip
 
-    def _run(self, fig: Figure, run: int, edited: Path | None, made: list[str]) -> bool:
+    def _run(
+        self, fig: Figure, run: int, edited: Path | None, made: list[str], cache: Path
+    ) -> bool:
         """One ``nox`` in the pipeline's clone (a new clone for P4); False when it failed."""
 
         def prepare() -> None:
@@ -213,19 +242,17 @@ class NoxRuns:
 
         try:
             output, spent, times = self.timed(
-                f"{fig.key}-{run}", ["--no-error-on-missing-interpreters"], prepare
+                f"{fig.key}-{run}", ["--no-error-on-missing-interpreters"], prepare, cache
             )
             self.engine.track(output)
         except CommandError as exc:
             self.engine.track(exc.output)
             tail = "\n".join(exc.output.strip().splitlines()[-15:])
-            self.log(f"bench: P4 failed; the end of its output:\n{tail}")
+            self.log(f"bench: {fig.key} failed; the end of its output:\n{tail}")
             fig.error = str(exc)
             return False
         finally:
-            record = records.image_record_path(self.clone)
-            if record.is_file():
-                made.append(records.load_image_record(record).image_id)
+            self._note_image(made)
         fig.runs.append(spent.wall)
         if spent.cpu is not None:
             fig.details.setdefault("cpu per run", []).append(asdict(spent))
@@ -233,6 +260,40 @@ class NoxRuns:
         fig.note = "; ".join(filter(None, [fig.note, f"run {run}: {describe_times(times)}"]))
         self.log(f"bench: P4 run {run} {fig.key}: {spent.wall:.0f} s")
         return True
+
+    def _break(self, fig: Figure, run: int, made: list[str], cache: Path) -> None:
+        """P4.break: /healthz made to answer 500; nox must fail, in every unit-test session and
+        in integration. The value is how many of those failed as they must (at least 1 of each
+        kind to pass: the figure's minimum over kinds)."""
+        path = self.clone / BROKEN
+        path.write_text(path.read_text("utf-8").replace(HEALTHY, UNHEALTHY, 1), "utf-8")
+        report = self.engine.work / f"nox-report-P4.break-{run}.json"
+        args = ("--no-error-on-missing-interpreters", "--report", str(report))
+        try:
+            self.engine.track(self.nox(self.clone, *args, cache=cache))
+            failed_as_it_must = False
+        except CommandError as exc:
+            self.engine.track(exc.output)
+            failed_as_it_must = True
+        finally:
+            self._note_image(made)
+        times = session_times(report)
+        ran = {name: took for name, took in times.items()
+               if name.startswith(MUST_FAIL) and not str(took).startswith("skipped")}  # fmt: skip
+        failed = [name for name, took in ran.items() if str(took).startswith("failed")]
+        kinds = [[n for n in failed if n.startswith(kind)] for kind in MUST_FAIL]
+        fig.runs.append(float(min(len(k) for k in kinds)) if failed_as_it_must else 0.0)
+        fig.note = "; ".join(filter(None, [fig.note, f"run {run}: {describe_times(times)}"]))
+        if not failed_as_it_must:
+            fig.error = "nox passed with /healthz answering 500"
+        elif len(failed) < len(ran):
+            fig.error = f"passed although /healthz answers 500: {sorted(set(ran) - set(failed))}"
+        self.log(f"bench: P4 run {run} P4.break: {describe_times(times)}")
+
+    def _note_image(self, made: list[str]) -> None:
+        record = records.image_record_path(self.clone)
+        if record.is_file():
+            made.append(records.load_image_record(record).image_id)
 
     def _floor(self, key: str, args: str) -> Figure:
         """One session again, alone, in the pipeline's clone: the CPU it keeps busy ÷ the cores."""

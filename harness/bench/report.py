@@ -35,7 +35,7 @@ class Figure:
     baseline_runs: list[float] = field(default_factory=list)
     note: str = ""
     error: str = ""
-    aggregate: str = "median"  # or "sum", for counts such as errors
+    aggregate: str = "median"  # or "sum", for counts such as errors; "min": the worst run
     details: dict[str, Any] = field(default_factory=dict)
 
     def add(self, value: float, *, baseline: bool = False) -> None:
@@ -45,7 +45,8 @@ class Figure:
     def value(self) -> float | None:
         if not self.runs:
             return None
-        return float(sum(self.runs) if self.aggregate == "sum" else statistics.median(self.runs))
+        how = {"sum": sum, "min": min}.get(self.aggregate, statistics.median)
+        return float(how(self.runs))
 
     @property
     def baseline(self) -> float | None:
