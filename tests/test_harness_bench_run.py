@@ -303,16 +303,10 @@ def test_bench_measures_everything_and_cleans_up(
     assert_pipeline_edited_last(engine)
     assert_start_decomposed(engine, figures)
     # The stand-in pipeline runs lint only: no unit suite and no integration to time.
-    assert figures["P8"]["error"] == "the fresh pipeline ran no test-3.11 session"
-    # /healthz made to answer 500: the unit tests and integration failed, so the row passes.
-    assert figures["P4.break"]["runs"] == [1.0]
-    assert figures["P4.break"]["verdict"] == "pass"
-    # Each pipeline run has an empty result cache of its own; the other nox runs have it off.
-    pipeline_caches = [c for c in engine.caches if c != "off"]
-    assert len(pipeline_caches) == 5
-    assert len(set(pipeline_caches)) == 1
-    assert pipeline_caches[0].endswith("results-cache-1")
-    assert engine.caches.count("off") == len(engine.caches) - 5
+    assert_break_and_caches(engine, figures)
+    assert figures["P4"]["error"] == ""
+    assert figures["P4"]["note"] == "run 1: lint 5 s"
+    assert figures["P4.reuse"]["details"]["sessions per run"] == [{"lint": 5.0}]
     assert len(figures["P1a"]["runs"]) == len(figures["P1a"]["baseline_runs"]) == 2
     # one new layer per rebuild for ours, two for the seed: 100 copies of a 10-byte diff-id each
     assert figures["P1b.raw"]["runs"] == [1000, 1000]
@@ -326,9 +320,6 @@ def test_bench_measures_everything_and_cleans_up(
     assert figures["P5"]["value"] == 1530.12
     assert figures["P5.err"]["value"] == 7
     assert figures["P5.err"]["verdict"] == "miss"
-    assert figures["P4"]["error"] == ""
-    assert figures["P4"]["note"] == "run 1: lint 5 s"
-    assert figures["P4.reuse"]["details"]["sessions per run"] == [{"lint": 5.0}]
     assert_cpu_floors(engine, project, figures)
     assert len(figures["P6"]["runs"]) == len(figures["P6"]["baseline_runs"]) == 1
     assert data["command"].startswith("nox -s bench -- --runs 2")
@@ -436,6 +427,19 @@ def test_a_share_of_p3_that_fails_is_its_own_failed_row(project: Path) -> None:
     assert figures["P3.framework"]["runs"] == []
     assert figures["P3"]["error"] == figures["P3.floor"]["error"] == ""
     assert len(figures["P3"]["runs"]) == len(figures["P3"]["baseline_runs"]) == 1
+
+
+def assert_break_and_caches(engine: FakeEngine, figures: dict[str, Any]) -> None:
+    """/healthz made to answer 500 failed the unit tests and integration: the row passes. Each
+    pipeline run has an empty result cache of its own; every other nox runs with it off."""
+    assert figures["P4.break"]["runs"] == [1.0]
+    assert figures["P4.break"]["verdict"] == "pass"
+    assert figures["P8"]["error"] == "the fresh pipeline ran no test-3.11 session"
+    pipeline_caches = [c for c in engine.caches if c != "off"]
+    assert len(pipeline_caches) == 5
+    assert len(set(pipeline_caches)) == 1
+    assert pipeline_caches[0].endswith("results-cache-1")
+    assert engine.caches.count("off") == len(engine.caches) - 5
 
 
 def assert_cpu_floors(engine: FakeEngine, project: Path, figures: dict[str, Any]) -> None:

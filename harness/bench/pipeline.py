@@ -47,7 +47,8 @@ def spent_of(step: Figure) -> list[tuple[Spent, str]]:
     """A step's counted CPU per run, with its sessions' times: what its floor row shows."""
     cpu = step.details.get("cpu per run", [])
     times = step.details.get("sessions per run", [])
-    return [(Spent(**c), f" (sessions: {describe_times(t)})") for c, t in zip(cpu, times)]
+    pairs = zip(cpu, times[: len(cpu)], strict=True)  # no CPU counted: no runs
+    return [(Spent(**c), f" (sessions: {describe_times(t)})") for c, t in pairs]
 
 
 # The fresh pipeline's sessions with rows of their own (cold: nothing cached), and nox's

@@ -45,8 +45,9 @@ class Figure:
     def value(self) -> float | None:
         if not self.runs:
             return None
-        how = {"sum": sum, "min": min}.get(self.aggregate, statistics.median)
-        return float(how(self.runs))
+        if self.aggregate == "sum":
+            return float(sum(self.runs))
+        return float(min(self.runs) if self.aggregate == "min" else statistics.median(self.runs))
 
     @property
     def baseline(self) -> float | None:
