@@ -96,7 +96,8 @@ class FakeEngine(FakeDocker):
             return ""
         if args[1:3] == ["-m", "nox"]:
             assert env is not None
-            self.caches.append(env.get("DEATHSTAR_CACHE_DIR") or env["DEATHSTAR_CACHE"])
+            off = env.get("DEATHSTAR_CACHE") == "off"
+            self.caches.append("off" if off else env["DEATHSTAR_CACHE_DIR"])
             return self.nox(args[3:], cwd)
         raise AssertionError(f"unexpected command {args}")
 

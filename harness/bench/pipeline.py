@@ -168,6 +168,7 @@ class NoxRuns:
         """nox as a user starts it; with the result cache in ``cache``, else with it off."""
         command = [self.options.nox_python, "-m", "nox", *args]
         env = outer_env(os.environ, sys.prefix)
+        env.pop("DEATHSTAR_CACHE", None)
         env.update({"DEATHSTAR_CACHE_DIR": str(cache)} if cache else {"DEATHSTAR_CACHE": "off"})
         return self.engine.run(command, cwd=clone, env=env, timeout=NOX_TIMEOUT, merge=True)
 
