@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from harness.core import checksums, git, locks, provision
 from harness.core.docker import Docker
-from harness.image import build, imaging, records, runtime_base, sbom, wheelhouse
+from harness.image import build, imaging, records, runtime_base, sbom, sharing, wheelhouse
 
 
 class Session(Protocol):
@@ -42,18 +43,23 @@ def build_dist(root: Path, version: str, session: Session) -> None:
 
 
 def build_image(root: Path, version: str, session: Session, docker: Docker | None = None) -> None:
-    """Plan (base resolved to a digest), build, record, prune this checkout's old runtime base,
-    and write the SBOM (cyclonedx-py from the session's venv)."""
-    docker = docker or Docker()
+    """Plan (base resolved to a digest, DEATHSTAR_BUILD_CACHE's flags), build on the selected
+    builder, record, prune this checkout's old runtime base, and write the SBOM (cyclonedx-py
+    from the session's venv). ``docker`` talks to the local engine."""
+    cache = tuple(sharing.cache_flags(os.environ, sharing.branch(root)))
+    selecting = docker or Docker()  # with the caller's DOCKER_CONTEXT and BUILDX_BUILDER
+    docker = sharing.local_engine(selecting.runner)
     session.log(f"Docker engine {docker.require_engine()}")
     builder = build.Builder.detect(docker)
+    buildx = sharing.BuildxBuilder.selected(selecting, docker) if builder.buildx else None
     base = imaging.resolve_base(docker, build.base_image(os.environ))
     plan = build.BuildPlan.for_checkout(root, version, os.environ, base)
+    plan = replace(plan, cache=cache)
     if not builder.reproducible:
         session.warn(f"this image will not be reproducible: {builder.why_not_reproducible}")
     record = imaging.build_image(
         plan, builder, docker, lambda command: session.run(*command, external=True),
-        context=root, archive_path=records.image_archive_path(root),
+        context=root, archive_path=records.image_archive_path(root), buildx=buildx,
     )  # fmt: skip
     records.save_image_record(record, records.image_record_path(root))
     session.log(record.summary())
