@@ -5,9 +5,10 @@ selects, which, unless it is the local engine's own, cannot see the local images
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 from harness import HarnessError
 from harness.core import git, process, references
@@ -93,5 +94,8 @@ class BuildxBuilder:
         base comes from a registry by digest."""
         if self.driver != "docker":
             return None
-        endpoint = {"DOCKER_CONTEXT": self.endpoint}
-        return Docker(process.with_child_env(runner, lambda env: {**env, **endpoint}))
+
+        def on_endpoint(args: Sequence[str], **options: Unpack[process.RunOptions]) -> str:
+            return runner([args[0], "--context", self.endpoint, *args[1:]], **options)
+
+        return Docker(on_endpoint)
