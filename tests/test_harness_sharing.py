@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from harness import HarnessError
 from harness.core.docker import Docker
-from harness.image import build, imaging, sharing
-from tests.archives import layer_tar, save_archive
+from harness.image import build, sharing
 from tests.fakedocker import FakeDocker
 from tests.gitrepo import git
-from tests.test_harness_build import CURRENT, engine_with_images, plan
+from tests.test_harness_base_pin import built_with
+from tests.test_harness_build import engine_with_images, plan
 
 CACHE = "127.0.0.1:5000/team/cache"
 
@@ -123,24 +121,11 @@ def test_a_builder_that_sees_no_local_image_builds_from_the_digest_and_loads_her
     tmp_path: Path,
 ) -> None:
     fake = engine_with_images()
-    layer = layer_tar({"app.py": b"print(1)"})
-    built: list[Sequence[str]] = []
-
-    def build_it(command: Sequence[str]) -> None:
-        built.append(command)
-        fields = command[list(command).index("--output") + 1].split(",")
-        dest = Path(next(f for f in fields if f.startswith("dest="))[5:])
-        save_archive(dest, {f"sha256:{hashlib.sha256(layer).hexdigest()}": layer})
-
     remote = sharing.BuildxBuilder("k8s", "kubernetes", "", local=False)
-    record = imaging.build_image(
-        plan(base_digest="sha256:base"), CURRENT, Docker(fake), build_it, context=tmp_path,
-        archive_path=tmp_path / "image.tar", buildx=remote,
-    )  # fmt: skip
+    built = built_with(tmp_path, fake, remote)
     assert len(built) == 1, "one build, with no runtime base the builder could not see"
     assert f"BASE_IMAGE={build.DEFAULT_BASE_IMAGE}@sha256:base" in built[0]
     assert not any(arg.startswith("RUNTIME_BASE=") for arg in built[0])
-    assert record.runtime_base == ""
     calls = fake.docker_calls()
     assert ["load", "--input", str(tmp_path / "image.tar")] in calls
     assert not any(call[0] == "tag" and "deathstar-pinned-base" in call[-1] for call in calls)
