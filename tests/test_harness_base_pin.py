@@ -20,7 +20,10 @@ PIN = "deathstar-pinned-base:base"
 
 
 def built_with(
-    tmp_path: Path, fake: FakeDocker, buildx: sharing.BuildxBuilder | None = None
+    tmp_path: Path,
+    fake: FakeDocker,
+    buildx: sharing.BuildxBuilder | None = None,
+    cache: tuple[str, ...] = (),
 ) -> list[Sequence[str]]:
     """Run a reproducible build of ``plan()`` on ``fake`` (and ``buildx``); its build commands."""
     layer = layer_tar({"app.py": b"print(1)"})
@@ -33,8 +36,8 @@ def built_with(
         save_archive(dest, {"sha256:" + "a" * 64: layer})
 
     imaging.build_image(
-        plan(base_digest="sha256:base"), CURRENT, Docker(fake), build_it, context=tmp_path,
-        archive_path=tmp_path / "image.tar", buildx=buildx,
+        plan(base_digest="sha256:base", cache=cache), CURRENT, Docker(fake), build_it,
+        context=tmp_path, archive_path=tmp_path / "image.tar", buildx=buildx,
     )  # fmt: skip
     return built
 

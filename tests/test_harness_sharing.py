@@ -129,3 +129,15 @@ def test_a_builder_that_sees_no_local_image_builds_from_the_digest_and_loads_her
     calls = fake.docker_calls()
     assert ["load", "--input", str(tmp_path / "image.tar")] in calls
     assert not any(call[0] == "tag" and "deathstar-pinned-base" in call[-1] for call in calls)
+
+
+def test_the_runtime_base_and_a_one_go_build_take_the_cache_the_project_layers_not(
+    tmp_path: Path,
+) -> None:
+    flags = ("--cache-from", "type=registry,ref=x.io/c:main")
+    runtime_base, image = built_with(tmp_path, engine_with_images(), cache=flags)
+    assert "--cache-from" in runtime_base
+    assert "--cache-from" not in image  # it would replace the runtime base's cache in the ref
+    remote = sharing.BuildxBuilder("k8s", "kubernetes", "", local=False)
+    (one_go,) = built_with(tmp_path, engine_with_images(), remote, cache=flags)
+    assert "--cache-from" in one_go

@@ -125,7 +125,9 @@ def build_image(
         base, _ = runtime_base.ensure(
             plan, builder, docker, run, context=context, archive_path=base_archive
         )
-        run(plan.build_command(context, tags, archive=archive_path, runtime_base=base))
+        # One cache ref keeps one build's cache: the runtime base's, the build that costs.
+        uncached = replace(plan, cache=())
+        run(uncached.build_command(context, tags, archive=archive_path, runtime_base=base))
     if remote or builder.reproducible:
         docker.load(archive_path)
         for tag in tags[1:]:
