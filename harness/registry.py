@@ -4,7 +4,6 @@ reads, and what it returns is checked against the digests expected here."""
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -17,25 +16,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Unpack
-from urllib.parse import urlsplit
+from typing import Any
 
 from harness import HarnessError
 from harness.core import process
 from harness.core.docker import Docker
+from harness.core.references import check_repository, is_loopback, shown
 from harness.core.untrusted import parse_json
 
-# The docker reference grammar (distribution/reference), ASCII only.
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_REGISTRY = re.compile(
-    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:.]+\])(?::(?P<port>[0-9]+))?",
-    re.ASCII,
-)
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
-_NAME_LIMIT = 255  # registry/repository, as docker counts it
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -49,57 +39,6 @@ _PASSED = ("PATH", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "DOCKER_CO
 # skopeo's own words for "no such manifest or repository" (never text a registry chooses).
 _UNKNOWN = re.compile(r"manifest unknown|name unknown|status code from registry 404")
 STOPPING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-
-
-def shown(text: object, limit: int = 80) -> str:
-    """Untrusted text for a one-line message: escaped, on one line, and short."""
-    escaped = json.dumps(str(text))[1:-1]
-    return escaped if len(escaped) <= limit else escaped[:limit] + "..."
-
-
-def check_registry(registry: str) -> None:
-    """``host[:port]`` as docker reads it, not a Docker Hub namespace (``myregistry/app``)."""
-    match = _REGISTRY.fullmatch(registry)
-    port = match["port"] if match else None
-    if (
-        match is None
-        or not ("." in registry or ":" in registry or registry == "localhost")
-        or (port is not None and not 0 < int(port) < 65536)
-    ):
-        raise HarnessError(
-            f"registry '{shown(registry)}' is not a registry host[:port] docker would push to "
-            "(a host needs a dot, a port, or to be localhost)"
-        )
-
-
-def check_repository(registry: str, repository: str) -> None:
-    if not _REPOSITORY.fullmatch(repository) or len(f"{registry}/{repository}") > _NAME_LIMIT:
-        raise HarnessError(
-            f"repository '{shown(repository)}' is not a docker repository name (lowercase "
-            "letters, digits and . _ - between them, parts separated by /, at most 255 chars)"
-        )
-
-
-def is_loopback(registry: str) -> bool:
-    """Whether ``host[:port]`` is on loopback: the only place plain http is allowed, as docker."""
-    host = (urlsplit(f"//{registry}").hostname or "").lower()
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def with_child_env(
-    runner: process.Runner, child_env: Callable[[Mapping[str, str]], dict[str, str]]
-) -> process.Runner:
-    """``runner`` whose children get ``child_env`` of their environment (never all of ours)."""
-
-    def run(args: Sequence[str], **options: Unpack[process.RunOptions]) -> str:
-        env = options.get("env")
-        options["env"] = child_env(os.environ if env is None else env)
-        return runner(args, **options)
-
-    return run
 
 
 Skopeo = Callable[[Sequence[str], Mapping[str, str]], bytes]

@@ -10,7 +10,7 @@ import pytest
 
 from harness import HarnessError
 from harness.core.docker import Docker
-from harness.image import imaging
+from harness.image import imaging, sharing
 from tests.archives import layer_tar, save_archive
 from tests.fakedocker import FakeDocker
 from tests.test_harness_build import BASE, CURRENT, FACTS, engine_with_images, plan
@@ -19,8 +19,13 @@ INSPECT = ["image", "inspect", "--format"]
 PIN = "deathstar-pinned-base:base"
 
 
-def built_with(tmp_path: Path, fake: FakeDocker) -> list[Sequence[str]]:
-    """Run a reproducible build of ``plan()`` on ``fake``; the build commands it ran."""
+def built_with(
+    tmp_path: Path,
+    fake: FakeDocker,
+    buildx: sharing.BuildxBuilder | None = None,
+    cache: tuple[str, ...] = (),
+) -> list[Sequence[str]]:
+    """Run a reproducible build of ``plan()`` on ``fake`` (and ``buildx``); its build commands."""
     layer = layer_tar({"app.py": b"print(1)"})
     built: list[Sequence[str]] = []
 
@@ -31,8 +36,8 @@ def built_with(tmp_path: Path, fake: FakeDocker) -> list[Sequence[str]]:
         save_archive(dest, {"sha256:" + "a" * 64: layer})
 
     imaging.build_image(
-        plan(base_digest="sha256:base"), CURRENT, Docker(fake), build_it, context=tmp_path,
-        archive_path=tmp_path / "image.tar",
+        plan(base_digest="sha256:base", cache=cache), CURRENT, Docker(fake), build_it,
+        context=tmp_path, archive_path=tmp_path / "image.tar", buildx=buildx,
     )  # fmt: skip
     return built
 

@@ -231,8 +231,10 @@ def download_fastapi(command: Sequence[str]) -> None:
 
 @pytest.fixture(autouse=True)
 def wrk_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The stand-in engine answers wrk's command; the machine need not have wrk."""
+    """The stand-in engine answers wrk's command; the machine need not have wrk. It starts no
+    second engine either: P9 (tests/test_harness_bench_cache.py) says it was not measured."""
     monkeypatch.setattr(images, "wrk_missing", lambda: "")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
 
 
 @pytest.fixture
@@ -299,7 +301,7 @@ def test_bench_measures_everything_and_cleans_up(
     assert list(figures) == [
         "P1a", "P1b", "P1b.raw", "P2", "P3", "P3.floor", "P3.framework", "P5", "P5.p50",
         "P5.p99", "P5.err", "P6", "P4", "P4.floor", "P4.reuse", "P4.edit", "P4.edit.floor",
-        "P4.test", "P4.break", "P8", "P8.floor", "P7", "P7.floor",
+        "P4.test", "P4.break", "P8", "P8.floor", "P7", "P7.floor", "P9",
     ]  # fmt: skip
     assert_pipeline_edited_last(engine)
     assert_start_decomposed(engine, figures)
@@ -490,7 +492,9 @@ def test_bench_keeps_going_when_steps_fail(project: Path) -> None:
     assert code == 0
     figures = {f["key"]: f for f in data["figures"]}
     # no P3 or P5: no images
-    assert list(figures) == ["P1", "P6", "P4", "P4.reuse", "P4.edit", "P4.test", "P4.break"]
+    assert list(figures) == [
+        "P1", "P6", "P4", "P4.reuse", "P4.edit", "P4.test", "P4.break", "P9",
+    ]  # fmt: skip
     assert "failed" in figures["P1"]["error"]
     assert "virtualenv backend failed: ERROR:" in figures["P6"]["note"]
     assert "failed" in figures["P4"]["error"]

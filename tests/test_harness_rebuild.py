@@ -95,6 +95,8 @@ def builder_engine(*, store: bool = True, base: str = "sha256:" + "b" * 64) -> F
             (["login"], "Login Succeeded", 0),
             (["image", "inspect", "--format", "{{.Id}}", f"base:1@{base}"], base, 0),
             (["tag", f"base:1@{base}", pin], "", 0),
+            (["buildx", "inspect"], "Name: default\nDriver: docker\n\nEndpoint: default", 0),
+            (["context", "inspect"], "unix:///var/run/docker.sock", 0),
             (["image", "inspect", "--format", "{{.Id}}", pin], base, 0),
         ]
     )
@@ -168,6 +170,7 @@ class StandIn(FakeDocker):
             return ""
         if args[:3] == ["docker", "buildx", "build"]:
             assert "--no-cache" in args
+            assert not {"--cache-from", "--cache-to"} & set(args)
             staged = Path(args[-1]) / "dist/staging/metadata/opt/venv/bin/deathstar"
             self.staged = staged.is_file()
             dest = next(a for a in args if a.startswith("type=docker")).split("dest=")[1]
@@ -242,6 +245,16 @@ def test_repro_passes_for_the_same_image_and_names_the_file_otherwise(tmp_path: 
     assert code == 1
     assert "NOT reproducible" in out
     assert "  built-at: only in the rebuild" in out
+
+
+def test_repro_never_takes_the_build_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEATHSTAR_BUILD_CACHE", "127.0.0.1:5000/cache")
+    monkeypatch.setenv("DEATHSTAR_BUILD_CACHE_WRITE", "1")
+    original = image(tmp_path / "a.tar", BASE_LAYER, APP_LAYER)
+    root = recorded_project(tmp_path, original)
+    fake = StandIn([BASE_LAYER, APP_LAYER], LABELS)  # refuses a build with cache flags
+    assert run_main(root, fake, "repro")[0] == 0
+    assert any(call.args[1:3] == ["buildx", "build"] for call in fake.calls)
 
 
 def test_repro_stages_the_wheel_of_a_commit_that_does(tmp_path: Path) -> None:

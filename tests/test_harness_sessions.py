@@ -99,6 +99,16 @@ def test_the_image_is_built_recorded_and_described(
     assert session.logs == ["Docker engine 20.10.24", record.summary(), "wrote dist/s"]
 
 
+def test_a_bad_build_cache_is_refused_before_the_engine(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEATHSTAR_BUILD_CACHE", "cache")
+    fake = FakeDocker()
+    with pytest.raises(HarnessError, match="DEATHSTAR_BUILD_CACHE is not REGISTRY/REPOSITORY"):
+        sessions.plan_image(checkout, "0.1.0", Session(), Docker(fake))
+    assert fake.calls == []
+
+
 def test_no_engine_is_one_line(checkout: Path) -> None:
     with pytest.raises(HarnessError, match="no Docker engine answers"):
         sessions.plan_image(checkout, "0.1.0", Session(), Docker(FakeDocker(rules=[([], "", 1)])))

@@ -95,3 +95,22 @@ def test_the_signing_job_pushes_an_image_it_built_against_the_verified_record() 
     # The image ID integration verified comes from the testing job, and nothing else does.
     assert re.search(rf"needs\.({'|'.join(tested)})\.outputs\.", publish)
     assert "verified.json" in publish
+
+
+CI = ROOT / ".github" / "workflows" / "ci.yml"
+
+
+def test_a_release_never_builds_with_a_build_cache() -> None:
+    text = commands(WORKFLOW.read_text(encoding="utf-8"))
+    assert "DEATHSTAR_BUILD_CACHE" not in text
+    assert "--cache-from" not in text
+
+
+def test_ci_builds_its_image_with_the_cache_that_only_main_writes() -> None:
+    found = jobs(CI.read_text(encoding="utf-8"))
+    readers = [job for job in found.values() if any("image" in run for run in sessions(job))]
+    assert any("DEATHSTAR_BUILD_CACHE:" in commands(job) for job in readers)
+    for name, job in found.items():
+        if re.search(r"DEATHSTAR_BUILD_CACHE_WRITE:\s*\"?1|packages:\s*write", commands(job)):
+            assert not runs_tests(job), name
+            assert "github.event_name == 'push' && github.ref == 'refs/heads/main'" in job, name

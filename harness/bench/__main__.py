@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import ROOT, HarnessError
-from harness.bench import images
+from harness.bench import images, shared_cache
 from harness.bench.engine import Engine
 from harness.bench.options import Options, parse_args
 from harness.bench.pipeline import NoxRuns
@@ -56,11 +56,12 @@ def measure(engine: Engine, options: Options, log: Callable[[str], None]) -> lis
         ("P5", "API under load", lambda: images.api_load(engine, ours, options, log)),
         ("P6", "environments", nox.environments),
         ("P4", "pipeline", nox.pipeline),
+        ("P9", "registry build cache", lambda: shared_cache.cached_builds(engine, options, log)),
     ]
     figures: list[Figure] = []
     for key, title, step in steps:
         without_images = key in ("P3", "P5") and not (ours.tags and seed.tags)
-        if without_images or (key == "P4" and options.skip_pipeline):
+        if without_images or (key in ("P4", "P9") and options.skip_pipeline):
             continue
         try:
             figures += step()

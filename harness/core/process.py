@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -92,3 +93,16 @@ def reason(output: str) -> str:
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     errors = [line for line in lines if re.search(r"\berror\b", line, re.IGNORECASE)]
     return (errors or lines or ["no output"])[-1]
+
+
+def with_child_env(
+    runner: Runner, child_env: Callable[[Mapping[str, str]], dict[str, str]]
+) -> Runner:
+    """``runner`` whose children get ``child_env`` of their environment (never all of ours)."""
+
+    def run(args: Sequence[str], **options: Unpack[RunOptions]) -> str:
+        env = options.get("env")
+        options["env"] = child_env(os.environ if env is None else env)
+        return runner(args, **options)
+
+    return run

@@ -175,6 +175,7 @@ class BuildPlan:
     base_image: str
     base_digest: str = ""  # the base image's digest, resolved before the build
     base_tag: str = ""  # a local tag of exactly that digest, what FROM reads (imaging.pin_base)
+    cache: tuple[str, ...] = ()  # --cache-from/--cache-to of a reproducible build (sharing)
 
     @classmethod
     def for_checkout(
@@ -251,7 +252,7 @@ class BuildPlan:
         if not is_image_name(self.base_image):
             raise HarnessError(f"the base image {self.base_image!r} is not an image name")
         command = [*(OFFLINE_BUILD if archive is None else REPRODUCIBLE_BUILD)]
-        command += ["--no-cache"] if no_cache else []
+        command += ["--no-cache"] if no_cache else [*self.cache] if archive else []
         for key, value in args.items():
             command += ["--build-arg", f"{key}={value}"]
         if archive is None:

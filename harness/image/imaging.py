@@ -12,6 +12,7 @@ from harness.core.docker import Docker
 from harness.image import archive, runtime_base
 from harness.image.build import Builder, BuildPlan
 from harness.image.records import ImageRecord
+from harness.image.sharing import BuildxBuilder
 
 # Local tags of base digests, one per digest: what a reproducible build's FROM names.
 PINNED_BASE = "deathstar-pinned-base"
@@ -103,20 +104,31 @@ def build_image(
     context: Path,
     archive_path: Path,
     tags: Sequence[str] | None = None,
+    buildx: BuildxBuilder | None = None,
 ) -> ImageRecord:
     """Build with ``run`` (which shows the build's output), tag, and record the image. A
     reproducible build starts FROM its runtime base and goes through an archive (kept for
-    ``repro``) and ``docker load``; elsewhere the engine's builder tags the image directly."""
+    ``repro``) and ``docker load``; elsewhere the engine's builder tags the image directly.
+    A ``buildx`` builder that is not the local engine's builds in one go, FROM the base pinned
+    on its own engine or by digest from a registry, and its archive is loaded here."""
     tags = list(tags or plan.tags)
     archive_path.unlink(missing_ok=True)
     base = ""
-    if builder.reproducible:
+    remote = buildx if buildx is not None and not buildx.local else None
+    if remote:  # FROM the base its own engine holds, or by digest from a registry
+        engine = remote.engine(docker.runner)
+        plan = pin_base(plan, engine) if engine else plan
+        run(plan.build_command(context, tags, archive=archive_path))
+    elif builder.reproducible:
         plan = pin_base(plan, docker)
         base_archive = archive_path.with_name(f"runtime-base-{archive_path.name}")
         base, _ = runtime_base.ensure(
             plan, builder, docker, run, context=context, archive_path=base_archive
         )
-        run(plan.build_command(context, tags, archive=archive_path, runtime_base=base))
+        # One cache ref keeps one build's cache: the runtime base's, the build that costs.
+        uncached = replace(plan, cache=())
+        run(uncached.build_command(context, tags, archive=archive_path, runtime_base=base))
+    if remote or builder.reproducible:
         docker.load(archive_path)
         for tag in tags[1:]:
             docker("tag", tags[0], tag)

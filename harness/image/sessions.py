@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from harness.core import checksums, git, locks, provision
 from harness.core.docker import Docker
-from harness.image import build, imaging, records, runtime_base, sbom, wheelhouse
+from harness.image import build, imaging, records, runtime_base, sbom, sharing, wheelhouse
 
 
 class Session(Protocol):
@@ -63,28 +63,34 @@ class Planned:
 
     plan: build.BuildPlan
     builder: build.Builder
-    docker: Docker
+    docker: Docker  # the local engine
+    buildx: sharing.BuildxBuilder | None  # the selected buildx builder
 
 
 def plan_image(root: Path, version: str, session: Session, docker: Docker | None = None) -> Planned:
-    """The engine checked, the builder detected, the base resolved to a digest: the plan."""
-    docker = docker or Docker()
+    """The engine checked, the builder detected, the base resolved to a digest,
+    DEATHSTAR_BUILD_CACHE's flags: the plan. ``docker`` talks to the local engine."""
+    cache = tuple(sharing.cache_flags(os.environ, sharing.branch(root)))
+    selecting = docker or Docker()  # with the caller's DOCKER_CONTEXT and BUILDX_BUILDER
+    docker = sharing.local_engine(selecting.runner)
     session.log(f"Docker engine {docker.require_engine()}")
     builder = build.Builder.detect(docker)
+    buildx = sharing.BuildxBuilder.selected(selecting, docker) if builder.buildx else None
     base = imaging.resolve_base(docker, build.base_image(os.environ))
-    return Planned(build.BuildPlan.for_checkout(root, version, os.environ, base), builder, docker)
+    plan = replace(build.BuildPlan.for_checkout(root, version, os.environ, base), cache=cache)
+    return Planned(plan, builder, docker, buildx)
 
 
 def build_image(root: Path, planned: Planned, session: Session) -> Made:
-    """Build, record, prune this checkout's old runtime base, and write the SBOM (cyclonedx-py
-    from the session's venv)."""
+    """Build on the selected builder, record, prune this checkout's old runtime base, and
+    write the SBOM (cyclonedx-py from the session's venv)."""
     plan, builder, docker = planned.plan, planned.builder, planned.docker
     if not builder.reproducible:
         session.warn(f"this image will not be reproducible: {builder.why_not_reproducible}")
     archive = records.image_archive_path(root)
     record = imaging.build_image(
         plan, builder, docker, lambda command: session.run(*command, external=True),
-        context=root, archive_path=archive,
+        context=root, archive_path=archive, buildx=planned.buildx,
     )  # fmt: skip
     records.save_image_record(record, records.image_record_path(root))
     session.log(record.summary())

@@ -17,9 +17,10 @@ from packaging.version import InvalidVersion, Version
 from harness import ROOT, HarnessError
 from harness.core import locks, process
 from harness.core.docker import Docker
-from harness.image import archive, build, imaging, records
+from harness.core.process import with_child_env
+from harness.image import archive, build, imaging, records, sharing
 from harness.rebuild.compare import Identity, Source, differences, read
-from harness.registry import Skopeo, Stopped, run_skopeo, stopped_by_signals, with_child_env
+from harness.registry import Skopeo, Stopped, run_skopeo, stopped_by_signals
 from harness.release.gates import Release
 
 BUILD_TIMEOUT = 1800.0
@@ -91,9 +92,13 @@ def rebuild(
     runner: process.Runner = process.run,
     log: Callable[[str], None] = print,
 ) -> archive.ImageArchive:
-    """Clone ``repository`` at the commit; build and stage its wheel, its wheelhouse, the image."""
-    # FROM a local tag of the recorded digest; first, so a missing base costs no clone.
-    base_tag = imaging.pin(Docker(runner), source.base_image, source.base_digest)
+    """Clone ``repository`` at the commit; build and stage its wheel, its wheelhouse, the image
+    (on the selected builder, never with a build cache: see docs/sharing.md)."""
+    # FROM a tag of the recorded digest on the builder's engine, first, so a missing base costs
+    # no clone; by digest from a registry for a builder that reads no engine's images.
+    buildx = sharing.BuildxBuilder.selected(Docker(runner), sharing.local_engine(runner))
+    engine = Docker(runner) if buildx.local else buildx.engine(runner)
+    base_tag = imaging.pin(engine, source.base_image, source.base_digest) if engine else ""
     checkout = workdir / "source"
     try:
         runner(["git", "clone", "--quiet", "--no-checkout", str(repository), str(checkout)])

@@ -11,6 +11,7 @@ from typing import Any
 
 from harness import HarnessError
 from harness import registry as reg
+from harness.core import references as names
 from harness.core.docker import Docker
 from harness.image import archive, build
 
@@ -77,7 +78,7 @@ def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     old, new = _flatten(before), _flatten(after)
     keys = sorted(old.keys() | new.keys())
     changed = [k for k in keys if not k.startswith("rootfs.") and old.get(k) != new.get(k)]
-    none, shown = "(none)", reg.shown
+    none, shown = "(none)", names.shown
     lines = [
         f"{shown(key, 120)}: {shown(old.get(key, none))} -> {shown(new.get(key, none))}"
         for key in changed[:MAX_CONFIG_LINES]
@@ -123,11 +124,11 @@ def parse_reference(ref: str) -> tuple[str, str, str]:
     repository, _, tag = path.partition(":")
     if not (reg.TAG.fullmatch(tag) if tag else at) or (at and not reg.DIGEST.fullmatch(digest)):
         raise HarnessError(
-            f"'{reg.shown(ref)}' is not a registry image reference: give "
+            f"'{names.shown(ref)}' is not a registry image reference: give "
             "host[:port]/repository:tag or host[:port]/repository@sha256:<digest>"
         )
-    reg.check_registry(registry)
-    reg.check_repository(registry, repository)
+    names.check_registry(registry)
+    names.check_repository(registry, repository)
     return registry, repository, digest or tag
 
 
@@ -163,20 +164,20 @@ def read(
     base_image, _, pinned = base_name.partition("@")
     if not re.fullmatch(r"[0-9a-f]{40}", revision):
         raise HarnessError(
-            f"{ref} names no commit (label {reg.REVISION_LABEL}='{reg.shown(revision, 60)}'); "
+            f"{ref} names no commit (label {reg.REVISION_LABEL}='{names.shown(revision, 60)}'); "
             "only images built from a clean commit can be verified"
         )
     if not reg.TAG.fullmatch(version):  # it becomes the rebuild's tag, a field of buildx's --output
         raise HarnessError(
             f"{ref} names no version a tag can carry "
-            f"(label {reg.VERSION_LABEL}='{reg.shown(version, 60)}')"
+            f"(label {reg.VERSION_LABEL}='{names.shown(version, 60)}')"
         )
     if not reg.DIGEST.fullmatch(base_digest) or pinned not in ("", base_digest):
         raise HarnessError(f"{ref} does not name its base image by digest; it cannot be rebuilt")
     if not build.is_image_name(base_image):  # it reaches docker's argv and the terminal
         raise HarnessError(
             f"{ref} names a base image that is not a docker image name "
-            f"(label {BASE_NAME}='{reg.shown(base_name, 60)}')"
+            f"(label {BASE_NAME}='{names.shown(base_name, 60)}')"
         )
     diff_ids = _mapping(config.get("rootfs"), ref, "rootfs").get("diff_ids") or []
     if (

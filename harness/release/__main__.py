@@ -14,7 +14,9 @@ from typing import TextIO
 
 from harness import ROOT, HarnessError
 from harness import registry as reg
+from harness.core import references as names
 from harness.core.docker import Docker
+from harness.core.process import with_child_env
 from harness.image.sbom import sbom_config_digest, sbom_path
 from harness.release import sign
 from harness.release.gates import PASSWORD_VARIABLE, Plan, preflight, take_secrets, without_password
@@ -190,7 +192,7 @@ def main(
     env, taken = take_secrets(env, PASSWORD_VARIABLE)
     env, material = sign.take_material(env)
     password = taken[PASSWORD_VARIABLE]
-    docker = Docker(reg.with_child_env((docker or Docker()).runner, without_password))
+    docker = Docker(with_child_env((docker or Docker()).runner, without_password))
     try:
         with reg.stopped_by_signals():  # from the first login on, a signal still cleans up
             return run(
@@ -252,7 +254,7 @@ def signing(
     described = sbom_config_digest(sbom)
     if described != plan.config_digest:
         raise HarnessError(
-            f"{sbom.relative_to(project)} describes image config {reg.shown(described[:19])}, "
+            f"{sbom.relative_to(project)} describes image config {names.shown(described[:19])}, "
             f"not the verified image's {plan.config_digest[:19]}; run `nox -s image integration`"
         )
     statement = sign.provenance(project, plan.release.version, env)

@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 from harness import HarnessError
 from harness import registry as reg
 from harness.core import git, locks
+from harness.core import references as names
 from harness.core.docker import Docker
 from harness.core.untrusted import parse_json
 from harness.image import records
@@ -182,12 +183,12 @@ def verified_image(project: Path, head: str, version: str, docker: Docker) -> re
         # "<sha>-dirty"[:12] would hide the "-dirty": say so, or the two shas read the same.
         dirty = " with uncommitted changes" if record.revision.endswith("-dirty") else ""
         raise HarnessError(
-            f"the recorded image was built from {reg.shown(record.commit[:12])}{dirty}, not from "
+            f"the recorded image was built from {names.shown(record.commit[:12])}{dirty}, not from "
             f"HEAD {head[:12]}; run `nox` on this commit first"
         )
     if verified.get("image_id") != record.image_id or verified.get("commit") != head:
         raise HarnessError(
-            f"image {reg.shown(record.image_id[:19])} has not passed `nox -s integration` at "
+            f"image {names.shown(record.image_id[:19])} has not passed `nox -s integration` at "
             f"{head[:12]}; run it first"
         )
     try:
@@ -220,7 +221,7 @@ def verified_image(project: Path, head: str, version: str, docker: Docker) -> re
         if labels.get(label) != wanted:
             raise HarnessError(
                 f"image {record.image_id[:19]} is labelled {label}="
-                f"'{reg.shown(labels.get(label, ''))}', not {wanted}; it was not built from this "
+                f"'{names.shown(labels.get(label, ''))}', not {wanted}; it was not built from this "
                 "release: run `nox` again"
             )
     return record
@@ -235,8 +236,8 @@ def preflight(
     *,
     skopeo: reg.Skopeo = reg.run_skopeo,
 ) -> Plan:
-    reg.check_registry(args.registry)
-    reg.check_repository(args.registry, args.repository)
+    names.check_registry(args.registry)
+    names.check_repository(args.registry, args.repository)
     project: Path = args.project_dir
     if git.is_dirty(project):
         raise HarnessError(

@@ -16,9 +16,9 @@ from typing import Any
 
 from harness import HarnessError
 from harness.core import locks, process
+from harness.core.references import is_loopback
 from harness.core.untrusted import parse_json
 from harness.image import records
-from harness.registry import is_loopback
 from harness.release.gates import take_secrets
 
 KEY_VARIABLE = "COSIGN_KEY"

@@ -1,0 +1,116 @@
+"""P9: ``nox -s build image`` in a fresh clone on an empty engine, with the registry build cache
+an earlier clone filled (``DEATHSTAR_BUILD_CACHE``) against the same without it. Each build gets
+a second dockerd of its own beside the first (own data, exec root, socket and bridge; never
+``--bridge=none``, which deletes the first engine's docker0), removed after; the cache is a
+``registry:2`` container of the first engine on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness import HarnessError
+from harness.bench.engine import Engine
+from harness.bench.options import Options
+from harness.bench.pipeline import NOX_TIMEOUT, measure, outer_env
+from harness.bench.report import Figure
+from harness.core.process import CommandError
+from harness.image import records
+
+BRIDGE, BRIDGE_ADDRESS = "br-bench9", "10.231.0.1/24"
+REGISTRY_IMAGE = "registry:2"
+# registry:2 listens where the bench's containers do, so Engine.container publishes it.
+REGISTRY = ["/usr/bin/env", "REGISTRY_HTTP_ADDR=:8080", "/bin/registry", "serve",
+            "/etc/docker/registry/config.yml"]  # fmt: skip
+START_SECONDS = 60.0
+
+
+def answers(engine: Engine, *command: str) -> bool:
+    try:
+        engine.run(command)
+    except CommandError:
+        return False
+    return True
+
+
+@contextmanager
+def empty_engine(engine: Engine, base_archive: Path) -> Iterator[str]:
+    """A second dockerd holding only the base image, removed on exit: its DOCKER_HOST."""
+    root = Path(engine.work / "engine2")
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "exec").mkdir(parents=True)
+    (root / "daemon.json").write_text('{"features": {"containerd-snapshotter": true}}\n')
+    host = f"unix://{root / 'docker.sock'}"
+    engine.run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    daemon: subprocess.Popen[bytes] | None = None
+    try:
+        engine.run(["ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE])
+        engine.run(["ip", "link", "set", BRIDGE, "up"])
+        daemon = subprocess.Popen(
+            ["dockerd", "--config-file", str(root / "daemon.json"), "--data-root",
+             str(root / "data"), "--exec-root", str(root / "exec"), "--host", host,
+             "--pidfile", str(root / "docker.pid"), "--containerd-namespace", "moby-bench9",
+             "--containerd-plugins-namespace", "plugins-moby-bench9", "--iptables=false",
+             "--ip6tables=false", f"--bridge={BRIDGE}"],
+            stdout=subprocess.DEVNULL, stderr=(root / "dockerd.log").open("wb"),
+        )  # fmt: skip
+        deadline = time.monotonic() + START_SECONDS
+        while not answers(engine, "docker", "-H", host, "info", "--format", "{{.ID}}"):
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise HarnessError(f"the second engine did not start; see {root}/dockerd.log")
+            time.sleep(0.5)
+        engine.run(["docker", "-H", host, "load", "--input", str(base_archive)], timeout=600)
+        yield host
+    finally:
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+        answers(engine, "ip", "link", "delete", BRIDGE)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def build_in_clone(
+    engine: Engine, options: Options, host: str, cache: dict[str, str]
+) -> tuple[float, str]:
+    """``nox -s build image`` in a fresh clone against ``host``: seconds, and the image ID."""
+    clone = engine.clone("cache-clone")
+    env = {**outer_env(os.environ, sys.prefix), **cache, "DOCKER_HOST": host}
+    env.pop("DOCKER_CONTEXT", None)
+    command = [options.nox_python, "-m", "nox", "-s", "build", "image"]
+    _, spent = measure(
+        lambda: engine.run(command, cwd=clone, env=env, timeout=NOX_TIMEOUT, merge=True)
+    )
+    return spent.wall, records.load_image_record(records.image_record_path(clone)).image_id
+
+
+def cached_builds(engine: Engine, options: Options, log: Callable[[str], None]) -> list[Figure]:
+    fig = Figure("P9", "`nox -s build image`, fresh clone, empty engine, registry cache", "s",
+                 at_most_ratio=0.5, baseline_name="no cache")  # fmt: skip
+    if os.geteuid() != 0 or not (shutil.which("dockerd") and shutil.which("ip")):
+        fig.error = "not measured: a second engine needs root, dockerd and ip"
+        return [fig]
+    base_archive = engine.work / "base.tar"
+    engine.docker("save", "--output", str(base_archive), options.base_image, timeout=600)
+    ids: set[str] = set()
+    with engine.container(REGISTRY_IMAGE, REGISTRY) as port:
+        cache = {"DEATHSTAR_BUILD_CACHE": f"127.0.0.1:{port}/deathstar-cache"}
+        with empty_engine(engine, base_archive) as host:  # the earlier clone, which fills it
+            filled = {**cache, "DEATHSTAR_BUILD_CACHE_WRITE": "1"}
+            ids.add(build_in_clone(engine, options, host, filled)[1])
+        for run in range(1, options.pipeline_runs + 1):
+            for side, env in (("no cache", {}), ("cache", cache)):
+                with empty_engine(engine, base_archive) as host:
+                    took, image_id = build_in_clone(engine, options, host, env)
+                fig.add(took, baseline=side == "no cache")
+                ids.add(image_id)
+                log(f"bench: P9 run {run} {side}: {took:.1f} s, {image_id}")
+    fig.note = f"image IDs: {', '.join(sorted(ids))}"
+    if len(ids) != 1:
+        fig.error = f"the cached and uncached builds gave {len(ids)} image IDs"
+    return [fig]
