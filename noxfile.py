@@ -69,10 +69,16 @@ def refusals(session: nox.Session) -> Iterator[None]:
         session.error(str(exc))
 
 
-def install_groups(session: nox.Session, *groups: str, project: bool = True) -> None:
+def install_groups(
+    session: nox.Session,
+    *groups: str,
+    project: bool = True,
+    recording: results.Cached | unit.Plan | None = None,
+) -> None:
     """``uv sync --locked`` into the session's venv: exactly these dependency groups, and with
     ``project`` the project itself (editable) with its locked runtime dependencies. uv decides
-    what is up to date, and removes what the lock does not name."""
+    what is up to date, and removes what the lock does not name. A pass is ``recording`` only
+    while uv says the venv is the lock's (``nox -R`` skips the install)."""
     with refusals(session):
         locks.check_sources()  # uv installs from the URLs the lock names: PyPI's alone
     if project:
@@ -82,6 +88,8 @@ def install_groups(session: nox.Session, *groups: str, project: bool = True) -> 
     # nox's recipe: the session's venv is uv's project environment (whatever its backend).
     env = {"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}
     session.run_install("uv", "sync", "--locked", "--quiet", *selection, env=env)
+    if recording and not results.venv_matches_lock(ROOT, session.virtualenv.location, selection):
+        recording.withdrawn = "its venv is not what uv.lock says (nox -R skips installs)"
 
 
 def check_exports(session: nox.Session, *exports: locks.Export) -> None:
@@ -107,7 +115,7 @@ def lint(session: nox.Session) -> None:
         return
     session.run("uv", "lock", "--check")
     check_exports(session, *locks.EXPORTS)
-    install_groups(session, "lint", "typing")
+    install_groups(session, "lint", "typing", recording=cached)
     session.run("pre-commit", "run", "--all-files", *session.posargs)
     cached.record()
 
@@ -125,7 +133,7 @@ def test(session: nox.Session) -> None:
     session.log(plan.cached or plan.reason)
     if plan.cached:
         return
-    install_groups(session, "test")
+    install_groups(session, "test", recording=plan)
     session.run("coverage", "erase")
     if plan.runs_tests:  # over every core (pytest-xdist); coverage follows the workers (patch)
         pytest = ("pytest", "-n", plan.workers(TEST_WORKERS), *plan.pytest_args)
@@ -151,7 +159,7 @@ def build(session: nox.Session) -> None:
     if (cached := RESULTS.lookup(session, results.PIPELINE_FILES, inputs=inputs)).hit:
         return
     check_exports(session, locks.RUNTIME)
-    install_groups(session, "release", project=False)
+    install_groups(session, "release", project=False, recording=cached)
     with refusals(session):
         made = sessions.build_dist(ROOT, VERSION, session)
     cached.record(made.summary, made.outputs, **made.facts)
@@ -167,7 +175,7 @@ def image(session: nox.Session) -> None:
     cached = RESULTS.lookup(session, results.PIPELINE_FILES, inputs=inputs, present=present)
     if cached.hit:
         return
-    install_groups(session, "sbom", project=False)  # cyclonedx-py, for the SBOM
+    install_groups(session, "sbom", project=False, recording=cached)  # cyclonedx-py
     with refusals(session):
         made = sessions.build_image(ROOT, planned, session)
     cached.record(made.summary, made.outputs, **made.facts)
@@ -185,7 +193,7 @@ def integration(session: nox.Session) -> None:
     )
     junit = Path(session.create_tmp()) / "junit.xml"
     if not cached.hit:  # a hit replays the whole suite's pass: the verification record below
-        install_groups(session, "integration", project=False)
+        install_groups(session, "integration", project=False, recording=cached)
         # A module to a worker: a module's tests share its containers and some rely on the
         # module's order (test_fuzz, test_conformance); the modules do not share anything.
         session.run(

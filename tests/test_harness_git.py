@@ -88,3 +88,13 @@ def test_a_plans_revision_is_dirty_only_for_changes_the_image_is_made_from(repo:
     assert not BuildPlan.for_checkout(repo, "0.1.0", {}).dirty
     (repo / "file.txt").write_text("two\n")
     assert BuildPlan.for_checkout(repo, "0.1.0", {}).dirty
+
+
+@pytest.mark.parametrize("flag", ["--assume-unchanged", "--skip-worktree"])
+def test_a_file_git_status_is_told_to_skip_still_makes_the_tree_dirty(
+    repo: Path, flag: str
+) -> None:
+    git(repo, "update-index", flag, "file.txt")
+    (repo / "file.txt").write_text("changed\n")
+    assert gitinfo.is_dirty(repo)
+    assert BuildPlan.for_checkout(repo, "0.1.0", {}).dirty

@@ -502,3 +502,35 @@ def test_every_cached_session_records_only_as_its_last_step() -> None:
         assert last.value is calls[0], name
     for name in ("push", "audit", "repro", "verify", "bench", "lock_session", "install"):
         assert "RESULTS" not in ast.unparse(functions[name]), name
+
+
+# --- what may not be recorded (review findings) ----------------------------------------------
+
+
+def test_an_input_changed_while_the_session_ran_is_not_recorded(repo: Path) -> None:
+    cached = results(repo).lookup(FakeSession(), SOURCES)
+    (repo / "src" / "app.py").write_text("app = 2\n")  # saved while the session ran
+    cached.record("3 passed")
+    assert not looks_up(repo).hit
+    (repo / "src" / "app.py").write_text("app = 1\n")
+    assert not looks_up(repo).hit  # nothing was recorded under the key it was looked up with
+
+
+def test_a_pass_withdrawn_from_recording_is_not_recorded(repo: Path) -> None:
+    cached = results(repo).lookup(FakeSession(), SOURCES)
+    cached.withdrawn = "its venv is not what uv.lock says (nox -R skips installs)"
+    cached.record("3 passed")
+    assert not looks_up(repo).hit
+
+
+def test_a_link_to_a_folder_cannot_be_keyed_so_the_session_runs_unrecorded(
+    repo: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "outside").mkdir()
+    (repo / "src" / "data").symlink_to(tmp_path / "outside")
+    session = FakeSession()
+    cached = results(repo).lookup(session, SOURCES)
+    assert not cached.hit
+    assert "links to a folder" in session.warned[0]
+    cached.record("3 passed")
+    assert not looks_up(repo).hit

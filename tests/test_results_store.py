@@ -159,3 +159,11 @@ def test_the_store_is_where_the_environment_says(tmp_path: Path) -> None:
 def test_the_switch_turns_the_cache_off(value: str) -> None:
     assert open_store({"HOME": "/h", "DEATHSTAR_CACHE": value}) is None
     assert open_store({"HOME": "/h", "DEATHSTAR_CACHE": "on"}) is not None
+
+
+def test_eviction_removes_only_the_stores_own_entries(tmp_path: Path) -> None:
+    (tmp_path / "package.json").write_text("{}" * 100)  # a folder the user pointed us at
+    store = Store(tmp_path, 300)
+    for n in range(4):
+        store.put(f"{n:064x}", {"n": n, "pad": "x" * 50})
+    assert (tmp_path / "package.json").exists()

@@ -54,7 +54,8 @@ def record_all(run: unit.Plan) -> None:
     store = open_store({"DEATHSTAR_CACHE_DIR": str(Path(run.root).parent / "store")})
     assert store is not None
     for module in run.modules.values():
-        store.put(module.key, {"recorded_at": "2026-12-04T17:01:00Z", "tests": 2, "arcs": {}})
+        entry = {"recorded_at": "2026-12-04T17:01:00Z", "tests": 2, "arcs": {}, "blobs": {}}
+        store.put(module.key, entry)
     summary = {"recorded_at": "2026-12-04T17:01:00Z", "summary": "4 tests, 91.2 % branch coverage"}
     store.put(run.session_key, summary)
 
@@ -157,3 +158,60 @@ def test_pytest_arguments_or_the_switch_run_everything_and_record_nothing(projec
 def test_a_plan_survives_its_file(project: Path) -> None:
     first = plan(project)
     assert unit.load(first.save(project.parent)) == first
+
+
+# --- review findings: what the plan must see, and what it must survive ------------------------
+
+
+def test_a_git_ignored_test_module_is_still_collected_and_keyed(project: Path) -> None:
+    (project / "tests" / "test_local.py").write_text("def test_x():\n    assert False\n")
+    (project / ".git" / "info" / "exclude").write_text("tests/test_local.py\n")
+    run = plan(project)
+    assert "tests/test_local.py" in rerun(run)
+
+
+def test_a_test_reading_our_source_as_data_reruns_when_it_changes(project: Path) -> None:
+    reader = 'from pathlib import Path\n\ndef test_r():\n    assert Path("deathstar/other.py")\n'
+    (project / "tests" / "test_reader.py").write_text(reader)
+    record_all(plan(project))
+    (project / "deathstar" / "other.py").write_text("VALUE = 3\n")
+    assert rerun(plan(project)) == {"tests/test_reader.py"}
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [("tests/test_bad.py", "def broken(:\n"), ("tests/test_latin.py", b"# caf\xe9\n")],
+)
+def test_a_module_that_does_not_parse_is_opaque_not_a_crash(
+    project: Path, name: str, text: str | bytes
+) -> None:
+    path = project / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    record_all(plan(project))
+    (project / "deathstar" / "other.py").write_text("VALUE = 3\n")  # imported by no module
+    assert name in rerun(plan(project))
+
+
+def test_a_checkout_that_cannot_be_keyed_runs_everything_and_records_nothing(
+    project: Path,
+) -> None:
+    (project / "docs").mkdir()
+    (project / "docs" / "a\nb.txt").write_text("x\n")
+    run = plan(project)
+    assert not run.record
+    assert run.runs_tests
+    assert "cannot be keyed" in run.reason
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"note": "not a module entry"}, {"tests": "2", "arcs": {}, "blobs": {}},
+     {"tests": 2, "arcs": {"a.py": [[1, "x"]]}, "blobs": {}}],
+)  # fmt: skip
+def test_a_malformed_module_entry_is_a_miss(project: Path, entry: dict[str, object]) -> None:
+    first = plan(project)
+    store = open_store({"DEATHSTAR_CACHE_DIR": str(project.parent / "store")})
+    assert store is not None
+    for module in first.modules.values():
+        store.put(module.key, entry)
+    assert rerun(plan(project)) == {A, B}

@@ -35,7 +35,12 @@ def is_dirty(cwd: Path, exclude: Sequence[str] = ()) -> bool:
     """Tracked changes or untracked files that are not ignored, outside the pathspecs
     ``exclude``."""
     specs = [f":(exclude){pattern}" for pattern in exclude]
-    return bool(git("status", "--porcelain", "--untracked-files=normal", "--", *specs, cwd=cwd))
+    if git("status", "--porcelain", "--untracked-files=normal", "--", *specs, cwd=cwd):
+        return True
+    # git status does not look at files marked assume-unchanged (a lowercase tag) or
+    # skip-worktree (S): such a file may differ from HEAD unseen, so it counts as a change.
+    tagged = git("ls-files", "-v", "--", *specs, cwd=cwd).splitlines()
+    return any(line[:1].islower() or line[:1] == "S" for line in tagged)
 
 
 def revision_of(commit: str, *, dirty: bool) -> str:

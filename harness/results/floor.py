@@ -20,7 +20,7 @@ from typing import Any
 
 import coverage
 
-from harness.results import unit
+from harness.results import keys, unit
 from harness.results.store import Store, open_store
 
 Arcs = dict[str, set[tuple[int, int]]]  # source file (relative to the root) -> arcs
@@ -101,7 +101,12 @@ def main(argv: Sequence[str]) -> int:
         print(f"coverage {total:.1f} % is below the floor {floor:.0f} %", file=sys.stderr)
         return 2
     if plan.record and store is not None:
-        record(plan, store, fresh, blobs, stored, total=total)
+        changed = keys.file_digests(root, blobs) != blobs  # an edit while the tests ran
+        why = plan.withdrawn or ("an input changed while it ran" if changed else "")
+        if why:
+            print(f"results cache: {plan.session} is not recorded: {why}", file=sys.stderr)
+        else:
+            record(plan, store, fresh, blobs, stored, total=total)
     return 0
 
 

@@ -68,7 +68,18 @@ def session_files(
     listing = ("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *specs)
     listed = _git(root, *listing)
     names = {name for name in listed.split("\0") if name}
-    return sorted(name for name in names if (root / name).is_file())
+    return sorted(name for name in names if (root / name).is_file() or (root / name).is_symlink())
+
+
+def files_on_disk(root: Path, folders: Iterable[str]) -> list[str]:
+    """Every file under ``folders`` as Python and pytest see them, git-ignored ones too
+    (bytecode aside): an ignored test module is still collected, an ignored module imported."""
+    found = []
+    for folder in folders:
+        for path in (root / folder).rglob("*"):
+            if "__pycache__" not in path.parts and path.suffix != ".pyc" and not path.is_dir():
+                found.append(path.relative_to(root).as_posix())
+    return sorted(found)
 
 
 def file_digests(root: Path, paths: Iterable[str]) -> dict[str, str]:
@@ -77,6 +88,8 @@ def file_digests(root: Path, paths: Iterable[str]) -> dict[str, str]:
     names = sorted(set(paths))
     if any("\n" in name for name in names):
         raise HarnessError("a file name with a newline cannot be keyed; rename it")
+    if folders := [name for name in names if (root / name).is_symlink() and (root / name).is_dir()]:
+        raise HarnessError(f"{folders[0]} links to a folder, whose files cannot be keyed")
     present = [name for name in names if (root / name).is_file()]
     ids: list[str] = []
     if present:

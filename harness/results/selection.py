@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import PurePosixPath
 
 PACKAGES = ("deathstar", "harness", "tests")
+RELATIVE_PATH = re.compile(r"[\w.-]+(/[\w.-]+)+/?")  # deathstar/cli.py, harness/core/
 TEST_MODULE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test)\.py$")
 # What starts a process or runs code by name: its child or its code is invisible to imports.
 OPAQUE_MODULES = {"subprocess", "multiprocessing", "pty", "runpy", "concurrent.futures.process"}
@@ -44,6 +45,7 @@ class Facts:
     imports: frozenset[str]
     starts: bool  # a child process, or code run by name
     names_repository: bool  # ROOT, Path(__file__): a test that may read any file
+    paths: frozenset[str] = frozenset()  # relative paths it names: files it may read as data
 
 
 def _dotted(node: ast.expr) -> str:
@@ -61,6 +63,7 @@ def scan(source: str, module: str, is_package: bool = False) -> Facts:
     package = module if is_package else module.rpartition(".")[0]
     imports: set[str] = set()
     starts = names_repository = False
+    paths: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imports.update(alias.name for alias in node.names)
@@ -83,11 +86,13 @@ def scan(source: str, module: str, is_package: bool = False) -> Facts:
             )
         elif isinstance(node, ast.Constant) and DOTTED_NAME.fullmatch(str(node.value)):
             imports.add(str(node.value))
+        elif isinstance(node, ast.Constant) and RELATIVE_PATH.fullmatch(str(node.value)):
+            paths.add(str(node.value).rstrip("/"))
     starts |= "concurrent.futures.ProcessPoolExecutor" in imports or any(
         name in OPAQUE_MODULES or name.startswith(tuple(f"{m}." for m in OPAQUE_MODULES))
         for name in imports
     )
-    return Facts(frozenset(imports), starts, names_repository)
+    return Facts(frozenset(imports), starts, names_repository, frozenset(paths))
 
 
 def is_ours(path: str) -> bool:
@@ -126,8 +131,12 @@ class Graph:
 
     @cache  # noqa: B019 (one Graph per session run: the cache goes with it)
     def facts(self, path: str) -> Facts:
+        """A file that does not parse (or decode) is opaque: it may do anything."""
         name, is_package = module_name(path)
-        return scan(self._read(path), name, is_package)
+        try:
+            return scan(self._read(path), name, is_package)
+        except (SyntaxError, ValueError):
+            return Facts(frozenset(), starts=True, names_repository=True)
 
     def is_opaque(self, path: str) -> bool:
         """Runs what no import shows, or (a test's own file) names the repository: our library
@@ -158,7 +167,9 @@ class Graph:
         """(inputs, closure) of the test module ``module``: every file that can change its
         result, and the files its imports reach (where its import-time coverage comes from)."""
         reached = self.closure([module, *conftests(module, self.files)])
-        data = {f for f in self.files if not is_ours(f)}
+        named = {p for path in reached for p in self.facts(path).paths}
+        data = {f for f in self.files if not is_ours(f) or f in named or f.startswith(
+            tuple(f"{p}/" for p in named))}  # fmt: skip
         if any(self.is_opaque(path) for path in reached):
             others = set(test_modules(self.files)) - reached
             return sorted(set(self.files) - others), sorted(reached)

@@ -8,6 +8,7 @@ cache keep one rule in both modes: secret-named variables never reach their tool
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -105,6 +106,8 @@ class Cached:
     key: str = ""
     entry: dict[str, Any] | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    rekey: Callable[[], str] = str  # the key again, from the inputs as they are now
+    withdrawn: str = ""  # why this run's pass may not be recorded (e.g. installs skipped)
 
     @property
     def hit(self) -> bool:
@@ -114,6 +117,12 @@ class Cached:
         """Store this pass: its summary, facts to replay, and the digests of its outputs. A hit
         is not recorded again: its entry keeps the time of the pass it replays."""
         if self.store is None or not self.key or self.hit:
+            return
+        why = self.withdrawn or (
+            "an input changed while it ran" if self.rekey() != self.key else ""
+        )
+        if why:
+            self.session.warn(f"results cache: {self.session.name} is not recorded: {why}")
             return
         paths = sorted(path.relative_to(self.root).as_posix() for path in outputs)
         entry = {
@@ -153,6 +162,20 @@ def tool_versions(run: Callable[[Sequence[str]], str]) -> dict[str, str]:
 
 def _output(args: Sequence[str]) -> str:
     return subprocess.run(list(args), capture_output=True, text=True, check=True).stdout
+
+
+def venv_matches_lock(root: Path, venv: str, selection: Sequence[str]) -> bool:
+    """uv's own answer: ``venv`` holds exactly what uv.lock gives ``selection`` (False after
+    ``nox -R``, which skips installs, when the venv has drifted)."""
+    command = ["uv", "sync", "--locked", "--check", "--quiet", *selection]
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": venv}
+    try:
+        checked = subprocess.run(
+            command, cwd=root, env=env, capture_output=True, timeout=120, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return checked.returncode == 0
 
 
 def key_parts(
@@ -197,12 +220,17 @@ def lookup(
     cached = Cached(session, root, store)
     if store is None or (session.posargs and not with_posargs):
         return cached
+
+    def key_now() -> str:
+        own = inputs() if callable(inputs) else inputs
+        return keys.digest(key_parts(session, root, files=files, environ=environ, inputs=own))
+
     try:
-        own = inputs() if callable(inputs) else inputs  # computed here: a failure is a miss
-        cached.key = keys.digest(key_parts(session, root, files=files, environ=environ, inputs=own))
+        cached.key = key_now()  # computed here: a failure is a miss
     except (HarnessError, OSError, ValueError) as exc:
         session.warn(f"results cache: {exc}; {session.name} runs and is not recorded")
         return cached
+    cached.rekey = key_now
     entry = store.get(cached.key)
     if entry is None or not intact(root, entry):
         return cached

@@ -102,8 +102,8 @@ class Store:
         entries: list[tuple[int, str, Path, int]] = []
         with os.scandir(self.root) as scan:
             for item in scan:
-                if not item.name.endswith(SUFFIX):
-                    continue
+                if not KEY.fullmatch(item.name.removesuffix(SUFFIX)) or item.name == SUFFIX:
+                    continue  # not an entry of ours: a foreign file in the folder stays
                 with contextlib.suppress(OSError):
                     info = item.stat(follow_symlinks=False)
                     entries.append((info.st_mtime_ns, item.name, Path(item.path), info.st_size))

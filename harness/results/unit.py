@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from harness import HarnessError
 from harness.results import keys, selection, sessions
 from harness.results.store import open_store
 
@@ -51,6 +53,7 @@ class Plan:
     blobs: dict[str, str] = field(default_factory=dict)  # what the keys saw: coverage is of it
     cached: str = ""  # the one line a full hit prints; then nothing runs
     reason: str = ""
+    withdrawn: str = ""  # why this run's passes may not be recorded (the floor still holds)
 
     @property
     def runs_tests(self) -> bool:
@@ -88,6 +91,25 @@ def session_part(root: Path, python: str, environ: Mapping[str, str]) -> str:
     })  # fmt: skip
 
 
+def is_module_pass(entry: Mapping[str, Any] | None) -> bool:
+    """A module's recorded pass as the floor reads it; any other shape is a miss."""
+    if entry is None:
+        return False
+    tests, arcs, blobs = entry.get("tests"), entry.get("arcs"), entry.get("blobs")
+    return (
+        isinstance(tests, int)
+        and isinstance(blobs, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in blobs.items())
+        and isinstance(arcs, dict)
+        and all(
+            isinstance(pairs, list)
+            and all(isinstance(p, list) and len(p) == 2 and all(type(n) is int for n in p)
+                    for p in pairs)
+            for pairs in arcs.values()
+        )
+    )  # fmt: skip
+
+
 def plan(
     root: Path,
     session: str,
@@ -103,17 +125,21 @@ def plan(
         why = "pytest arguments" if posargs else "the cache is off"
         reason = f"{session}: runs every selected test, records nothing ({why})"
         return Plan(str(root), session, record=False, pytest_args=list(posargs), reason=reason)
-    files = keys.session_files(root)
-    graph = selection.Graph(files, lambda path: (root / path).read_text(encoding="utf-8"))
-    inputs = {name: graph.inputs(name) for name in selection.test_modules(files)}
-    blobs = keys.file_digests(root, files)
+    try:
+        files = sorted({*keys.session_files(root), *keys.files_on_disk(root, selection.PACKAGES)})
+        graph = selection.Graph(files, lambda path: (root / path).read_text(encoding="utf-8"))
+        inputs = {name: graph.inputs(name) for name in selection.test_modules(files)}
+        blobs = keys.file_digests(root, files)
+    except (HarnessError, OSError, ValueError) as exc:  # not keyable: run all, record nothing
+        reason = f"{session}: runs every test, records nothing (results cache: {exc})"
+        return Plan(str(root), session, record=False, reason=reason)
     shared = session_part(root, python, environ)
     run = Plan(str(root), session, record=True, blobs=blobs)
     for name, (needs, closure) in inputs.items():
         key = keys.digest(
             {"session": shared, "module": name, "inputs": {f: blobs[f] for f in needs}}
         )
-        run.modules[name] = Module(key, store.get(key) is None, closure)
+        run.modules[name] = Module(key, not is_module_pass(store.get(key)), closure)
     run.session_key = keys.digest(
         {"session": shared, "modules": {n: m.key for n, m in run.modules.items()}}
     )
