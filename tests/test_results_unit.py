@@ -179,7 +179,7 @@ def test_a_test_reading_our_source_as_data_reruns_when_it_changes(project: Path)
 
 
 @pytest.mark.parametrize(
-    "name, text",
+    ("name", "text"),
     [("tests/test_bad.py", "def broken(:\n"), ("tests/test_latin.py", b"# caf\xe9\n")],
 )
 def test_a_module_that_does_not_parse_is_opaque_not_a_crash(
