@@ -152,9 +152,16 @@ def test_a_cached_integration_pass_runs_nothing_and_still_records_the_verificati
     monkeypatch.setattr(results_sessions, "Docker", lambda: engine)
     monkeypatch.setattr(image_sessions, "Docker", lambda: engine)
     monkeypatch.setattr(noxfile, "RESULTS", Results(ROOT, Store(tmp_path / "store", 10**6), {}))
+    in_sync = [False]  # what `uv sync --locked --check` answers for the stand-in's venv
+    monkeypatch.setattr(results_sessions, "venv_matches_lock", lambda *args: in_sync[0])
 
+    skipped = IntegrationSession(tmp_path / "venv", [])
+    noxfile.integration.func(skipped)  # passes, but `nox -R` left a venv that is not the lock's
+    assert any("is not recorded" in warning for warning in skipped.warnings)
+
+    in_sync[0] = True
     first = IntegrationSession(tmp_path / "venv", [])
-    noxfile.integration.func(first)  # a miss: the suite runs (here it passes at once)
+    noxfile.integration.func(first)  # still a miss: the suite runs (here it passes at once)
     assert [args[0] for args in first.runs] == ["pytest"]
     verified.unlink()
 
