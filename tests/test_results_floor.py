@@ -83,6 +83,7 @@ def test_fresh_and_stored_coverage_together_meet_the_floor_and_record(project: P
     assert store().get("c" * 64) == {
         "recorded_at": recorded["recorded_at"],
         "summary": "5 tests, 100.0 % branch coverage",
+        "origin": "a developer machine",
     }
 
 

@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.results import keys, selection, sessions
-from harness.results.store import open_store
+from harness.results import keys, remote, selection, sessions
 
 PLUGIN = "harness.results.contexts"
 COLLECT, CHILD = "collect:", "child:"  # coverage contexts: a module's import, its children
@@ -98,7 +97,7 @@ def plan(
     scratch: Path,
 ) -> Plan:
     """What this run of the unit-test session does; ``scratch`` holds its plan and counts."""
-    store = open_store(environ)
+    store = remote.open_shared(environ, root)
     if posargs or store is None:
         why = "pytest arguments" if posargs else "the cache is off"
         reason = f"{session}: runs every selected test, records nothing ({why})"
@@ -120,7 +119,8 @@ def plan(
     rerun = sorted(name for name, module in run.modules.items() if module.rerun)
     entry = store.get(run.session_key)
     if not rerun and entry is not None:
-        run.cached = sessions.hit_line(session, run.session_key, entry)
+        pulled = sessions.is_pulled(store, run.session_key)
+        run.cached = sessions.hit_line(session, run.session_key, entry, pulled=pulled)
         return run
     if rerun:
         run.counts = str(scratch / COUNTS_FILE)
