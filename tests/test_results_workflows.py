@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from harness import ROOT
+from harness.results.remote import open_shared
 from harness.results.store import store_root
 from tests.test_release_workflow import commands, jobs
 
@@ -44,3 +45,29 @@ def test_the_release_workflow_reads_no_cache() -> None:
     workflow_env = text.split("\nenv:\n", 1)[1].split("\n\n", 1)[0]
     assert '  DEATHSTAR_CACHE: "off"' in workflow_env.splitlines()
     assert text.index("\nenv:\n") < text.index("\njobs:\n")  # the workflow's, every job's
+
+
+def test_ci_reads_the_shared_results_and_writes_them_only_from_main() -> None:
+    found = jobs(CI.read_text(encoding="utf-8"))
+    write = "${{ github.event_name == 'push' && github.ref == 'refs/heads/main' && '1' || '0' }}"
+    for name in ("lint", "test"):
+        job = commands(found[name])
+        assert "      DEATHSTAR_RESULTS_CACHE: ghcr.io/${{ github.repository }}/results\n" in job
+        assert f"      DEATHSTAR_RESULTS_CACHE_WRITE: {write}\n" in job
+        assert "      packages: write" in job
+        # docker's credentials, which oras reads, are there before nox runs; never in argv.
+        assert job.index("docker login ghcr.io") < job.index("nox ")
+        assert "--password-stdin" in job
+        assert "sha256sum --check" in job  # the oras package, pinned by hash
+    for name, job in found.items():
+        if name not in ("lint", "test"):
+            assert "packages:" not in job, f"{name}: only the jobs that write may"
+            assert "DEATHSTAR_RESULTS_CACHE" not in job
+
+
+def test_the_release_workflow_reads_no_shared_results() -> None:
+    text = RELEASE.read_text(encoding="utf-8")
+    assert "DEATHSTAR_RESULTS_CACHE" not in text
+    # DEATHSTAR_CACHE=off, which it sets for every job, turns the shared tier off too.
+    environ = {"DEATHSTAR_CACHE": "off", "DEATHSTAR_RESULTS_CACHE": "ghcr.io/o/r/results"}
+    assert open_shared(environ, ROOT) is None
