@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -63,6 +64,12 @@ def test_the_interpreter_is_its_implementation_version_and_platform() -> None:
     assert sys.version in facts
     assert sys.implementation.name in facts
     assert keys.interpreter("/no/such/python") == "missing:/no/such/python"
+
+
+def test_the_interpreter_is_the_same_through_a_venv_in_another_clone(tmp_path: Path) -> None:
+    venv = tmp_path / "elsewhere" / ".nox" / "test"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    assert keys.interpreter(str(venv / "bin" / "python")) == keys.interpreter(sys.executable)
 
 
 def test_the_environment_keys_the_declared_passes_the_machine_and_withholds_the_rest() -> None:

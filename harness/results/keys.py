@@ -141,11 +141,11 @@ def environment(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+# The build, not where it is installed (a venv's path is the clone's) or the kernel it runs on.
 PROBE = (
     "import json, platform, sys; print(json.dumps({'implementation': sys.implementation.name,"
     " 'version': sys.version, 'hexversion': sys.hexversion, 'abiflags': sys.abiflags,"
-    " 'executable': sys.executable, 'platform': platform.platform(),"
-    " 'machine': platform.machine(), 'libc': platform.libc_ver()}))"
+    " 'platform': sys.platform, 'machine': platform.machine(), 'libc': platform.libc_ver()}))"
 )
 
 
