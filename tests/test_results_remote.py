@@ -249,9 +249,15 @@ def test_an_unreachable_registry_is_a_warning_and_a_miss(
     registry.failure = "dial tcp 127.0.0.1:5000: connection refused"
     assert store(tmp_path, registry, tmp_path).get(KEY) is None
     assert "could not read 127.0.0.1:5000/results: dial tcp" in capsys.readouterr().err
+    local = store(tmp_path, registry, tmp_path)
     registry.failure = ""
-    assert store(tmp_path, registry, tmp_path).get(KEY) is None  # not found: a quiet miss
+    assert local.get(KEY) is None  # not found: a quiet miss
     assert capsys.readouterr().err == ""
+    registry.failure = "dial tcp: i/o timeout"
+    assert local.get(KEY) is None
+    assert local.get("cd" * 32) is None  # after one failure, no more waiting on it
+    assert len(registry.calls) == 3
+    assert capsys.readouterr().err.count("could not read") == 1
 
 
 def test_a_failed_push_is_a_warning_and_the_local_record_stands(

@@ -120,17 +120,21 @@ class Remote:
     made_by: str = "a developer machine"
     oras: Oras = run_oras
     pulled: set[str] = field(default_factory=set)
+    unreachable: bool = False  # after one failure, this process stops asking: one timeout at most
 
     @property
     def options(self) -> list[str]:
         return ["--plain-http"] if is_loopback(self.reference.partition("/")[0]) else []
 
     def warn(self, what: str, exc: Exception) -> None:
+        self.unreachable = True
         print(f"nox > results cache: {what} {self.reference}: {shown(exc, 200)}", file=sys.stderr)
 
     def pull(self, key: str, store: Store) -> dict[str, Any] | None:
         """The entry for ``key`` from the registry, verified, with its outputs written into
         dist/ and itself into ``store``; None for a miss of any kind."""
+        if self.unreachable:
+            return None
         with tempfile.TemporaryDirectory(prefix="deathstar-pull-") as scratch:
             folder = Path(scratch)
             try:
@@ -177,7 +181,7 @@ class Remote:
 
     def push(self, key: str, document: bytes, entry: Mapping[str, Any]) -> None:
         """Push the entry and its outputs under the tag ``key`` (only when writing)."""
-        if not self.write:
+        if not self.write or self.unreachable:
             return
         with tempfile.TemporaryDirectory(prefix="deathstar-push-") as scratch:
             folder = Path(scratch)
