@@ -54,7 +54,9 @@ def record_all(run: unit.Plan) -> None:
     store = open_store({"DEATHSTAR_CACHE_DIR": str(Path(run.root).parent / "store")})
     assert store is not None
     for module in run.modules.values():
-        store.put(module.key, {"recorded_at": "2026-12-04T17:01:00Z", "tests": 2, "arcs": {}})
+        store.put(
+            module.key, {"recorded_at": "2026-12-04T17:01:00Z", "tests": 2, "arcs": {}, "blobs": {}}
+        )
     summary = {"recorded_at": "2026-12-04T17:01:00Z", "summary": "4 tests, 91.2 % branch coverage"}
     store.put(run.session_key, summary)
 
@@ -152,6 +154,17 @@ def test_pytest_arguments_or_the_switch_run_everything_and_record_nothing(projec
     off = plan(project, DEATHSTAR_CACHE="off")
     assert (off.record, off.pytest_args, off.runs_tests) == (False, [], True)
     assert "the cache is off" in off.reason
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"tests": "2", "arcs": {}, "blobs": {}}, {"tests": 2, "arcs": [], "blobs": {}},
+     {"tests": 2, "arcs": {"a.py": [[1, "x"]]}, "blobs": {}}, {"tests": 2, "arcs": {"a.py": 3},
+     "blobs": {}}, {"tests": 2, "arcs": {}}],
+)  # fmt: skip
+def test_a_module_entry_of_another_shape_is_a_miss(entry: dict[str, object]) -> None:
+    assert unit.is_module_entry({"tests": 2, "arcs": {"a.py": [[1, 2], [2, -1]]}, "blobs": {}})
+    assert not unit.is_module_entry(entry)  # floor would crash on it: a rerun instead
 
 
 def test_a_plan_survives_its_file(project: Path) -> None:

@@ -77,6 +77,22 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def is_module_entry(entry: object) -> bool:
+    """A module's pass as ``floor`` reads it: its test count, and its arcs (pairs of line
+    numbers) and blob IDs by file. Any other shape (a hostile registry's) is a miss."""
+    if not isinstance(entry, dict) or type(entry.get("tests")) is not int:
+        return False
+    arcs, blobs = entry.get("arcs"), entry.get("blobs")
+    if not isinstance(arcs, dict) or not isinstance(blobs, dict):
+        return False
+    pairs = [
+        pair for value in arcs.values() for pair in (value if isinstance(value, list) else [0])
+    ]
+    return all(
+        isinstance(p, list) and len(p) == 2 and all(type(n) is int for n in p) for p in pairs
+    )
+
+
 def session_part(root: Path, python: str, environ: Mapping[str, str]) -> str:
     return keys.digest({
         "interpreter": keys.interpreter(python),
@@ -112,7 +128,7 @@ def plan(
         key = keys.digest(
             {"session": shared, "module": name, "inputs": {f: blobs[f] for f in needs}}
         )
-        run.modules[name] = Module(key, store.get(key) is None, closure)
+        run.modules[name] = Module(key, not is_module_entry(store.get(key)), closure)
     run.session_key = keys.digest(
         {"session": shared, "modules": {n: m.key for n, m in run.modules.items()}}
     )
