@@ -33,7 +33,8 @@ ENTRY_NAME = "entry.json"  # outputs travel named by their sha256: no name a reg
 TITLE = "org.opencontainers.image.title"
 TIMEOUT = 60.0
 # What oras may see of our environment: where docker's credentials are, never a secret.
-PASSED = ("PATH", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "DOCKER_CONFIG")
+PASSED = ("PATH", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "DOCKER_CONFIG", "HTTPS_PROXY",
+          "https_proxy", "NO_PROXY", "no_proxy")  # fmt: skip
 Oras = Callable[[Sequence[str], Path], bytes]
 
 
