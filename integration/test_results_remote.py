@@ -44,7 +44,7 @@ def repository(
 
 def tier(repository: str, checkout: Path, *, write: bool = False) -> Store:
     checkout.mkdir(exist_ok=True)
-    return Store(checkout / ".store", 10_000_000, Remote(repository, checkout, write, "CI run 7"))
+    return Store(checkout / ".store", 10_000_000, Remote(repository, checkout, write))
 
 
 def test_what_ci_pushes_another_checkout_pulls(repository: str, tmp_path: Path) -> None:

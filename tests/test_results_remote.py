@@ -85,7 +85,7 @@ def registry() -> Registry:
 
 
 def store(tmp_path: Path, registry: Registry, checkout: Path, write: bool = False) -> Store:
-    tier = Remote("127.0.0.1:5000/results", checkout, write, "CI run 1234", registry)
+    tier = Remote("127.0.0.1:5000/results", checkout, write, registry)
     return Store(tmp_path / f"store-{checkout.name}", 1_000_000, tier)
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import HarnessError
-from harness.registry import check_registry, check_repository, is_loopback, shown
-from harness.results.store import KEY, Store, is_key, is_off, open_store, parse
+from harness.registry import DIGEST, check_registry, check_repository, is_loopback, shown
+from harness.results.store import Store, is_key, is_off, open_store, parse
 
 VARIABLE = "DEATHSTAR_RESULTS_CACHE"
 WRITE_VARIABLE = "DEATHSTAR_RESULTS_CACHE_WRITE"
@@ -80,9 +80,7 @@ def layer_files(manifest: object, max_bytes: int) -> dict[str, str]:
         expected = ENTRY_TYPE if name == ENTRY_NAME else OUTPUT_TYPE
         if kind != expected or not (name == ENTRY_NAME or is_key(str(name))) or name in files:
             raise ValueError(f"an unexpected layer: {shown(name)}")
-        if not isinstance(layer.get("size"), int) or not KEY.fullmatch(
-            str(layer.get("digest", "")).removeprefix("sha256:")
-        ):
+        if not isinstance(layer.get("size"), int) or not DIGEST.fullmatch(str(layer.get("digest"))):
             raise ValueError("a layer without a size or sha256 digest")
         files[name] = layer["digest"]
     sizes = sum(layer["size"] for layer in layers)
@@ -118,7 +116,6 @@ class Remote:
     reference: str
     checkout: Path
     write: bool = False
-    made_by: str = "a developer machine"
     oras: Oras = run_oras
     pulled: set[str] = field(default_factory=set)
     unreachable: bool = False  # after one failure, this process stops asking: one timeout at most
@@ -208,7 +205,7 @@ def open_remote(environ: Mapping[str, str], checkout: Path) -> Remote | None:
     check_registry(registry)
     check_repository(registry, repository)
     write = environ.get(WRITE_VARIABLE, "") == "1"
-    return Remote(reference, checkout, write, origin(environ))
+    return Remote(reference, checkout, write)
 
 
 def open_shared(environ: Mapping[str, str], checkout: Path) -> Store | None:
