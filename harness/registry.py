@@ -21,11 +21,10 @@ from typing import Any
 from harness import HarnessError
 from harness.core import process
 from harness.core.docker import Docker
-from harness.core.references import check_repository, is_loopback, shown
+from harness.core.references import DIGEST, check_repository, is_loopback, shown
 from harness.core.untrusted import parse_json
 
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",

@@ -34,3 +34,10 @@ def lenient_client(settings: Settings) -> Iterator[TestClient]:
     """A client that hands back the 500 answer instead of re-raising the server's exception."""
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture(autouse=True)
+def no_shared_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI's shared results tier and run ID are the caller's, never a test's."""
+    for name in ("DEATHSTAR_RESULTS_CACHE", "DEATHSTAR_RESULTS_CACHE_WRITE", "GITHUB_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)

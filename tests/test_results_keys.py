@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,12 +66,18 @@ def test_the_interpreter_is_its_implementation_version_and_platform() -> None:
     assert keys.interpreter("/no/such/python") == "missing:/no/such/python"
 
 
-def test_the_environment_keeps_values_drops_the_volatile_and_the_secret() -> None:
+def test_the_interpreter_is_the_same_through_a_venv_in_another_clone(tmp_path: Path) -> None:
+    venv = tmp_path / "elsewhere" / ".nox" / "test"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    assert keys.interpreter(str(venv / "bin" / "python")) == keys.interpreter(sys.executable)
+
+
+def test_the_environment_keys_the_declared_passes_the_machine_and_withholds_the_rest() -> None:
     environ = {
         "PATH": "/bin",
+        "HOME": "/home/a",
         "LANG": "C.UTF-8",
         "TERM": "xterm",
-        "PWD": "/x",
         "SSH_CONNECTION": "1.2.3.4",
         "GITHUB_RUN_ID": "42",
         "GITHUB_ACTIONS": "true",
@@ -78,15 +85,33 @@ def test_the_environment_keeps_values_drops_the_volatile_and_the_secret() -> Non
         "REGISTRY_PASSWORD": "hunter2",
         "COSIGN_KEY": "k",
         "DEATHSTAR_CACHE_DIR": "/c",
+        "DEATHSTAR_RESULTS_CACHE": "ghcr.io/o/r/results",
+        "DEATHSTAR_IMAGE_TAG": "x",
+        "PIP_CERT": "/etc/ca.pem",
         "UV_INDEX_URL": "https://user:hunter2@pypi.example/simple",
+        "SOME_TOOL_SETTING": "on",
     }
     assert keys.environment(environ) == {
-        "PATH": "/bin",
         "LANG": "C.UTF-8",
-        "GITHUB_ACTIONS": "true",
+        "DEATHSTAR_IMAGE_TAG": "x",
         "UV_INDEX_URL": "https://pypi.example/simple",
     }
-    assert keys.withheld(environ) == ["COSIGN_KEY", "GITHUB_TOKEN", "REGISTRY_PASSWORD"]
+    # Undeclared: the tools never see it, so it cannot change a result it is not keyed on.
+    assert keys.withheld(environ) == [
+        "COSIGN_KEY", "GITHUB_TOKEN", "REGISTRY_PASSWORD", "SOME_TOOL_SETTING"
+    ]  # fmt: skip
+
+
+def test_another_machines_clone_keys_the_same_environment() -> None:
+    laptop = {"PATH": "/usr/bin", "HOME": "/home/dev", "USER": "dev", "LANG": "C.UTF-8",
+              "XDG_CACHE_HOME": "/home/dev/.c", "SHELL": "/bin/zsh", "EDITOR": "vim"}  # fmt: skip
+    runner = {"PATH": "/opt/hostedtoolcache/bin:/usr/bin", "HOME": "/home/runner",
+              "USER": "runner", "LANG": "C.UTF-8", "CI": "true", "GITHUB_ACTIONS": "true",
+              "GITHUB_RUN_ID": "1234", "JAVA_HOME_17_X64": "/usr/lib/jvm",
+              "DEATHSTAR_RESULTS_CACHE_WRITE": "1"}  # fmt: skip
+    assert keys.environment(laptop) == keys.environment(runner) == {"LANG": "C.UTF-8"}
+    assert "JAVA_HOME_17_X64" in keys.withheld(runner)  # hidden, so it need not be keyed
+    assert keys.environment({**laptop, "PYTHONHASHSEED": "0"}) != keys.environment(laptop)
 
 
 @pytest.mark.parametrize(

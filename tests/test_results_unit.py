@@ -148,11 +148,26 @@ def test_every_module_passed_but_this_combination_was_never_recorded(project: Pa
 def test_pytest_arguments_or_the_switch_run_everything_and_record_nothing(project: Path) -> None:
     record_all(plan(project))
     with_args = plan(project, posargs=("-k", "a"))
-    assert (with_args.record, with_args.pytest_args, with_args.cached) == (False, ["-k", "a"], "")
+    # The coverage plugin runs in every mode: what is measured does not depend on the switch.
+    measured = ["-p", unit.PLUGIN, f"--module-counts={with_args.counts}"]
+    assert (with_args.record, with_args.pytest_args, with_args.cached) == (
+        False, [*measured, "-k", "a"], ""
+    )  # fmt: skip
     assert with_args.runs_tests
     off = plan(project, DEATHSTAR_CACHE="off")
-    assert (off.record, off.pytest_args, off.runs_tests) == (False, [], True)
+    assert (off.record, off.pytest_args, off.runs_tests) == (False, measured, True)
     assert "the cache is off" in off.reason
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"tests": "2", "arcs": {}, "blobs": {}}, {"tests": 2, "arcs": [], "blobs": {}},
+     {"tests": 2, "arcs": {"a.py": [[1, "x"]]}, "blobs": {}}, {"tests": 2, "arcs": {"a.py": 3},
+     "blobs": {}}, {"tests": 2, "arcs": {}}],
+)  # fmt: skip
+def test_a_module_entry_of_another_shape_is_a_miss(entry: dict[str, object]) -> None:
+    assert unit.is_module_entry({"tests": 2, "arcs": {"a.py": [[1, 2], [2, -1]]}, "blobs": {}})
+    assert not unit.is_module_entry(entry)  # floor would crash on it: a rerun instead
 
 
 def test_a_plan_survives_its_file(project: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from harness import ROOT
+from harness.results.remote import open_shared
 from harness.results.store import store_root
 from tests.test_release_workflow import commands, jobs
 
@@ -44,3 +45,35 @@ def test_the_release_workflow_reads_no_cache() -> None:
     workflow_env = text.split("\nenv:\n", 1)[1].split("\n\n", 1)[0]
     assert '  DEATHSTAR_CACHE: "off"' in workflow_env.splitlines()
     assert text.index("\nenv:\n") < text.index("\njobs:\n")  # the workflow's, every job's
+
+
+def test_ci_reads_the_shared_results_and_writes_them_only_from_main() -> None:
+    found = jobs(CI.read_text(encoding="utf-8"))
+    main_only = "if: github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    for name in ("lint", "test", "results"):
+        job = commands(found[name])
+        assert "      DEATHSTAR_RESULTS_CACHE: ghcr.io/${{ github.repository }}/results\n" in job
+        # docker's credentials, which oras reads, are there before nox runs; never in argv.
+        assert job.index("docker login ghcr.io") < job.index("nox ")
+        assert "--password-stdin" in job
+        assert "sha256sum --check" in job  # the oras package, pinned by hash
+    for name in ("lint", "test"):  # they run a pull request's code: read only
+        assert "packages: read" in commands(found[name])
+        assert "DEATHSTAR_RESULTS_CACHE_WRITE" not in found[name]
+    writer = commands(found["results"])
+    assert '      DEATHSTAR_RESULTS_CACHE_WRITE: "1"\n' in writer
+    assert "packages: write" in writer
+    assert main_only in writer
+    for name, job in found.items():
+        if name not in ("lint", "test", "results"):
+            assert "DEATHSTAR_RESULTS_CACHE" not in job, name
+        if "packages: write" in commands(job):
+            assert main_only in job, f"{name}: only a push to main may write packages"
+
+
+def test_the_release_workflow_reads_no_shared_results() -> None:
+    text = RELEASE.read_text(encoding="utf-8")
+    assert "DEATHSTAR_RESULTS_CACHE" not in text
+    # DEATHSTAR_CACHE=off, which it sets for every job, turns the shared tier off too.
+    environ = {"DEATHSTAR_CACHE": "off", "DEATHSTAR_RESULTS_CACHE": "ghcr.io/o/r/results"}
+    assert open_shared(environ, ROOT) is None

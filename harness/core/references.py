@@ -19,6 +19,7 @@ _REGISTRY = re.compile(
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
 _NAME_LIMIT = 255  # registry/repository, as docker counts it
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 
 
 def shown(text: object, limit: int = 80) -> str:

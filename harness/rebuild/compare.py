@@ -122,7 +122,7 @@ def parse_reference(ref: str) -> tuple[str, str, str]:
     name, at, digest = ref.partition("@")
     registry, _, path = name.partition("/")
     repository, _, tag = path.partition(":")
-    if not (reg.TAG.fullmatch(tag) if tag else at) or (at and not reg.DIGEST.fullmatch(digest)):
+    if not (reg.TAG.fullmatch(tag) if tag else at) or (at and not names.DIGEST.fullmatch(digest)):
         raise HarnessError(
             f"'{names.shown(ref)}' is not a registry image reference: give "
             "host[:port]/repository:tag or host[:port]/repository@sha256:<digest>"
@@ -172,7 +172,7 @@ def read(
             f"{ref} names no version a tag can carry "
             f"(label {reg.VERSION_LABEL}='{names.shown(version, 60)}')"
         )
-    if not reg.DIGEST.fullmatch(base_digest) or pinned not in ("", base_digest):
+    if not names.DIGEST.fullmatch(base_digest) or pinned not in ("", base_digest):
         raise HarnessError(f"{ref} does not name its base image by digest; it cannot be rebuilt")
     if not build.is_image_name(base_image):  # it reaches docker's argv and the terminal
         raise HarnessError(
@@ -183,7 +183,7 @@ def read(
     if (
         not isinstance(diff_ids, list)
         or len(diff_ids) > MAX_LAYERS
-        or not all(isinstance(d, str) and reg.DIGEST.fullmatch(d) for d in diff_ids)
+        or not all(isinstance(d, str) and names.DIGEST.fullmatch(d) for d in diff_ids)
     ):
         raise HarnessError(f"{ref}'s config has no list of sha256 layer digests (rootfs.diff_ids)")
     # A registry may re-encode the manifest: the config and the layers are the image.
@@ -198,7 +198,7 @@ def platform_image(index: reg.Manifest) -> str:
         platform = entry.get("platform") if isinstance(entry, dict) else None
         if isinstance(platform, dict) and LINUX_AMD64.items() <= platform.items():
             digest = entry.get("digest")
-            return digest if isinstance(digest, str) and reg.DIGEST.fullmatch(digest) else "?"
+            return digest if isinstance(digest, str) and names.DIGEST.fullmatch(digest) else "?"
     return "?"
 
 

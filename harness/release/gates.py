@@ -203,7 +203,7 @@ def verified_image(project: Path, head: str, version: str, docker: Docker) -> re
             f"the recorded verification does not name the integration suite at HEAD (tree "
             f"{suite[:12]}); run `nox -s integration` on this commit"
         )
-    if not all(reg.DIGEST.fullmatch(str(d)) for d in (record.image_id, record.config_digest)):
+    if not all(names.DIGEST.fullmatch(str(d)) for d in (record.image_id, record.config_digest)):
         raise HarnessError(
             f"{records.image_record_path(project)} names no sha256 image ID and config digest; "
             "run `nox -s image` again"

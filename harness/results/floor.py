@@ -20,8 +20,8 @@ from typing import Any
 
 import coverage
 
-from harness.results import keys, unit
-from harness.results.store import Store, open_store
+from harness.results import keys, remote, unit
+from harness.results.store import Store
 
 Arcs = dict[str, set[tuple[int, int]]]  # source file (relative to the root) -> arcs
 
@@ -73,7 +73,7 @@ def current(stored: Mapping[str, Any], blobs: Mapping[str, str]) -> Arcs:
 def main(argv: Sequence[str]) -> int:
     plan = unit.load(Path(argv[0]))
     root = Path(plan.root)
-    store = open_store(os.environ)
+    store = remote.open_shared(os.environ, root)
     fresh = attribute(root, plan)
     stored = {
         n: store.get(m.key) if store else None for n, m in plan.modules.items() if not m.rerun
@@ -153,7 +153,8 @@ def record(
             entry = stored[name]
         tests += int(entry["tests"])  # passed tests, as pytest counts them
     summary = f"{tests} tests, {total:.1f} % branch coverage"
-    store.put(plan.session_key, {"recorded_at": unit.now(), "summary": summary})
+    made_by = remote.origin(os.environ)
+    store.put(plan.session_key, {"recorded_at": unit.now(), "summary": summary, "origin": made_by})
 
 
 if __name__ == "__main__":

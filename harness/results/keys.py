@@ -1,9 +1,10 @@
 """What goes into a results key: canonical digests of files, the interpreter and the environment.
 
-The environment policy (docs/caching.md): every variable's value is an input, except a documented
-list of volatile ones that no cached session's tools read (terminal, shell, CI run identifiers,
-the cache's own switches) and secret-named ones, which cached sessions never see at all
-(:func:`withheld`), so no key is a function of a secret a guess could recover.
+The environment policy (docs/caching.md), Turborepo's strict mode: only DECLARED variables, which
+can change a result, are inputs; PASSED ones (where things are on this machine, the terminal, a CI
+run's identifiers) reach the tools unhashed; every other variable, and every secret-named one, is
+withheld from cached sessions' tools (:func:`withheld`), so no key depends on the machine or on a
+secret a guess could recover.
 """
 
 from __future__ import annotations
@@ -19,6 +20,22 @@ from typing import Any
 
 from harness import HarnessError
 
+# Variables that can change a result: inputs, and they reach the tools.
+DECLARED = (
+    "PYTHON*", "UV_*", "PIP_*", "VIRTUALENV_*", "NOX_*", "PYTEST_*", "COVERAGE_*", "MYPY*",
+    "RUFF_*", "PRE_COMMIT*", "HYPOTHESIS_*", "GIT_*", "DOCKER_*", "BUILDX_*", "BUILDKIT_*",
+    "TESTCONTAINERS_*", "DEATHSTAR_*", "SOURCE_DATE_EPOCH", "LANG", "LANGUAGE", "LC_*", "TZ",
+)  # fmt: skip
+# Where things are on this machine, and how it reaches the network: they reach the tools but
+# differ between two machines that must share a result, and name no result-changing fact.
+MACHINE = (
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TEMP", "TMP", "XDG_*", "VIRTUAL_ENV",
+    "CONDA_*", "PYENV*", "UV_CACHE_DIR", "UV_PYTHON_INSTALL_DIR", "PIP_CACHE_DIR",
+    "PRE_COMMIT_HOME", "DOCKER_CONFIG", "DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY", "SSL_CERT_*", "*CA_BUNDLE", "*CA_CERTS*", "*_CAINFO", "PIP_CERT",
+    "*_PROXY", "*_proxy", "CI", "FORCE_COLOR", "NO_COLOR", "PY_COLORS",
+    "DEATHSTAR_IMAGE_RECORD",  # dist/image.json's path here: its content is in the key
+)  # fmt: skip
 # Terminal, shell and login-session facts, and per-run CI identifiers: they differ between two
 # runs that must share a result, and none of the cached sessions' tools reads them.
 VOLATILE = (
@@ -30,8 +47,8 @@ VOLATILE = (
     "INVOCATION_ID", "JOURNAL_STREAM", "MOTD_SHOWN",
     "GITHUB_*", "RUNNER_*", "ACTIONS_*",  # a CI run's own identifiers, paths and tokens
     "DEATHSTAR_CACHE", "DEATHSTAR_CACHE_*",  # where the cache is does not change a result
+    "DEATHSTAR_RESULTS_CACHE", "DEATHSTAR_RESULTS_CACHE_*",
 )  # fmt: skip
-KEPT = ("GITHUB_ACTIONS",)  # constant in CI, and tools may format differently under it
 # A name like a credential: withheld from cached sessions and kept out of every key.
 SECRET_NAME = re.compile(
     r"TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|COOKIE|(^|_)(KEY|AUTH|PASS|PAT|APIKEY)(_|$)",
@@ -106,8 +123,13 @@ def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
-def is_volatile(name: str) -> bool:
-    return _matches(name, VOLATILE) and name not in KEPT
+def is_passed(name: str) -> bool:
+    """Reaches the tools but is no input: machine-local or volatile."""
+    return _matches(name, MACHINE) or _matches(name, VOLATILE)
+
+
+def is_declared(name: str) -> bool:
+    return _matches(name, DECLARED) and not is_passed(name) and not is_secret(name)
 
 
 def is_secret(name: str) -> bool:
@@ -115,25 +137,28 @@ def is_secret(name: str) -> bool:
 
 
 def withheld(environ: Mapping[str, str]) -> list[str]:
-    """The secret-named variables present: a cached session runs without them."""
-    return sorted(name for name in environ if is_secret(name))
+    """What a cached session runs without: secret-named variables and every one neither
+    declared nor passed (it cannot change a result it never sees)."""
+    return sorted(
+        name for name in environ if is_secret(name) or not (is_passed(name) or is_declared(name))
+    )
 
 
 def environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """What of ``environ`` goes into a key: every variable but the volatile and the withheld
-    ones, with any ``user:password@`` removed from URL-like values."""
+    """What of ``environ`` goes into a key: the declared variables, with any ``user:password@``
+    removed from URL-like values."""
     return {
         name: URL_USERINFO.sub("", value)
         for name, value in sorted(environ.items())
-        if not is_volatile(name) and not is_secret(name)
+        if is_declared(name)
     }
 
 
+# The build, not where it is installed (a venv's path is the clone's) or the kernel it runs on.
 PROBE = (
     "import json, platform, sys; print(json.dumps({'implementation': sys.implementation.name,"
     " 'version': sys.version, 'hexversion': sys.hexversion, 'abiflags': sys.abiflags,"
-    " 'executable': sys.executable, 'platform': platform.platform(),"
-    " 'machine': platform.machine(), 'libc': platform.libc_ver()}))"
+    " 'platform': sys.platform, 'machine': platform.machine(), 'libc': platform.libc_ver()}))"
 )
 
 

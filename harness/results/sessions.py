@@ -24,8 +24,8 @@ from harness.core import git
 from harness.core.docker import Docker
 from harness.image.build import NOT_SHIPPED
 from harness.image.records import DIST
-from harness.results import keys
-from harness.results.store import Store, open_store
+from harness.results import keys, remote
+from harness.results.store import Store
 
 # In every key: what runs every session (the noxfile, the harness) and what installs its tools.
 COMMON_FILES = ("noxfile.py", "pyproject.toml", "uv.lock", "harness")
@@ -128,6 +128,7 @@ class Cached:
         entry = {
             "session": self.session.name,
             "recorded_at": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "origin": remote.origin(os.environ),
             "summary": summary,
             "facts": facts,
             "output_paths": paths,
@@ -242,8 +243,13 @@ def lookup(
     if not found:
         cached.entry = None
         return cached
-    session.log(hit_line(session.name, cached.key, entry))
+    session.log(hit_line(session.name, cached.key, entry, pulled=is_pulled(store, cached.key)))
     return cached
+
+
+def is_pulled(store: Store, key: str) -> bool:
+    """Whether ``key``'s entry came from the shared tier in this run."""
+    return isinstance(store.remote, remote.Remote) and key in store.remote.pulled
 
 
 @dataclass(frozen=True)
@@ -256,7 +262,7 @@ class Results:
 
     @classmethod
     def open(cls, root: Path, environ: Mapping[str, str]) -> Results:
-        return cls(root, open_store(environ), environ)
+        return cls(root, remote.open_shared(environ, root), environ)
 
     def lookup(
         self,
@@ -285,8 +291,9 @@ def intact(root: Path, entry: Mapping[str, Any]) -> bool:
         return False
 
 
-def hit_line(name: str, key: str, entry: Mapping[str, Any]) -> str:
-    """``lint: cached pass from 2026-12-04 17:01 (summary, key 3f2a9c…)``, in local time."""
+def hit_line(name: str, key: str, entry: Mapping[str, Any], *, pulled: bool = False) -> str:
+    """``lint: cached pass from 2026-12-04 17:01 (summary, key 3f2a9c…)``, in local time;
+    ``pulled``: ``from CI run 1234, 2026-12-04 17:01``."""
     when = str(entry.get("recorded_at", "?"))
     try:
         stamp = datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
@@ -298,6 +305,10 @@ def hit_line(name: str, key: str, entry: Mapping[str, Any]) -> str:
     detail = (
         f"{summary}, " if isinstance(summary, str) and summary.isprintable() and summary else ""
     )
+    made_by = entry.get("origin")
+    if pulled:  # checked like the summary: text from a registry
+        ok = isinstance(made_by, str) and made_by.isprintable() and len(made_by) < 80
+        when = f"{made_by if ok else 'the shared cache'}, {when}"
     return f"{name}: cached pass from {when} ({detail}key {key[:6]}…)"
 
 

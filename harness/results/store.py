@@ -14,7 +14,7 @@ import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 FORMAT = 1
 SWITCH = "DEATHSTAR_CACHE"  # `DEATHSTAR_CACHE=off nox`: no lookup, no record
@@ -30,12 +30,38 @@ def is_key(key: str) -> bool:
     return KEY.fullmatch(key) is not None
 
 
+class Tier(Protocol):
+    """A shared store behind this one (harness.results.remote)."""
+
+    def pull(self, key: str, store: Store) -> dict[str, Any] | None: ...
+    def push(self, key: str, document: bytes, entry: Mapping[str, Any]) -> None: ...
+
+
+def document(key: str, entry: Mapping[str, Any]) -> bytes:
+    """An entry as stored: the format, its key and the entry, as JSON."""
+    data = {"format": FORMAT, "key": key, "entry": dict(entry)}
+    return json.dumps(data, sort_keys=True, allow_nan=False).encode("utf-8")
+
+
+def parse(raw: bytes, key: str) -> dict[str, Any] | None:
+    """The entry in ``raw`` when it is a document of this format for ``key``, else None."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != key:
+        return None
+    entry = data.get("entry")
+    return entry if isinstance(entry, dict) else None
+
+
 class Store:
     """Entries under ``root``; ``put`` keeps the total under ``max_bytes``."""
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, remote: Tier | None = None) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.remote = remote
 
     def path(self, key: str) -> Path:
         if not is_key(key):
@@ -43,19 +69,16 @@ class Store:
         return self.root / f"{key}{SUFFIX}"
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The entry stored under ``key``, or None for a miss of any kind."""
+        """The entry stored under ``key`` (else the shared tier's, when there is one), or None
+        for a miss of any kind."""
         if not is_key(key):
             return None
         try:
-            raw = self._read(self.path(key))
-            document = json.loads(raw.decode("utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
-            return None
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
-            return None
-        entry = document.get("entry")
-        if document.get("key") != key or not isinstance(entry, dict):
-            return None
+            entry = parse(self._read(self.path(key)), key)
+        except OSError:
+            entry = None
+        if entry is None:
+            return self.remote.pull(key, self) if self.remote else None
         with contextlib.suppress(OSError):  # a hit counts as a use: evicted last
             os.utime(self.path(key))
         return entry
@@ -69,12 +92,12 @@ class Store:
                 raise OSError(f"{path} is not an entry")
             return file.read(self.max_bytes + 1)
 
-    def put(self, key: str, entry: Mapping[str, Any]) -> bool:
+    def put(self, key: str, entry: Mapping[str, Any], *, pulled: bool = False) -> bool:
         """Store ``entry`` under ``key`` (atomically), then evict the oldest entries until the
-        store fits ``max_bytes``. False when it could not be stored: a cache that cannot write
-        costs a rerun, never a failed session."""
-        document = {"format": FORMAT, "key": key, "entry": dict(entry)}
-        data = json.dumps(document, sort_keys=True, allow_nan=False).encode("utf-8")
+        store fits ``max_bytes``, and offer it to the shared tier unless ``pulled`` from it.
+        False when it could not be stored: a cache that cannot write costs a rerun, never a
+        failed session."""
+        data = document(key, entry)
         path = self.path(key)
         if len(data) > self.max_bytes:
             return False
@@ -94,6 +117,8 @@ class Store:
             self.evict(keep=path)
         except OSError:
             return False
+        if self.remote and not pulled:
+            self.remote.push(key, data, entry)
         return True
 
     def evict(self, keep: Path | None = None) -> list[Path]:

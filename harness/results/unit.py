@@ -14,11 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from harness import HarnessError
-from harness.results import keys, selection, sessions
-from harness.results.store import open_store
+from harness.results import keys, remote, selection, sessions
 
 PLUGIN = "harness.results.contexts"
 COLLECT, CHILD = "collect:", "child:"  # coverage contexts: a module's import, its children
@@ -81,6 +79,24 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def is_module_entry(entry: object) -> bool:
+    """A module's pass as ``floor`` reads it: its test count, and its arcs (pairs of line
+    numbers) and blob IDs by file. Any other shape (a hostile registry's) is a miss."""
+    if not isinstance(entry, dict) or type(entry.get("tests")) is not int:
+        return False
+    arcs, blobs = entry.get("arcs"), entry.get("blobs")
+    if not isinstance(arcs, dict) or not isinstance(blobs, dict):
+        return False
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in blobs.items()):
+        return False
+    pairs = [
+        pair for value in arcs.values() for pair in (value if isinstance(value, list) else [0])
+    ]
+    return all(
+        isinstance(p, list) and len(p) == 2 and all(type(n) is int for n in p) for p in pairs
+    )
+
+
 def session_part(root: Path, python: str, environ: Mapping[str, str]) -> str:
     return keys.digest({
         "interpreter": keys.interpreter(python),
@@ -89,25 +105,6 @@ def session_part(root: Path, python: str, environ: Mapping[str, str]) -> str:
         "environment": keys.environment(environ),
         "code": keys.file_digests(root, OWN_CODE),
     })  # fmt: skip
-
-
-def is_module_pass(entry: Mapping[str, Any] | None) -> bool:
-    """A module's recorded pass as the floor reads it; any other shape is a miss."""
-    if entry is None:
-        return False
-    tests, arcs, blobs = entry.get("tests"), entry.get("arcs"), entry.get("blobs")
-    return (
-        isinstance(tests, int)
-        and isinstance(blobs, dict)
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in blobs.items())
-        and isinstance(arcs, dict)
-        and all(
-            isinstance(pairs, list)
-            and all(isinstance(p, list) and len(p) == 2 and all(type(n) is int for n in p)
-                    for p in pairs)
-            for pairs in arcs.values()
-        )
-    )  # fmt: skip
 
 
 def plan(
@@ -120,11 +117,17 @@ def plan(
     scratch: Path,
 ) -> Plan:
     """What this run of the unit-test session does; ``scratch`` holds its plan and counts."""
-    store = open_store(environ)
+    store = remote.open_shared(environ, root)
+    # The plugin measures every run alike: coverage must not depend on the cache's switch.
+    counts = str(scratch / COUNTS_FILE)
+    measured = ["-p", PLUGIN, f"--module-counts={counts}"]
     if posargs or store is None:
         why = "pytest arguments" if posargs else "the cache is off"
         reason = f"{session}: runs every selected test, records nothing ({why})"
-        return Plan(str(root), session, record=False, pytest_args=list(posargs), reason=reason)
+        args = [*measured, *posargs]
+        return Plan(
+            str(root), session, record=False, pytest_args=args, counts=counts, reason=reason
+        )
     try:
         files = sorted({*keys.session_files(root), *keys.files_on_disk(root, selection.PACKAGES)})
         graph = selection.Graph(files, lambda path: (root / path).read_text(encoding="utf-8"))
@@ -132,25 +135,27 @@ def plan(
         blobs = keys.file_digests(root, files)
     except (HarnessError, OSError, ValueError) as exc:  # not keyable: run all, record nothing
         reason = f"{session}: runs every test, records nothing (results cache: {exc})"
-        return Plan(str(root), session, record=False, reason=reason)
+        return Plan(
+            str(root), session, record=False, pytest_args=measured, counts=counts, reason=reason
+        )
     shared = session_part(root, python, environ)
     run = Plan(str(root), session, record=True, blobs=blobs)
     for name, (needs, closure) in inputs.items():
         key = keys.digest(
             {"session": shared, "module": name, "inputs": {f: blobs[f] for f in needs}}
         )
-        run.modules[name] = Module(key, not is_module_pass(store.get(key)), closure)
+        run.modules[name] = Module(key, not is_module_entry(store.get(key)), closure)
     run.session_key = keys.digest(
         {"session": shared, "modules": {n: m.key for n, m in run.modules.items()}}
     )
     rerun = sorted(name for name, module in run.modules.items() if module.rerun)
     entry = store.get(run.session_key)
     if not rerun and entry is not None:
-        run.cached = sessions.hit_line(session, run.session_key, entry)
+        pulled = sessions.is_pulled(store, run.session_key)
+        run.cached = sessions.hit_line(session, run.session_key, entry, pulled=pulled)
         return run
     if rerun:
-        run.counts = str(scratch / COUNTS_FILE)
-        run.pytest_args = ["-p", PLUGIN, f"--module-counts={run.counts}", *rerun]
+        run.counts, run.pytest_args = counts, [*measured, *rerun]
     shown = ", ".join(Path(name).name for name in rerun[:4]) + (", …" if len(rerun) > 4 else "")
     kept = len(run.modules) - len(rerun)
     run.reason = (
