@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,17 @@ def test_without_the_variable_there_is_no_cache() -> None:
 def test_the_branch_and_main_are_read_and_only_written_when_asked() -> None:
     env = {"DEATHSTAR_BUILD_CACHE": "ghcr.io/team/cache"}
     assert sharing.cache_flags(env, "feature/x") == [
-        *("--cache-from", "type=registry,ref=ghcr.io/team/cache:feature-x"),
+        *(
+            "--cache-from",
+            "type=registry,ref=ghcr.io/team/cache:feature-x-" + digest12("feature/x"),
+        ),
         *("--cache-from", "type=registry,ref=ghcr.io/team/cache:main"),
     ]
     written = sharing.cache_flags({**env, "DEATHSTAR_BUILD_CACHE_WRITE": "1"}, "feature/x")
-    assert written[-2:] == ["--cache-to", "type=registry,ref=ghcr.io/team/cache:feature-x,mode=max"]
+    assert written[-2:] == [
+        "--cache-to",
+        "type=registry,ref=ghcr.io/team/cache:feature-x-" + digest12("feature/x") + ",mode=max",
+    ]
 
 
 def test_plain_http_only_on_loopback_and_a_detached_head_reads_main_only() -> None:
@@ -53,11 +60,21 @@ def test_a_bad_value_is_one_line(value: str) -> None:
         )
 
 
-def test_a_branch_name_becomes_a_tag() -> None:
-    assert sharing.cache_tag("feature/ü x") == "feature---x"
-    assert sharing.cache_tag("..-x") == "x"
-    assert sharing.cache_tag("-") == "main"
-    assert len(sharing.cache_tag("b" * 300)) == 128
+def digest12(branch: str) -> str:
+    return hashlib.sha256(branch.encode()).hexdigest()[:12]
+
+
+def test_a_branch_name_becomes_a_tag_of_its_own() -> None:
+    assert sharing.cache_tag("main") == "main"
+    assert sharing.cache_tag("feature/ü x") == f"feature---x-{digest12('feature/ü x')}"
+    assert sharing.cache_tag("..-x") == f"x-{digest12('..-x')}"
+    assert len(sharing.cache_tag("b" * 300)) == 113
+    # Never main's tag, and never another branch's (review: 'ümain' wrote REPO:main).
+    tags = [
+        sharing.cache_tag(b) for b in ("ümain", "日本", "ü/main", "-", "feature/x", "feature-x")
+    ]
+    assert "main" not in tags
+    assert len(set(tags)) == len(tags)
 
 
 def test_the_branch_is_read_from_git_and_none_when_detached(tmp_path: Path) -> None:

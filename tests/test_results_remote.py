@@ -151,9 +151,10 @@ def test_without_write_nothing_is_pushed(tmp_path: Path, registry: Registry) -> 
 
 
 def test_a_pull_checks_each_output_then_writes_it(tmp_path: Path, registry: Registry) -> None:
-    served_entry(registry, {"outputs": {WHEEL: digest(b"w")}}, {WHEEL: b"w"})
+    entry = {"output_paths": [WHEEL], "outputs": {WHEEL: digest(b"w")}}
+    served_entry(registry, entry, {WHEEL: b"w"})
     local = store(tmp_path, registry, tmp_path)
-    assert local.get(KEY) == {"outputs": {WHEEL: digest(b"w")}}
+    assert local.get(KEY) == entry
     assert (tmp_path / WHEEL).read_bytes() == b"w"
     assert KEY in local.remote.pulled  # type: ignore[union-attr]
     assert local.path(KEY).is_file()  # stored locally
@@ -293,3 +294,48 @@ def test_an_entry_records_where_it_was_made() -> None:
     assert remote.origin({"GITHUB_RUN_ID": "1234"}) == "CI run 1234"
     assert remote.origin({"GITHUB_RUN_ID": "1; rm -rf"}) == "a developer machine"
     assert remote.origin({}) == "a developer machine"
+
+
+# --- review: what a pull may write, and how the manifest is read -------------------------
+
+
+@pytest.mark.parametrize(
+    ("declared", "name"),
+    [([], "dist/verified.json"), (["dist/verified.json"], "dist/verified.json"),
+     (["dist/image.json"], "dist/image.json"), (["dist"], "dist"), (["dist/a"], "dist/b")],
+)  # fmt: skip
+def test_a_pull_writes_only_declared_outputs_and_never_the_records(
+    tmp_path: Path, registry: Registry, declared: list[str], name: str
+) -> None:
+    served_entry(
+        registry, {"output_paths": declared, "outputs": {name: digest(b"x")}}, {name: b"x"}
+    )
+    assert store(tmp_path, registry, tmp_path / "co").get(KEY) is None
+    assert not (tmp_path / "co").exists()
+
+
+@pytest.mark.parametrize("twist", ["Layers", "size"])
+def test_a_manifest_read_two_ways_or_with_a_negative_size_is_never_pulled(
+    tmp_path: Path, registry: Registry, twist: str
+) -> None:
+    served_entry(registry, {"summary": "ok"}, {})
+    manifest, files = registry.tags[KEY]
+    body = json.loads(manifest)
+    if twist == "Layers":  # Go's JSON reads the last key that matches ignoring case
+        body["Layers"] = [*body["layers"], {**body["layers"][0], "size": 10**12}]
+    else:
+        body["layers"][0]["size"] = -(10**12)
+    registry.tags[KEY] = (json.dumps(body).encode(), files)
+    assert store(tmp_path, registry, tmp_path).get(KEY) is None
+    assert [call[0] for call in registry.calls] == ["manifest"]
+
+
+def test_a_registry_error_that_says_not_found_is_still_a_warning(
+    tmp_path: Path, registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.failure = "Error response from registry: unknown: upstream not found, retry"
+    local = store(tmp_path, registry, tmp_path)
+    assert local.get(KEY) is None
+    assert "could not read" in capsys.readouterr().err
+    assert local.get("cd" * 32) is None
+    assert len(registry.calls) == 1  # after a real error, this process stops asking

@@ -4,6 +4,7 @@ selects, which, unless it is the local engine's own, cannot see the local images
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,9 +23,13 @@ SELECTORS = ("DOCKER_CONTEXT", "BUILDX_BUILDER")
 
 
 def cache_tag(branch: str) -> str:
-    """A branch name as a tag: characters a tag cannot hold become ``-``, at most 128."""
-    tag = re.sub(r"[^A-Za-z0-9_.-]", "-", branch).lstrip(".-")[:128]
-    return tag or MAIN
+    """A branch name as a tag, one to one: ``main`` is main's; any other branch is its name
+    made tag-safe and cut short, plus a digest of the whole name (``ümain``, ``feature/x``
+    and ``feature-x`` get tags of their own, never main's)."""
+    if branch == MAIN:
+        return MAIN
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", branch).lstrip(".-")[:100]
+    return f"{safe}-{hashlib.sha256(branch.encode()).hexdigest()[:12]}".lstrip("-")
 
 
 def branch(root: Path) -> str | None:

@@ -63,6 +63,14 @@ def origin(environ: Mapping[str, str]) -> str:
     return f"CI run {run}" if run.isdigit() else "a developer machine"
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as Python and Go both read it: oras (Go) matches keys ignoring case and
+    takes the last, so keys that collide under casefold are refused, not read two ways."""
+    if len({key.casefold() for key, _ in pairs}) != len(pairs):
+        raise ValueError("a manifest with keys that collide")
+    return dict(pairs)
+
+
 def layer_files(manifest: object, max_bytes: int) -> dict[str, str]:
     """Each layer's file name and digest, if the manifest is one of our entries in bounds."""
     if not isinstance(manifest, dict) or manifest.get("mediaType") != MANIFEST_TYPE:
@@ -80,7 +88,8 @@ def layer_files(manifest: object, max_bytes: int) -> dict[str, str]:
         expected = ENTRY_TYPE if name == ENTRY_NAME else OUTPUT_TYPE
         if kind != expected or not (name == ENTRY_NAME or is_key(str(name))) or name in files:
             raise ValueError(f"an unexpected layer: {shown(name)}")
-        if not isinstance(layer.get("size"), int) or not DIGEST.fullmatch(str(layer.get("digest"))):
+        size = layer.get("size")
+        if type(size) is not int or size < 0 or not DIGEST.fullmatch(str(layer.get("digest"))):
             raise ValueError("a layer without a size or sha256 digest")
         files[name] = layer["digest"]
     sizes = sum(layer["size"] for layer in layers)
@@ -89,20 +98,26 @@ def layer_files(manifest: object, max_bytes: int) -> dict[str, str]:
     return files
 
 
+# What push and verify trust: made on this machine by its own sessions, never pulled.
+RECORDS = frozenset({"dist/image.json", "dist/verified.json"})
+
+
 def outputs_of(entry: Mapping[str, Any]) -> dict[str, str]:
     """The entry's outputs under dist/ by sha256; ValueError for any other (a link, a path
     outside dist/, an odd name)."""
-    outputs = entry.get("outputs", {})
-    if not isinstance(outputs, dict):
+    outputs, declared = entry.get("outputs", {}), entry.get("output_paths", [])
+    if not isinstance(outputs, dict) or not isinstance(declared, list):
         raise TypeError("outputs are not a mapping")
+    under = tuple(f"{p}/" for p in declared if isinstance(p, str))
     files = {}
     for name, digest in outputs.items():
         path = Path(str(name))
         if digest == "absent":
             continue
         if (
-            path.parts[:1] != ("dist",) or ".." in path.parts or path.as_posix() != name
-            or not str(name).isprintable() or not is_key(str(digest))
+            path.parts[:1] != ("dist",) or len(path.parts) < 2 or ".." in path.parts
+            or path.as_posix() != name or not str(name).isprintable() or not is_key(str(digest))
+            or name in RECORDS or not (name in declared or name.startswith(under))
         ):  # fmt: skip
             raise ValueError(f"an output the shared tier does not carry: {shown(name)}")
         files[str(name)] = str(digest)
@@ -138,15 +153,15 @@ class Remote:
             try:
                 raw = self.oras(["manifest", "fetch", *self.options, f"{self.reference}:{key}"],
                                 folder)  # fmt: skip
-                files = layer_files(json.loads(raw), store.max_bytes)
+                files = layer_files(json.loads(raw, object_pairs_hook=unique_keys), store.max_bytes)
                 # By the digest of the manifest checked: what is pulled is what was checked.
                 digest = hashlib.sha256(raw).hexdigest()
                 pull = ["pull", *self.options, "-o", "out", f"{self.reference}@sha256:{digest}"]
                 self.oras(pull, folder)
                 entry = self._verified(key, folder / "out", files)
             except RemoteError as exc:
-                if "not found" not in str(exc):
-                    self.warn("could not read", exc)
+                if not str(exc).rstrip().endswith(f"{self.reference}:{key}: not found"):
+                    self.warn("could not read", exc)  # not oras's own 404 for this tag
                 return None
             except (ValueError, TypeError, OSError, RecursionError):
                 return None  # a hostile or broken answer is a miss
