@@ -50,7 +50,8 @@ def tier(repository: str, checkout: Path, *, write: bool = False) -> Store:
 def test_what_ci_pushes_another_checkout_pulls(repository: str, tmp_path: Path) -> None:
     ci, laptop = tmp_path / "ci", tmp_path / "laptop"
     wheel = hashlib.sha256(b"wheel bytes").hexdigest()
-    entry = {"summary": "built", "origin": "CI run 7", "outputs": {WHEEL: wheel}}
+    entry = {"summary": "built", "origin": "CI run 7", "output_paths": [WHEEL],
+             "outputs": {WHEEL: wheel}}  # fmt: skip
     (ci / "dist").mkdir(parents=True)
     (ci / WHEEL).write_bytes(b"wheel bytes")
     assert tier(repository, ci, write=True).put(KEY, entry)
@@ -67,7 +68,9 @@ def test_an_output_that_is_not_what_the_entry_says_is_a_miss(
     claimed = hashlib.sha256(b"what CI built").hexdigest()
     folder = tmp_path / "hostile"
     folder.mkdir()
-    (folder / remote.ENTRY_NAME).write_bytes(document(key, {"outputs": {WHEEL: claimed}}))
+    (folder / remote.ENTRY_NAME).write_bytes(
+        document(key, {"output_paths": [WHEEL], "outputs": {WHEEL: claimed}})
+    )
     (folder / claimed).write_bytes(b"something else")  # its layer digest is right; its name lies
     layers = [f"{remote.ENTRY_NAME}:{remote.ENTRY_TYPE}", f"{claimed}:{remote.OUTPUT_TYPE}"]
     subprocess.run(
