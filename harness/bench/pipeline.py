@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -59,6 +60,7 @@ SESSIONS = (
     ("P7", "`integration` in the fresh pipeline", "integration", 20.0,
      "-s integration -R --no-dependencies"),
 )  # fmt: skip
+CACHE_LINE = re.compile(r"cached pass from|test modules rerun|not recorded|results cache:")
 NO_CPU_COUNT = "no CPU count: /proc/stat is not readable on this machine"
 
 
@@ -247,6 +249,10 @@ class NoxRuns:
                 f"{fig.key}-{run}", ["--no-error-on-missing-interpreters"], prepare, cache
             )
             self.engine.track(output)
+            # What the result cache did, in the bench's log: hits, reruns, passes not recorded.
+            for line in output.splitlines():
+                if CACHE_LINE.search(line):
+                    self.log(f"bench: {fig.key}: {line.strip()[:160]}")
         except CommandError as exc:
             self.engine.track(exc.output)
             tail = "\n".join(exc.output.strip().splitlines()[-15:])
