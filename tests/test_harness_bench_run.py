@@ -66,6 +66,7 @@ class FakeEngine(FakeDocker):
     floor_runs: list[tuple[list[str], Path]] = field(default_factory=list)  # nox args, where
     caches: list[str] = field(default_factory=list)  # each nox's result cache: a dir or "off"
     broken_passes: bool = False  # nox passes although /healthz answers 500 (P4.break's miss)
+    shared: list[tuple[str, str]] = field(default_factory=list)  # P10's runs: side, registry
     stat: Path | None = None  # a /proc/stat whose busy ticks each nox run advances
 
     def spend_cpu(self, ticks: int) -> None:
@@ -96,9 +97,7 @@ class FakeEngine(FakeDocker):
             return ""
         if args[1:3] == ["-m", "nox"]:
             assert env is not None
-            off = env.get("DEATHSTAR_CACHE") == "off"
-            self.caches.append("off" if off else env["DEATHSTAR_CACHE_DIR"])
-            return self.nox(args[3:], cwd)
+            return self.nox(args[3:], cwd, env)
         raise AssertionError(f"unexpected command {args}")
 
     def project(self, args: list[str], cwd: Path | None, env: Mapping[str, str] | None) -> str:
@@ -112,8 +111,20 @@ class FakeEngine(FakeDocker):
             stage(cwd / args[3], cwd / args[4], within=cwd / "dist")
         return ""
 
-    def nox(self, args: list[str], cwd: Path | None) -> str:
+    def shared_nox(self, env: Mapping[str, str]) -> str:
+        """CI's run pushes its passes; a fresh clone's run finds them in the registry."""
+        writes = env.get("DEATHSTAR_RESULTS_CACHE_WRITE") == "1"
+        self.shared.append(("CI" if writes else "reader", env["DEATHSTAR_RESULTS_CACHE"]))
+        sessions = ("lint", "test-3.11")
+        hit = "" if writes else "nox > {0}: cached pass from CI run 1, 2026-12-04 21:10 (key a…)\n"
+        return "".join(f"{hit}nox > Session {{0}} was successful.\n".format(s) for s in sessions)
+
+    def nox(self, args: list[str], cwd: Path | None, env: Mapping[str, str]) -> str:
         assert cwd is not None
+        if args[:3] == ["-s", "lint", "test"]:  # P10: lint and the unit tests, shared results
+            return self.shared_nox(env)
+        off = env.get("DEATHSTAR_CACHE") == "off"
+        self.caches.append("off" if off else env["DEATHSTAR_CACHE_DIR"])
         if "--install-only" in args:
             return "nox > Session test-3.11 was successful.\n"
         report = Path(args[args.index("--report") + 1])
@@ -301,7 +312,7 @@ def test_bench_measures_everything_and_cleans_up(
     assert list(figures) == [
         "P1a", "P1b", "P1b.raw", "P2", "P3", "P3.floor", "P3.framework", "P5", "P5.p50",
         "P5.p99", "P5.err", "P6", "P4", "P4.floor", "P4.reuse", "P4.edit", "P4.edit.floor",
-        "P4.test", "P4.break", "P8", "P8.floor", "P7", "P7.floor", "P9",
+        "P4.test", "P4.break", "P8", "P8.floor", "P7", "P7.floor", "P9", "P10",
     ]  # fmt: skip
     assert_pipeline_edited_last(engine)
     assert_start_decomposed(engine, figures)
@@ -408,7 +419,7 @@ def assert_start_decomposed(engine: FakeEngine, figures: dict[str, Any]) -> None
     image = plain[0][-1]
     assert image.startswith("deathstar-bench-ours")
     assert plain[1][-1].startswith("deathstar-bench-seed")
-    bare = [c for c in runs if "--entrypoint" in c and "--publish" in c]
+    bare = [c for c in runs if "--entrypoint" in c and "--publish" in c and "registry:2" not in c]
     assert len(bare) == 1
     assert bare[0][bare[0].index("--entrypoint") :][:2] == ["--entrypoint", "python"]
     assert bare[0][bare[0].index("python") + 1 :] == [image, *BARE_SERVER[1:]]
@@ -432,11 +443,21 @@ def test_a_share_of_p3_that_fails_is_its_own_failed_row(project: Path) -> None:
     assert len(figures["P3"]["runs"]) == len(figures["P3"]["baseline_runs"]) == 1
 
 
+def assert_shared_results(engine: FakeEngine, figures: dict[str, Any]) -> None:
+    """P10: CI's run then a fresh clone's, against one loopback registry; every session a hit."""
+    assert [side for side, _ in engine.shared] == ["CI", "reader"]
+    assert engine.shared[0][1].startswith("127.0.0.1:")
+    assert engine.shared[0][1] == engine.shared[1][1]
+    assert figures["P10"]["error"] == ""
+    assert len(figures["P10"]["runs"]) == len(figures["P10"]["baseline_runs"]) == 1
+
+
 def assert_break_and_caches(engine: FakeEngine, figures: dict[str, Any]) -> None:
     """/healthz made to answer 500 failed the unit tests and integration: the row passes. Each
     pipeline run has an empty result cache of its own; every other nox runs with it off."""
     assert figures["P4.break"]["runs"] == [1.0]
     assert figures["P4.break"]["verdict"] == "pass"
+    assert_shared_results(engine, figures)
     assert figures["P8"]["error"] == "the fresh pipeline ran no test-3.11 session"
     pipeline_caches = [c for c in engine.caches if c != "off"]
     assert len(pipeline_caches) == 5
@@ -493,7 +514,7 @@ def test_bench_keeps_going_when_steps_fail(project: Path) -> None:
     figures = {f["key"]: f for f in data["figures"]}
     # no P3 or P5: no images
     assert list(figures) == [
-        "P1", "P6", "P4", "P4.reuse", "P4.edit", "P4.test", "P4.break", "P9",
+        "P1", "P6", "P4", "P4.reuse", "P4.edit", "P4.test", "P4.break", "P9", "P10",
     ]  # fmt: skip
     assert "failed" in figures["P1"]["error"]
     assert "virtualenv backend failed: ERROR:" in figures["P6"]["note"]

@@ -57,11 +57,12 @@ def measure(engine: Engine, options: Options, log: Callable[[str], None]) -> lis
         ("P6", "environments", nox.environments),
         ("P4", "pipeline", nox.pipeline),
         ("P9", "registry build cache", lambda: shared_cache.cached_builds(engine, options, log)),
+        ("P10", "shared results", lambda: shared_cache.shared_results(engine, options, log)),
     ]
     figures: list[Figure] = []
     for key, title, step in steps:
         without_images = key in ("P3", "P5") and not (ours.tags and seed.tags)
-        if without_images or (key in ("P4", "P9") and options.skip_pipeline):
+        if without_images or (key in ("P4", "P9", "P10") and options.skip_pipeline):
             continue
         try:
             figures += step()

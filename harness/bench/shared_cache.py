@@ -1,5 +1,7 @@
 """P9: ``nox -s build image`` in a fresh clone on an empty engine, with the registry build cache
-an earlier clone filled (``DEATHSTAR_BUILD_CACHE``) against the same without it. Each build gets
+an earlier clone filled (``DEATHSTAR_BUILD_CACHE``) against the same without it. P10: lint and
+the unit tests in a fresh clone whose passes a clone acting as CI pushed to a registry
+(``DEATHSTAR_RESULTS_CACHE``). Each build gets
 a second dockerd of its own beside the first (own data, exec root, socket and bridge; never
 ``--bridge=none``, which deletes the first engine's docker0), removed after; the cache is a
 ``registry:2`` container of the first engine on loopback."""
@@ -13,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from harness import HarnessError
@@ -81,6 +84,9 @@ def build_in_clone(
     """``nox -s build image`` in a fresh clone against ``host``: seconds, and the image ID."""
     clone = engine.clone("cache-clone")
     env = {**outer_env(os.environ, sys.prefix), **cache, "DOCKER_HOST": host}
+    env["DEATHSTAR_CACHE"] = (
+        "off"  # the result cache would keep build's pass: BuildKit's is measured
+    )
     env.pop("DOCKER_CONTEXT", None)
     command = [options.nox_python, "-m", "nox", "-s", "build", "image"]
     _, spent = measure(
@@ -113,4 +119,42 @@ def cached_builds(engine: Engine, options: Options, log: Callable[[str], None]) 
     fig.note = f"image IDs: {', '.join(sorted(ids))}"
     if len(ids) != 1:
         fig.error = f"the cached and uncached builds gave {len(ids)} image IDs"
+    return [fig]
+
+
+SHARED_SESSIONS = ("lint", "test")  # every test-X.Y the machine has
+REMOTE_HIT = "cached pass from CI run"
+
+
+def shared_results(engine: Engine, options: Options, log: Callable[[str], None]) -> list[Figure]:
+    """P10: a clone acting as CI runs lint and the unit tests and pushes their passes; a fresh
+    clone with an empty .nox and an empty local store then runs the same, from the registry."""
+    fig = Figure("P10", "`nox -s lint test`, fresh clone, results CI pushed to a registry", "s",
+                 at_most=10.0, baseline_name="CI's cold run")  # fmt: skip
+    if not shutil.which("oras"):
+        fig.error = "not measured: oras is not installed (`bash .ci/provision`)"
+        return [fig]
+    with engine.container(REGISTRY_IMAGE, REGISTRY) as port:
+        shared = {"DEATHSTAR_RESULTS_CACHE": f"127.0.0.1:{port}/deathstar/results"}
+        ci = {**shared, "DEATHSTAR_RESULTS_CACHE_WRITE": "1", "GITHUB_RUN_ID": "1"}
+        for run in range(1, options.pipeline_runs + 1):
+            for side, extra in (("CI", ci), ("fresh clone", shared)):
+                clone = engine.clone(f"results-{side.replace(' ', '-')}")
+                env = {**outer_env(os.environ, sys.prefix), **extra}
+                env["DEATHSTAR_CACHE_DIR"] = str(engine.work / f"results-{side}-{run}")
+                env.pop("DEATHSTAR_CACHE", None)
+                command = [options.nox_python, "-m", "nox", "-s", *SHARED_SESSIONS,
+                           "--no-error-on-missing-interpreters"]  # fmt: skip
+                nox = partial(engine.run, command, cwd=clone, env=env, timeout=NOX_TIMEOUT)
+                output, spent = measure(partial(nox, merge=True))
+                fig.add(spent.wall, baseline=side == "CI")
+                ran = [
+                    line for line in output.splitlines() if "Session " in line and " was " in line
+                ]
+                hits = [line for line in output.splitlines() if REMOTE_HIT in line]
+                log(f"bench: P10 run {run} {side}: {spent.wall:.1f} s, {len(hits)} remote hits")
+                if side == "fresh clone" and len(hits) < len(ran):
+                    fig.error = f"run {run}: {len(ran) - len(hits)} of {len(ran)} sessions ran"
+                if side == "CI" and run == 1:
+                    fig.note = f"the sessions: {len(ran)}"
     return [fig]
