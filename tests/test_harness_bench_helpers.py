@@ -94,7 +94,8 @@ def test_the_pipelines_edits_are_in_files_the_repository_has() -> None:
 
 
 def test_outer_env_drops_the_sessions_venv() -> None:
-    environ = {"PATH": "/v/bin:/usr/bin::/bin", "VIRTUAL_ENV": "/v", "HOME": "/root"}
+    environ = {"PATH": "/v/bin:/usr/bin::/bin", "VIRTUAL_ENV": "/v", "HOME": "/root",
+               "UV_PYTHON": "/v", "UV_PROJECT_ENVIRONMENT": "/v"}  # fmt: skip
     assert pipeline.outer_env(environ, "/v") == {"PATH": "/usr/bin:/bin", "HOME": "/root"}
 
 

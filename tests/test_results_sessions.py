@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import subprocess
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -534,3 +535,20 @@ def test_a_link_to_a_folder_cannot_be_keyed_so_the_session_runs_unrecorded(
     assert "links to a folder" in session.warned[0]
     cached.record("3 passed")
     assert not looks_up(repo).hit
+
+
+def test_the_venv_check_asks_uv_about_the_sessions_venv_as_nox_does(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A UV_PYTHON from the caller (nox sets it for its own session) must not make uv judge
+    # a 3.12 venv against another interpreter: the bench's nox saw every 3.12 pass withdrawn.
+    monkeypatch.setenv("UV_PYTHON", "/elsewhere/venv")
+    seen: list[dict[str, str]] = []
+
+    def run(command: list[str], **options: Any) -> Any:
+        seen.append(options["env"])
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(subprocess, "run", run)
+    assert sessions.venv_matches_lock(repo, "/nox/test-3-12", ["--group=test"])
+    assert seen[0]["UV_PYTHON"] == seen[0]["UV_PROJECT_ENVIRONMENT"] == "/nox/test-3-12"

@@ -169,7 +169,7 @@ def venv_matches_lock(root: Path, venv: str, selection: Sequence[str]) -> bool:
     """uv's own answer: ``venv`` holds exactly what uv.lock gives ``selection`` (False after
     ``nox -R``, which skips installs, when the venv has drifted)."""
     command = ["uv", "sync", "--locked", "--check", "--quiet", *selection]
-    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": venv}
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": venv, "UV_PYTHON": venv}  # as nox sets them
     try:
         checked = subprocess.run(
             command, cwd=root, env=env, capture_output=True, timeout=120, check=False
