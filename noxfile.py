@@ -87,8 +87,10 @@ def install_groups(
         selection = [f"--only-group={group}" for group in groups]
     # nox's recipe: the session's venv is uv's project environment (whatever its backend).
     env = {"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}
-    session.run_install("uv", "sync", "--locked", "--quiet", *selection, env=env)
-    if recording and not results.venv_matches_lock(ROOT, session.virtualenv.location, selection):
+    installed = session.run_install("uv", "sync", "--locked", "--quiet", *selection, env=env)
+    # None: nox skipped the install (-R); then uv says whether the venv is still the lock's.
+    venv = session.virtualenv.location
+    if recording and installed is None and not results.venv_matches_lock(ROOT, venv, selection):
         recording.withdrawn = "its venv is not what uv.lock says (nox -R skips installs)"
 
 

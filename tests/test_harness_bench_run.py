@@ -129,6 +129,7 @@ class FakeEngine(FakeDocker):
             return "nox > Session test-3.11 was successful.\n"
         report = Path(args[args.index("--report") + 1])
         if "-s" in args:  # a session again, alone, for its CPU floor
+            assert pipeline.UNHEALTHY not in (cwd / pipeline.BROKEN).read_text()  # P4.break undone
             session = args[args.index("-s") + 1]
             self.floor_runs.append((args[: args.index("--report")], cwd))
             self.spend_cpu(FLOOR_TICKS[session])

@@ -22,6 +22,7 @@ from harness import ROOT
 from harness.image import records
 from harness.image import sessions as image_sessions
 from harness.results import sessions as results_sessions
+from harness.results import unit
 from harness.results.sessions import Results
 from harness.results.store import Store
 
@@ -176,3 +177,21 @@ def test_a_cached_integration_pass_runs_nothing_and_still_records_the_verificati
     gone = IntegrationSession(tmp_path / "venv", [])
     noxfile.integration.func(gone)
     assert [args[0] for args in gone.runs] == ["pytest"]
+
+
+def test_a_venv_nox_just_installed_is_not_asked_about_again(
+    noxfile: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args: object) -> bool:
+        raise AssertionError("uv was asked about a venv it had just synced")
+
+    monkeypatch.setattr(results_sessions, "venv_matches_lock", never)
+
+    class Installing(Session):
+        def run_install(self, *args: str, **kwargs: Any) -> bool:  # type: ignore[override]
+            super().run_install(*args, **kwargs)
+            return True  # what nox answers when the install ran
+
+    recording = unit.Plan(str(tmp_path), "test-3.11", record=True)
+    noxfile.install_groups(Installing(tmp_path / "venv"), "test", recording=recording)
+    assert recording.withdrawn == ""

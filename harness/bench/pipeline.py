@@ -276,7 +276,8 @@ class NoxRuns:
         in integration. The value is how many of those failed as they must (at least 1 of each
         kind to pass: the figure's minimum over kinds)."""
         path = self.clone / BROKEN
-        path.write_text(path.read_text("utf-8").replace(HEALTHY, UNHEALTHY, 1), "utf-8")
+        healthy = path.read_text("utf-8")
+        path.write_text(healthy.replace(HEALTHY, UNHEALTHY, 1), "utf-8")
         report = self.engine.work / f"nox-report-P4.break-{run}.json"
         args = ("--no-error-on-missing-interpreters", "--report", str(report))
         try:
@@ -287,6 +288,7 @@ class NoxRuns:
             failed_as_it_must = True
         finally:
             self._note_image(made)
+            path.write_text(healthy, "utf-8")  # the floors run next, in this clone
         times = session_times(report)
         ran = {name: took for name, took in times.items()
                if name.startswith(MUST_FAIL) and not str(took).startswith("skipped")}  # fmt: skip
