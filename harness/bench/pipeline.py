@@ -215,6 +215,7 @@ class NoxRuns:
         broken = Figure("P4.break", BREAK_TITLE, "sessions", at_least=1.0, aggregate="min")
         before = {tag: self.engine.docker.image_id(tag) for tag in self.engine.plan.tags}
         made: list[str] = []
+        floors: list[Figure] = []
         try:
             for run in range(1, self.options.pipeline_runs + 1):
                 cache = self.engine.work / f"results-cache-{run}"  # empty: P4 is cold
@@ -223,8 +224,9 @@ class NoxRuns:
                         for later in [*steps[index + 1 :], broken]:
                             later.error = f"not run: the pipeline failed in {fig.key}"
                         return [*steps, broken]
+                if run == self.options.pipeline_runs:  # alone, before P4.break breaks the image
+                    floors = [self._floor(f"{key}.floor", args) for key, *_, args in SESSIONS]
                 self._break(broken, run, made, cache)
-            floors = [self._floor(f"{key}.floor", args) for key, *_, args in SESSIONS]
         finally:
             self._restore_tags(before, made)
         p4_floor, edit_floor = (
@@ -276,8 +278,7 @@ class NoxRuns:
         in integration. The value is how many of those failed as they must (at least 1 of each
         kind to pass: the figure's minimum over kinds)."""
         path = self.clone / BROKEN
-        healthy = path.read_text("utf-8")
-        path.write_text(healthy.replace(HEALTHY, UNHEALTHY, 1), "utf-8")
+        path.write_text(path.read_text("utf-8").replace(HEALTHY, UNHEALTHY, 1), "utf-8")
         report = self.engine.work / f"nox-report-P4.break-{run}.json"
         args = ("--no-error-on-missing-interpreters", "--report", str(report))
         try:
@@ -288,7 +289,6 @@ class NoxRuns:
             failed_as_it_must = True
         finally:
             self._note_image(made)
-            path.write_text(healthy, "utf-8")  # the floors run next, in this clone
         times = session_times(report)
         ran = {name: took for name, took in times.items()
                if name.startswith(MUST_FAIL) and not str(took).startswith("skipped")}  # fmt: skip
