@@ -10,7 +10,7 @@ import pytest
 
 from harness import HarnessError
 from harness.core.docker import Docker
-from harness.image import build, runtime_base
+from harness.image import build, runtime_base, sharing
 from tests.fakedocker import FakeDocker
 
 CURRENT = build.Builder("26.1.5", "v0.13.1", containerd_store=True)
@@ -167,3 +167,96 @@ def test_a_base_that_cannot_go_is_one_line_and_a_foreign_note_is_ignored(tmp_pat
     other = FakeDocker()
     assert runtime_base.prune(Docker(other), "deathstar-runtime-base:bbb", state) == []
     assert other.docker_calls() == []
+
+
+SHARED = sharing.BuildCache("127.0.0.1:5000/cache", write=False)
+
+
+def never_built(command: Sequence[str]) -> None:
+    raise AssertionError(f"built although the build cache had it: {command}")
+
+
+def test_a_runtime_base_in_the_build_cache_is_pulled_not_built(context: Path) -> None:
+    digest = runtime_base.key(context, plan(), CURRENT)
+    tag, remote = f"deathstar-runtime-base:{digest}", f"127.0.0.1:5000/cache:runtime-base-{digest}"
+    inspect = ["image", "inspect", "--format", "{{.Id}}"]
+    fake = FakeDocker(
+        rules=[
+            ([*inspect, remote], "sha256:rb", 0),
+            (["pull"], "", 0),
+            (["tag"], "", 0),
+            (["image", "rm"], "", 0),
+        ]
+    )
+    said: list[str] = []
+    made = runtime_base.ensure(
+        plan(), CURRENT, Docker(fake), never_built, context=context,
+        archive_path=context / "base.tar", shared=SHARED, say=said.append,
+    )  # fmt: skip
+    assert made == (tag, False)
+    assert fake.docker_calls()[1:] == [
+        ["pull", "--quiet", remote],
+        [*inspect, remote],
+        ["tag", "sha256:rb", tag],  # by ID: what was pulled, whatever the name says meanwhile
+        ["image", "rm", remote],  # the registry's name goes; the image stays under its tag
+    ]
+    assert said == [f"pulled the runtime base from {remote}"]
+
+
+@pytest.mark.parametrize("write", [False, True])
+def test_a_runtime_base_the_build_cache_lacks_is_built_and_pushed_only_when_writing(
+    context: Path, write: bool
+) -> None:
+    digest = runtime_base.key(context, plan(), CURRENT)
+    tag, remote = f"deathstar-runtime-base:{digest}", f"127.0.0.1:5000/cache:runtime-base-{digest}"
+    archive = context / "base.tar"
+    fake = FakeDocker(
+        rules=[
+            (["pull"], "manifest unknown", 1),
+            (["load"], "", 0),
+            (["tag"], "", 0),
+            (["push"], "", 0),
+            (["image", "rm"], "", 0),
+        ]
+    )
+    built: list[Sequence[str]] = []
+
+    def run(command: Sequence[str]) -> None:
+        built.append(command)
+        archive.write_bytes(b"tar")
+
+    said: list[str] = []
+    shared = sharing.BuildCache(SHARED.repository, write=write)
+    made = runtime_base.ensure(
+        plan(), CURRENT, Docker(fake), run, context=context, archive_path=archive,
+        shared=shared, say=said.append,
+    )  # fmt: skip
+    assert made == (tag, True)
+    assert len(built) == 1
+    assert said[0].startswith("no runtime base from the build cache, building it: docker pull")
+    pushes = [call for call in fake.docker_calls() if call[0] in ("tag", "push")]
+    assert pushes == ([["tag", tag, remote], ["push", "--quiet", remote]] if write else [])
+    removals = [call for call in fake.docker_calls() if call[:2] == ["image", "rm"]]
+    assert removals == [["image", "rm", remote]] * (2 if write else 1)  # after pull and push
+
+
+def test_a_failed_push_of_the_runtime_base_fails_and_leaves_no_registry_name(
+    context: Path,
+) -> None:
+    archive = context / "base.tar"
+    fake = FakeDocker(
+        rules=[
+            (["pull"], "manifest unknown", 1),
+            (["load"], "", 0),
+            (["tag"], "", 0),
+            (["push"], "denied: requested access to the resource is denied", 1),
+            (["image", "rm"], "", 0),
+        ]
+    )
+    with pytest.raises(HarnessError, match="docker push --quiet failed: denied"):
+        runtime_base.ensure(
+            plan(), CURRENT, Docker(fake), lambda c: archive.write_bytes(b"t"),
+            context=context, archive_path=archive,
+            shared=sharing.BuildCache(SHARED.repository, write=True), say=lambda _: None,
+        )  # fmt: skip
+    assert fake.docker_calls()[-1][:2] == ["image", "rm"]

@@ -158,3 +158,13 @@ def test_the_runtime_base_and_a_one_go_build_take_the_cache_the_project_layers_n
     remote = sharing.BuildxBuilder("k8s", "kubernetes", "", local=False)
     (one_go,) = built_with(tmp_path, engine_with_images(), remote, cache=flags)
     assert "--cache-from" in one_go
+
+
+@pytest.mark.parametrize("name", ["main", "runtime-base-" + "a" * 24, "runtime-base", "-" * 5])
+def test_a_runtime_base_is_shared_under_a_tag_no_branch_cache_can_have(name: str) -> None:
+    cache = sharing.BuildCache.configured({"DEATHSTAR_BUILD_CACHE": CACHE})
+    assert cache is not None
+    assert not cache.write
+    shared = cache.runtime_base("a" * 24)
+    assert shared == f"{CACHE}:runtime-base-{'a' * 24}"
+    assert f"{CACHE}:{sharing.cache_tag(name)}" != shared

@@ -12,7 +12,7 @@ from harness.core.docker import Docker
 from harness.image import archive, runtime_base
 from harness.image.build import Builder, BuildPlan
 from harness.image.records import ImageRecord
-from harness.image.sharing import BuildxBuilder
+from harness.image.sharing import BuildCache, BuildxBuilder
 
 # Local tags of base digests, one per digest: what a reproducible build's FROM names.
 PINNED_BASE = "deathstar-pinned-base"
@@ -105,12 +105,15 @@ def build_image(
     archive_path: Path,
     tags: Sequence[str] | None = None,
     buildx: BuildxBuilder | None = None,
+    shared: BuildCache | None = None,
+    say: Callable[[str], object] = print,
 ) -> ImageRecord:
     """Build with ``run`` (which shows the build's output), tag, and record the image. A
     reproducible build starts FROM its runtime base and goes through an archive (kept for
     ``repro``) and ``docker load``; elsewhere the engine's builder tags the image directly.
     A ``buildx`` builder that is not the local engine's builds in one go, FROM the base pinned
-    on its own engine or by digest from a registry, and its archive is loaded here."""
+    on its own engine or by digest from a registry, and its archive is loaded here. ``shared``
+    is the build cache the runtime base may come from; ``say`` tells where it came from."""
     tags = list(tags or plan.tags)
     archive_path.unlink(missing_ok=True)
     base = ""
@@ -123,8 +126,9 @@ def build_image(
         plan = pin_base(plan, docker)
         base_archive = archive_path.with_name(f"runtime-base-{archive_path.name}")
         base, _ = runtime_base.ensure(
-            plan, builder, docker, run, context=context, archive_path=base_archive
-        )
+            plan, builder, docker, run, context=context, archive_path=base_archive,
+            shared=shared, say=say,
+        )  # fmt: skip
         # One cache ref keeps one build's cache: the runtime base's, the build that costs.
         uncached = replace(plan, cache=())
         run(uncached.build_command(context, tags, archive=archive_path, runtime_base=base))

@@ -4,6 +4,7 @@ layer it exports, but leaves those a build starts FROM alone; ``repro`` builds i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,12 +17,14 @@ from harness.core import checksums
 from harness.core.docker import Docker
 from harness.image.build import GZIP_LEVEL, IMAGE_NAME, Builder, BuildPlan
 from harness.image.records import DIST
+from harness.image.sharing import BuildCache
 
 REPOSITORY = f"{IMAGE_NAME}-runtime-base"
 # What the runtime-base stage reads from the build context (besides dist/wheelhouse).
 CONTEXT_FILES = ("Dockerfile", ".dockerignore", "requirements/runtime.txt")
 WHEELHOUSE = DIST / "wheelhouse"
 KEY_LENGTH = 24  # hex digits of the key in the tag
+PUSH_TIMEOUT = 600.0
 
 
 def key(context: Path, plan: BuildPlan, builder: Builder) -> str:
@@ -69,10 +72,17 @@ def ensure(
     *,
     context: Path,
     archive_path: Path,
+    shared: BuildCache | None = None,
+    say: Callable[[str], object] = print,
 ) -> tuple[str, bool]:
-    """The runtime-base image for these inputs, built unless the engine has it: (tag, built)."""
-    tag = f"{REPOSITORY}:{key(context, plan, builder)}"
+    """The runtime-base image for these inputs, (tag, built): from the engine, else pulled from
+    ``shared`` (its inputs' digest names it there), else built, and pushed there when writing."""
+    digest = key(context, plan, builder)
+    tag = f"{REPOSITORY}:{digest}"
     if docker.image_id(tag):
+        return tag, False
+    remote = shared.runtime_base(digest) if shared else ""
+    if remote and _pulled(docker, remote, tag, say):
         return tag, False
     archive_path.unlink(missing_ok=True)
     try:
@@ -80,7 +90,35 @@ def ensure(
         docker.load(archive_path)
     finally:
         archive_path.unlink(missing_ok=True)
+    if remote and shared and shared.write:
+        try:
+            docker("tag", tag, remote)
+            docker("push", "--quiet", remote, timeout=PUSH_TIMEOUT)
+        finally:
+            _untag(docker, remote)
+        say(f"pushed the runtime base to {remote}")
     return tag, True
+
+
+def _pulled(docker: Docker, remote: str, tag: str, say: Callable[[str], object]) -> bool:
+    """Pull ``remote`` and tag it ``tag``; a missing or unreadable one costs a build, as a
+    BuildKit cache miss does."""
+    try:
+        docker("pull", "--quiet", remote, timeout=PUSH_TIMEOUT)
+        docker("tag", docker("image", "inspect", "--format", "{{.Id}}", remote), tag)
+    except HarnessError as exc:
+        say(f"no runtime base from the build cache, building it: {exc}")
+        return False
+    finally:
+        _untag(docker, remote)
+    say(f"pulled the runtime base from {remote}")
+    return True
+
+
+def _untag(docker: Docker, ref: str) -> None:
+    """Drop the registry name; the image stays under its local tag."""
+    with contextlib.suppress(HarnessError):
+        docker("image", "rm", ref)
 
 
 def state_path(root: Path) -> Path:

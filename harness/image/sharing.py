@@ -40,26 +40,56 @@ def branch(root: Path) -> str | None:
         return None
 
 
+RUNTIME_BASE_TAG = "runtime-base-"  # then the runtime base's key: a tag no branch's can be
+
+
+@dataclass(frozen=True)
+class BuildCache:
+    """DEATHSTAR_BUILD_CACHE's repository: BuildKit's cache under a branch's tag and main's,
+    and the runtime bases as images, each under the digest of its inputs; both are written only
+    with DEATHSTAR_BUILD_CACHE_WRITE=1."""
+
+    repository: str  # REGISTRY/REPOSITORY
+    write: bool
+
+    @classmethod
+    def configured(cls, environ: Mapping[str, str]) -> BuildCache | None:
+        """The cache the environment names, None without one; one line on a bad value."""
+        value, write = environ.get(CACHE_VARIABLE, ""), environ.get(CACHE_WRITE_VARIABLE, "")
+        if write not in ("", "0", "1"):
+            why = f"{CACHE_WRITE_VARIABLE} is '{references.shown(write)}', not 1 or 0"
+            raise HarnessError(why)
+        if not value:
+            return None
+        registry, _, repository = value.partition("/")
+        try:
+            references.check_registry(registry)
+            references.check_repository(registry, repository)
+        except HarnessError as exc:
+            raise HarnessError(f"{CACHE_VARIABLE} is not REGISTRY/REPOSITORY: {exc}") from None
+        return cls(value, write == "1")
+
+    def flags(self, branch: str | None) -> list[str]:
+        """``--cache-from`` the branch's and main's cache, and when writing ``--cache-to`` the
+        branch's (``mode=max``: every stage's layers)."""
+        registry = self.repository.partition("/")[0]
+        # Plain http only on loopback, as the registry module allows.
+        insecure = ",registry.insecure=true" if references.is_loopback(registry) else ""
+        tags = dict.fromkeys([cache_tag(branch) if branch else MAIN, MAIN])
+        refs = [f"type=registry,ref={self.repository}:{tag}{insecure}" for tag in tags]
+        flags = [arg for ref in refs for arg in ("--cache-from", ref)]
+        return [*flags, "--cache-to", f"{refs[0]},mode=max"] if self.write else flags
+
+    def runtime_base(self, key: str) -> str:
+        """Where the runtime base with this key is shared; never a branch's cache tag, which
+        ends in ``-`` and 12 hex digits."""
+        return f"{self.repository}:{RUNTIME_BASE_TAG}{key}"
+
+
 def cache_flags(environ: Mapping[str, str], branch: str | None) -> list[str]:
-    """``--cache-from`` the branch's and main's cache, and with the write switch ``--cache-to``
-    the branch's (``mode=max``: every stage's layers); [] without DEATHSTAR_BUILD_CACHE."""
-    value, write = environ.get(CACHE_VARIABLE, ""), environ.get(CACHE_WRITE_VARIABLE, "")
-    if write not in ("", "0", "1"):
-        raise HarnessError(f"{CACHE_WRITE_VARIABLE} is '{references.shown(write)}', not 1 or 0")
-    if not value:
-        return []
-    registry, _, repository = value.partition("/")
-    try:
-        references.check_registry(registry)
-        references.check_repository(registry, repository)
-    except HarnessError as exc:
-        raise HarnessError(f"{CACHE_VARIABLE} is not REGISTRY/REPOSITORY: {exc}") from None
-    # Plain http only on loopback, as the registry module allows.
-    insecure = ",registry.insecure=true" if references.is_loopback(registry) else ""
-    tags = dict.fromkeys([cache_tag(branch) if branch else MAIN, MAIN])
-    refs = [f"type=registry,ref={value}:{tag}{insecure}" for tag in tags]
-    flags = [arg for ref in refs for arg in ("--cache-from", ref)]
-    return [*flags, "--cache-to", f"{refs[0]},mode=max"] if write == "1" else flags
+    """BuildKit's flags for the cache the environment names; [] without one."""
+    cache = BuildCache.configured(environ)
+    return cache.flags(branch) if cache else []
 
 
 def local_engine(runner: process.Runner = process.run) -> Docker:
