@@ -1,10 +1,10 @@
-"""P9 (harness.bench.shared_cache): what it compares, and when it does not measure."""
+"""P9 and P11 (harness.bench.shared_cache): what they compare, and when they do not measure."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -30,8 +30,11 @@ class StandIn:
         yield 5000
 
 
-def run_p9(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, builds: list[tuple[float, str]]
+def run_row(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    builds: list[tuple[float, str, str]],
+    row: Callable[[Engine, Options, Callable[[str], None]], list[Any]],
 ) -> tuple[list[Any], list[dict[str, str]]]:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
@@ -43,34 +46,33 @@ def run_p9(
     envs: list[dict[str, str]] = []
 
     def build_in_clone(
-        engine: object, options: object, host: str, env: Mapping[str, str]
-    ) -> tuple[float, str]:
+        engine: object, options: object, env: Mapping[str, str]
+    ) -> tuple[float, str, str]:
         envs.append(dict(env))
         return builds[len(envs) - 1]
 
     monkeypatch.setattr(shared_cache, "empty_engine", empty_engine)
     monkeypatch.setattr(shared_cache, "build_in_clone", build_in_clone)
-    figures = shared_cache.cached_builds(cast(Engine, StandIn(tmp_path)), Options(), print)
-    return figures, envs
+    return row(cast(Engine, StandIn(tmp_path)), Options(), print), envs
 
 
 def test_the_cached_fresh_build_is_compared_with_the_uncached_one(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    builds = [(50.0, "sha256:a"), (40.0, "sha256:a"), (20.0, "sha256:a")]
-    (fig,), envs = run_p9(monkeypatch, tmp_path, builds)
-    cache = "127.0.0.1:5000/deathstar-cache"
+    builds = [(50.0, "sha256:a", "t"), (40.0, "sha256:a", "t"), (20.0, "sha256:a", "t")]
+    (fig,), envs = run_row(monkeypatch, tmp_path, builds, shared_cache.cached_builds)
+    cache, host = "127.0.0.1:5000/deathstar-cache", {"DOCKER_HOST": "unix:///engine2.sock"}
     assert envs == [
-        {"DEATHSTAR_BUILD_CACHE": cache, "DEATHSTAR_BUILD_CACHE_WRITE": "1"},  # the earlier clone
-        {},
-        {"DEATHSTAR_BUILD_CACHE": cache},
+        {"DEATHSTAR_BUILD_CACHE": cache, "DEATHSTAR_BUILD_CACHE_WRITE": "1", **host},  # filling
+        {**host},
+        {"DEATHSTAR_BUILD_CACHE": cache, **host},
     ]
     assert (fig.baseline_runs, fig.runs, fig.verdict, fig.error) == ([40.0], [20.0], True, "")
 
 
 def test_another_image_id_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    builds = [(50.0, "sha256:a"), (40.0, "sha256:a"), (20.0, "sha256:b")]
-    (fig,), _ = run_p9(monkeypatch, tmp_path, builds)
+    builds = [(50.0, "sha256:a", "t"), (40.0, "sha256:a", "t"), (20.0, "sha256:b", "t")]
+    (fig,), _ = run_row(monkeypatch, tmp_path, builds, shared_cache.cached_builds)
     assert fig.error == "the cached and uncached builds gave 2 image IDs"
 
 
@@ -78,3 +80,51 @@ def test_without_root_p9_is_not_measured(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     (fig,) = shared_cache.cached_builds(cast(Engine, StandIn(tmp_path)), Options(), print)
     assert fig.error == "not measured: a second engine needs root, dockerd and ip"
+
+
+class ContextEngine(StandIn):
+    """The stand-in engine, recording the commands the row runs itself (the context's)."""
+
+    def __init__(self, work: Path) -> None:
+        super().__init__(work)
+        self.commands: list[tuple[list[str], dict[str, str]]] = []
+
+    def run(self, command: list[str], env: Mapping[str, str]) -> str:
+        self.commands.append((command, dict(env)))
+        return ""
+
+
+def test_the_second_engine_builds_through_a_context_of_the_runs_own_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    engine = ContextEngine(tmp_path)
+    builds = [(30.0, "sha256:a", "t"), (40.0, "sha256:a", "t")]
+    (fig,), envs = run_row(
+        monkeypatch,
+        tmp_path,
+        builds,
+        lambda _, o, log: shared_cache.remote_builder(cast(Engine, engine), o, log),
+    )
+    config = {"DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    assert envs == [config, {**config, "DOCKER_CONTEXT": shared_cache.CONTEXT}]
+    ((create, env),) = engine.commands
+    assert create == ["docker", "context", "create", shared_cache.CONTEXT, "--docker",
+                      "host=unix:///engine2.sock"]  # fmt: skip
+    assert env["DOCKER_CONFIG"] == config["DOCKER_CONFIG"]  # not the user's ~/.docker
+    assert (fig.baseline_runs, fig.runs, fig.error) == ([30.0], [40.0], "")
+    assert fig.note == "the local engine: sha256:a; second engine: sha256:a"
+
+
+@pytest.mark.parametrize("other", [("sha256:b", "t"), ("sha256:a", "u")])
+def test_another_image_or_archive_from_the_second_engine_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, other: tuple[str, str]
+) -> None:
+    engine = ContextEngine(tmp_path)
+    builds = [(30.0, "sha256:a", "t"), (40.0, *other)]
+    (fig,), _ = run_row(
+        monkeypatch,
+        tmp_path,
+        builds,
+        lambda _, o, log: shared_cache.remote_builder(cast(Engine, engine), o, log),
+    )
+    assert fig.error == "the second engine built another image than the local one"

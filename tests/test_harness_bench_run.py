@@ -313,7 +313,7 @@ def test_bench_measures_everything_and_cleans_up(
     assert list(figures) == [
         "P1a", "P1b", "P1b.raw", "P2", "P3", "P3.floor", "P3.framework", "P5", "P5.p50",
         "P5.p99", "P5.err", "P6", "P4", "P4.floor", "P4.reuse", "P4.edit", "P4.edit.floor",
-        "P4.test", "P4.break", "P8", "P8.floor", "P7", "P7.floor", "P9", "P10",
+        "P4.test", "P4.break", "P8", "P8.floor", "P7", "P7.floor", "P9", "P10", "P11",
     ]  # fmt: skip
     assert_pipeline_edited_last(engine)
     assert_start_decomposed(engine, figures)
@@ -515,7 +515,7 @@ def test_bench_keeps_going_when_steps_fail(project: Path) -> None:
     figures = {f["key"]: f for f in data["figures"]}
     # no P3 or P5: no images
     assert list(figures) == [
-        "P1", "P6", "P4", "P4.reuse", "P4.edit", "P4.test", "P4.break", "P9", "P10",
+        "P1", "P6", "P4", "P4.reuse", "P4.edit", "P4.test", "P4.break", "P9", "P10", "P11",
     ]  # fmt: skip
     assert "failed" in figures["P1"]["error"]
     assert "virtualenv backend failed: ERROR:" in figures["P6"]["note"]

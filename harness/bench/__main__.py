@@ -58,11 +58,12 @@ def measure(engine: Engine, options: Options, log: Callable[[str], None]) -> lis
         ("P4", "pipeline", nox.pipeline),
         ("P9", "registry build cache", lambda: shared_cache.cached_builds(engine, options, log)),
         ("P10", "shared results", lambda: shared_cache.shared_results(engine, options, log)),
+        ("P11", "second engine", lambda: shared_cache.remote_builder(engine, options, log)),
     ]
     figures: list[Figure] = []
     for key, title, step in steps:
         without_images = key in ("P3", "P5") and not (ours.tags and seed.tags)
-        if without_images or (key in ("P4", "P9", "P10") and options.skip_pipeline):
+        if without_images or (key in ("P4", "P9", "P10", "P11") and options.skip_pipeline):
             continue
         try:
             figures += step()

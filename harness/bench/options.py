@@ -56,7 +56,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         "bench/RESULTS.md.",
     )
     add, defaults = parser.add_argument, Options()
-    add("--skip-pipeline", action="store_true", help="skip P4, P7-P9: the minutes-long pipelines")
+    add("--skip-pipeline", action="store_true", help="skip P4, P7-P11: the minutes-long pipelines")
     counts = [f for f in fields(Options) if "help" in f.metadata]
     for f in counts:
         help_text = f"{f.metadata['help']} ({f.default})"

@@ -1,10 +1,10 @@
 """P9: ``nox -s build image`` in a fresh clone on an empty engine, with the registry build cache
 an earlier clone filled (``DEATHSTAR_BUILD_CACHE``) against the same without it. P10: lint and
 the unit tests in a fresh clone whose passes a clone acting as CI pushed to a registry
-(``DEATHSTAR_RESULTS_CACHE``). Each build gets
-a second dockerd of its own beside the first (own data, exec root, socket and bridge; never
-``--bridge=none``, which deletes the first engine's docker0), removed after; the cache is a
-``registry:2`` container of the first engine on loopback."""
+(``DEATHSTAR_RESULTS_CACHE``). P11: the image a second engine builds through a docker context
+against the local engine's. Each second dockerd has its own data, exec root, socket and bridge
+(never ``--bridge=none``, which deletes the first engine's docker0) and is removed after; the
+cache is a ``registry:2`` container of the first engine on loopback."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -23,10 +23,12 @@ from harness.bench.engine import Engine
 from harness.bench.options import Options
 from harness.bench.pipeline import NOX_TIMEOUT, measure, outer_env
 from harness.bench.report import Figure
+from harness.core import checksums
 from harness.core.process import CommandError
-from harness.image import records
+from harness.image import records, sharing
 
 BRIDGE, BRIDGE_ADDRESS = "br-bench9", "10.231.0.1/24"
+CONTEXT = "deathstar-bench-engine2"
 REGISTRY_IMAGE = "registry:2"
 # registry:2 listens where the bench's containers do, so Engine.container publishes it.
 REGISTRY = ["/usr/bin/env", "REGISTRY_HTTP_ADDR=:8080", "/bin/registry", "serve",
@@ -79,40 +81,41 @@ def empty_engine(engine: Engine, base_archive: Path) -> Iterator[str]:
 
 
 def build_in_clone(
-    engine: Engine, options: Options, host: str, cache: dict[str, str]
-) -> tuple[float, str]:
-    """``nox -s build image`` in a fresh clone against ``host``: seconds, and the image ID."""
+    engine: Engine, options: Options, extra: Mapping[str, str]
+) -> tuple[float, str, str]:
+    """``nox -s build image`` in a fresh clone with ``extra`` in its environment: seconds, the
+    image ID, and the sha256 of the archive it wrote."""
     clone = engine.clone("cache-clone")
-    env = {**outer_env(os.environ, sys.prefix), **cache, "DOCKER_HOST": host}
-    env["DEATHSTAR_CACHE"] = (
-        "off"  # the result cache would keep build's pass: BuildKit's is measured
-    )
-    env.pop("DOCKER_CONTEXT", None)
+    # The builder is what ``extra`` selects, not what the bench's caller did.
+    env = sharing.without_selectors(outer_env(os.environ, sys.prefix)) | dict(extra)
+    env["DEATHSTAR_CACHE"] = "off"  # the result cache would keep build's pass
     command = [options.nox_python, "-m", "nox", "-s", "build", "image"]
     _, spent = measure(
         lambda: engine.run(command, cwd=clone, env=env, timeout=NOX_TIMEOUT, merge=True)
     )
-    return spent.wall, records.load_image_record(records.image_record_path(clone)).image_id
+    image_id = records.load_image_record(records.image_record_path(clone)).image_id
+    return spent.wall, image_id, checksums.sha256(records.image_archive_path(clone))
 
 
 def cached_builds(engine: Engine, options: Options, log: Callable[[str], None]) -> list[Figure]:
     fig = Figure("P9", "`nox -s build image`, fresh clone, empty engine, registry cache", "s",
                  at_most_ratio=0.5, baseline_name="no cache")  # fmt: skip
-    if os.geteuid() != 0 or not (shutil.which("dockerd") and shutil.which("ip")):
-        fig.error = "not measured: a second engine needs root, dockerd and ip"
+    if why := cannot_start_engine():
+        fig.error = why
         return [fig]
-    base_archive = engine.work / "base.tar"
-    engine.docker("save", "--output", str(base_archive), options.base_image, timeout=600)
+    base_archive = saved_base(engine, options)
     ids: set[str] = set()
     with engine.container(REGISTRY_IMAGE, REGISTRY) as port:
         cache = {"DEATHSTAR_BUILD_CACHE": f"127.0.0.1:{port}/deathstar-cache"}
         with empty_engine(engine, base_archive) as host:  # the earlier clone, which fills it
-            filled = {**cache, "DEATHSTAR_BUILD_CACHE_WRITE": "1"}
-            ids.add(build_in_clone(engine, options, host, filled)[1])
+            filled = {**cache, "DEATHSTAR_BUILD_CACHE_WRITE": "1", "DOCKER_HOST": host}
+            ids.add(build_in_clone(engine, options, filled)[1])
         for run in range(1, options.pipeline_runs + 1):
             for side, env in (("no cache", {}), ("cache", cache)):
                 with empty_engine(engine, base_archive) as host:
-                    took, image_id = build_in_clone(engine, options, host, env)
+                    took, image_id, _ = build_in_clone(
+                        engine, options, {**env, "DOCKER_HOST": host}
+                    )
                 fig.add(took, baseline=side == "no cache")
                 ids.add(image_id)
                 log(f"bench: P9 run {run} {side}: {took:.1f} s, {image_id}")
@@ -120,6 +123,51 @@ def cached_builds(engine: Engine, options: Options, log: Callable[[str], None]) 
     if len(ids) != 1:
         fig.error = f"the cached and uncached builds gave {len(ids)} image IDs"
     return [fig]
+
+
+def remote_builder(engine: Engine, options: Options, log: Callable[[str], None]) -> list[Figure]:
+    """P11: fresh clones built by the local engine, then through a docker context by a second
+    engine that holds only the base (``image`` builds there in one go and loads the archive
+    here): the two image IDs side by side, and the two archives' digests."""
+    fig = Figure("P11", "`nox -s build image` on a second engine through a docker context", "s",
+                 baseline_name="the local engine")  # fmt: skip
+    if why := cannot_start_engine():
+        fig.error = why
+        return [fig]
+    base_archive = saved_base(engine, options)
+    # The context lives in the run's own docker config, never in the user's ~/.docker.
+    config = {"DOCKER_CONFIG": str(engine.work / "docker-config")}
+    built: dict[str, tuple[str, str]] = {}
+    with empty_engine(engine, base_archive) as host:
+        create = ["docker", "context", "create", CONTEXT, "--docker", f"host={host}"]
+        engine.run(create, env={**os.environ, **config})
+        for side, extra in (
+            ("the local engine", {}),
+            ("second engine", {"DOCKER_CONTEXT": CONTEXT}),
+        ):
+            took, image_id, archive = build_in_clone(engine, options, {**config, **extra})
+            fig.add(took, baseline=side == "the local engine")
+            built[side] = image_id, archive
+            log(f"bench: P11 {side}: {took:.1f} s, {image_id}, archive sha256 {archive}")
+    fig.note = "; ".join(f"{side}: {ids[0]}" for side, ids in built.items())
+    fig.details = {side: {"image_id": i, "archive_sha256": a} for side, (i, a) in built.items()}
+    if len(set(built.values())) != 1:
+        fig.error = "the second engine built another image than the local one"
+    return [fig]
+
+
+def cannot_start_engine() -> str:
+    if os.geteuid() != 0 or not (shutil.which("dockerd") and shutil.which("ip")):
+        return "not measured: a second engine needs root, dockerd and ip"
+    return ""
+
+
+def saved_base(engine: Engine, options: Options) -> Path:
+    """The base image as an archive, which each second engine loads."""
+    path = engine.work / "base.tar"
+    if not path.exists():
+        engine.docker("save", "--output", str(path), options.base_image, timeout=600)
+    return path
 
 
 SHARED_SESSIONS = ("lint", "test")  # every test-X.Y the machine has
