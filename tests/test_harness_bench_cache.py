@@ -16,6 +16,12 @@ from harness.bench.engine import Engine
 from harness.bench.options import Options
 
 
+def built(
+    seconds: float, image_id: str = "sha256:a", archive: str = "t", on: str = "default"
+) -> shared_cache.Built:
+    return shared_cache.Built(seconds, image_id, archive, frozenset([on]))
+
+
 class StandIn:
     """The bench engine's part P9 uses: a scratch directory, docker save, a registry container."""
 
@@ -33,7 +39,7 @@ class StandIn:
 def run_row(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    builds: list[tuple[float, str, str]],
+    builds: list[shared_cache.Built],
     row: Callable[[Engine, Options, Callable[[str], None]], list[Any]],
 ) -> tuple[list[Any], list[dict[str, str]]]:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
@@ -47,7 +53,7 @@ def run_row(
 
     def build_in_clone(
         engine: object, options: object, env: Mapping[str, str]
-    ) -> tuple[float, str, str]:
+    ) -> shared_cache.Built:
         envs.append(dict(env))
         return builds[len(envs) - 1]
 
@@ -59,7 +65,7 @@ def run_row(
 def test_the_cached_fresh_build_is_compared_with_the_uncached_one(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    builds = [(50.0, "sha256:a", "t"), (40.0, "sha256:a", "t"), (20.0, "sha256:a", "t")]
+    builds = [built(50.0), built(40.0), built(20.0)]
     (fig,), envs = run_row(monkeypatch, tmp_path, builds, shared_cache.cached_builds)
     cache, host = "127.0.0.1:5000/deathstar-cache", {"DOCKER_HOST": "unix:///engine2.sock"}
     assert envs == [
@@ -71,7 +77,7 @@ def test_the_cached_fresh_build_is_compared_with_the_uncached_one(
 
 
 def test_another_image_id_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    builds = [(50.0, "sha256:a", "t"), (40.0, "sha256:a", "t"), (20.0, "sha256:b", "t")]
+    builds = [built(50.0), built(40.0), built(20.0, "sha256:b")]
     (fig,), _ = run_row(monkeypatch, tmp_path, builds, shared_cache.cached_builds)
     assert fig.error == "the cached and uncached builds gave 2 image IDs"
 
@@ -98,7 +104,7 @@ def test_the_second_engine_builds_through_a_context_of_the_runs_own_config(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     engine = ContextEngine(tmp_path)
-    builds = [(30.0, "sha256:a", "t"), (40.0, "sha256:a", "t")]
+    builds = [built(30.0), built(40.0, on=shared_cache.CONTEXT)]
     (fig,), envs = run_row(
         monkeypatch,
         tmp_path,
@@ -115,16 +121,23 @@ def test_the_second_engine_builds_through_a_context_of_the_runs_own_config(
     assert fig.note == "the local engine: sha256:a; second engine: sha256:a"
 
 
-@pytest.mark.parametrize("other", [("sha256:b", "t"), ("sha256:a", "u")])
-def test_another_image_or_archive_from_the_second_engine_is_an_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, other: tuple[str, str]
+@pytest.mark.parametrize(
+    ("other", "error"),
+    [
+        (built(40.0, "sha256:b", on=shared_cache.CONTEXT), "built another image"),
+        (built(40.0, archive="u", on=shared_cache.CONTEXT), "built another image"),
+        (built(40.0), "did not run where they should"),  # DOCKER_CONTEXT was not taken
+    ],
+)
+def test_another_image_or_archive_or_a_build_elsewhere_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, other: shared_cache.Built, error: str
 ) -> None:
     engine = ContextEngine(tmp_path)
-    builds = [(30.0, "sha256:a", "t"), (40.0, *other)]
+    builds = [built(30.0), other]
     (fig,), _ = run_row(
         monkeypatch,
         tmp_path,
         builds,
         lambda _, o, log: shared_cache.remote_builder(cast(Engine, engine), o, log),
     )
-    assert fig.error == "the second engine built another image than the local one"
+    assert error in fig.error

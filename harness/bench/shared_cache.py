@@ -9,6 +9,7 @@ cache is a ``registry:2`` container of the first engine on loopback."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from harness import HarnessError
 from harness.bench.engine import Engine
@@ -80,21 +82,29 @@ def empty_engine(engine: Engine, base_archive: Path) -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def build_in_clone(
-    engine: Engine, options: Options, extra: Mapping[str, str]
-) -> tuple[float, str, str]:
-    """``nox -s build image`` in a fresh clone with ``extra`` in its environment: seconds, the
-    image ID, and the sha256 of the archive it wrote."""
+class Built(NamedTuple):
+    seconds: float
+    image_id: str
+    archive: str  # the sha256 of dist/image.tar
+    builders: frozenset[str]  # the buildx instances its builds said they ran on
+
+
+BUILDING_WITH = re.compile(r'^#0 building with "([^"]+)" instance', re.MULTILINE)
+
+
+def build_in_clone(engine: Engine, options: Options, extra: Mapping[str, str]) -> Built:
+    """``nox -s build image`` in a fresh clone with ``extra`` in its environment."""
     clone = engine.clone("cache-clone")
     # The builder is what ``extra`` selects, not what the bench's caller did.
     env = sharing.without_selectors(outer_env(os.environ, sys.prefix)) | dict(extra)
     env["DEATHSTAR_CACHE"] = "off"  # the result cache would keep build's pass
     command = [options.nox_python, "-m", "nox", "-s", "build", "image"]
-    _, spent = measure(
+    output, spent = measure(
         lambda: engine.run(command, cwd=clone, env=env, timeout=NOX_TIMEOUT, merge=True)
     )
     image_id = records.load_image_record(records.image_record_path(clone)).image_id
-    return spent.wall, image_id, checksums.sha256(records.image_archive_path(clone))
+    archive = checksums.sha256(records.image_archive_path(clone))
+    return Built(spent.wall, image_id, archive, frozenset(BUILDING_WITH.findall(output)))
 
 
 def cached_builds(engine: Engine, options: Options, log: Callable[[str], None]) -> list[Figure]:
@@ -113,7 +123,7 @@ def cached_builds(engine: Engine, options: Options, log: Callable[[str], None]) 
         for run in range(1, options.pipeline_runs + 1):
             for side, env in (("no cache", {}), ("cache", cache)):
                 with empty_engine(engine, base_archive) as host:
-                    took, image_id, _ = build_in_clone(
+                    took, image_id, *_ = build_in_clone(
                         engine, options, {**env, "DOCKER_HOST": host}
                     )
                 fig.add(took, baseline=side == "no cache")
@@ -137,7 +147,7 @@ def remote_builder(engine: Engine, options: Options, log: Callable[[str], None])
     base_archive = saved_base(engine, options)
     # The context lives in the run's own docker config, never in the user's ~/.docker.
     config = {"DOCKER_CONFIG": str(engine.work / "docker-config")}
-    built: dict[str, tuple[str, str]] = {}
+    built: dict[str, Built] = {}
     with empty_engine(engine, base_archive) as host:
         create = ["docker", "context", "create", CONTEXT, "--docker", f"host={host}"]
         engine.run(create, env={**os.environ, **config})
@@ -145,13 +155,17 @@ def remote_builder(engine: Engine, options: Options, log: Callable[[str], None])
             ("the local engine", {}),
             ("second engine", {"DOCKER_CONTEXT": CONTEXT}),
         ):
-            took, image_id, archive = build_in_clone(engine, options, {**config, **extra})
-            fig.add(took, baseline=side == "the local engine")
-            built[side] = image_id, archive
-            log(f"bench: P11 {side}: {took:.1f} s, {image_id}, archive sha256 {archive}")
-    fig.note = "; ".join(f"{side}: {ids[0]}" for side, ids in built.items())
-    fig.details = {side: {"image_id": i, "archive_sha256": a} for side, (i, a) in built.items()}
-    if len(set(built.values())) != 1:
+            built[side] = made = build_in_clone(engine, options, {**config, **extra})
+            fig.add(made.seconds, baseline=side == "the local engine")
+            log(f"bench: P11 {side}: {made.seconds:.1f} s on {', '.join(sorted(made.builders))}, "
+                f"{made.image_id}, archive sha256 {made.archive}")  # fmt: skip
+    fig.note = "; ".join(f"{side}: {made.image_id}" for side, made in built.items())
+    fig.details = {side: made._asdict() | {"builders": sorted(made.builders)}
+                   for side, made in built.items()}  # fmt: skip
+    local, second = built.values()
+    if second.builders != {CONTEXT} or CONTEXT in local.builders:
+        fig.error = f"the builds did not run where they should: {fig.details}"
+    elif (local.image_id, local.archive) != (second.image_id, second.archive):
         fig.error = "the second engine built another image than the local one"
     return [fig]
 
