@@ -11,6 +11,7 @@ import pytest
 from harness import HarnessError
 from harness.core.docker import Docker
 from harness.image import imaging, sharing
+from harness.image.records import ImageRecord
 from tests.archives import layer_tar, save_archive
 from tests.fakedocker import FakeDocker
 from tests.test_harness_build import BASE, CURRENT, FACTS, engine_with_images, plan
@@ -24,8 +25,12 @@ def built_with(
     fake: FakeDocker,
     buildx: sharing.BuildxBuilder | None = None,
     cache: tuple[str, ...] = (),
+    *,
+    shared: sharing.BuildCache | None = None,
+    records: list[ImageRecord] | None = None,
 ) -> list[Sequence[str]]:
-    """Run a reproducible build of ``plan()`` on ``fake`` (and ``buildx``); its build commands."""
+    """Run a reproducible build of ``plan()`` on ``fake`` (and ``buildx``); its build commands,
+    and the record appended to ``records``."""
     layer = layer_tar({"app.py": b"print(1)"})
     built: list[Sequence[str]] = []
 
@@ -35,10 +40,13 @@ def built_with(
         dest = Path(next(f for f in fields if f.startswith("dest="))[5:])
         save_archive(dest, {"sha256:" + "a" * 64: layer})
 
-    imaging.build_image(
+    record = imaging.build_image(
         plan(base_digest="sha256:base", cache=cache), CURRENT, Docker(fake), build_it,
-        context=tmp_path, archive_path=tmp_path / "image.tar", buildx=buildx,
+        context=tmp_path, archive_path=tmp_path / "image.tar", buildx=buildx, shared=shared,
+        say=lambda _: None,
     )  # fmt: skip
+    if records is not None:
+        records.append(record)
     return built
 
 

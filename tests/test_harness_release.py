@@ -290,6 +290,15 @@ def test_dirty_built_image_is_refused(
     assert "was built from " in refused(project, registry, engine)
 
 
+def test_an_image_built_with_a_build_cache_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine
+) -> None:
+    record = records.load_image_record(records.image_record_path(project))
+    cached = records.ImageRecord(**{**record.__dict__, "build_cache": "ghcr.io/team/cache"})
+    records.save_image_record(cached, records.image_record_path(project))
+    assert "was built with the build cache ghcr.io/team/cache" in refused(project, registry, engine)
+
+
 def test_a_record_without_sha256_digests_is_refused(
     project: Path, registry: FakeRegistry, engine: FakeEngine
 ) -> None:

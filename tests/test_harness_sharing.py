@@ -10,6 +10,7 @@ import pytest
 from harness import HarnessError
 from harness.core.docker import Docker
 from harness.image import build, sharing
+from harness.image.records import ImageRecord
 from tests.fakedocker import FakeDocker
 from tests.gitrepo import git
 from tests.test_harness_base_pin import built_with
@@ -168,3 +169,11 @@ def test_a_runtime_base_is_shared_under_a_tag_no_branch_cache_can_have(name: str
     shared = cache.runtime_base("a" * 24)
     assert shared == f"{CACHE}:runtime-base-{'a' * 24}"
     assert f"{CACHE}:{sharing.cache_tag(name)}" != shared
+
+
+def test_an_image_built_with_the_build_cache_says_so_in_its_record(tmp_path: Path) -> None:
+    made: list[ImageRecord] = []
+    built_with(tmp_path, engine_with_images(), records=made)
+    shared = sharing.BuildCache(CACHE, write=False)
+    built_with(tmp_path, engine_with_images(), shared=shared, records=made)
+    assert [record.build_cache for record in made] == ["", CACHE]  # push refuses the second

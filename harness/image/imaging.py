@@ -153,4 +153,5 @@ def build_image(
         image_id, tags, plan.version, plan.commit, plan.revision, plan.base_image,
         docker.image_size(image_id), facts.size, config_digest, diff_ids, plan.base_digest,
         builder.description, builder.reproducible, base, facts.origin,
+        shared.repository if shared else "",
     )  # fmt: skip

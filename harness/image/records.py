@@ -50,6 +50,7 @@ class ImageRecord:
     runtime_base: str = ""  # the image of the runtime-base stage it was built FROM, if any
     # What a provisioned base was made from (Debian suite, archive date); empty for a pulled one.
     base_origin: dict[str, str] = field(default_factory=dict)
+    build_cache: str = ""  # the DEATHSTAR_BUILD_CACHE repository the build read, if any
 
     def summary(self) -> str:
         mb = 1_000_000

@@ -203,6 +203,12 @@ def verified_image(project: Path, head: str, version: str, docker: Docker) -> re
             f"the recorded verification does not name the integration suite at HEAD (tree "
             f"{suite[:12]}); run `nox -s integration` on this commit"
         )
+    if record.build_cache:  # whoever writes a cache chooses what a hit returns
+        raise HarnessError(
+            f"image {record.image_id[:19]} was built with the build cache "
+            f"{names.shown(record.build_cache)}; a release is built without one: "
+            "`DEATHSTAR_BUILD_CACHE= nox`"
+        )
     if not all(names.DIGEST.fullmatch(str(d)) for d in (record.image_id, record.config_digest)):
         raise HarnessError(
             f"{records.image_record_path(project)} names no sha256 image ID and config digest; "
