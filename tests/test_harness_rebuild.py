@@ -15,7 +15,7 @@ import pytest
 
 from harness import HarnessError
 from harness.core.docker import Docker
-from harness.image import archive, imaging, records
+from harness.image import archive, build, imaging, records
 from harness.rebuild import __main__ as rebuild_main
 from harness.rebuild import compare
 from harness.rebuild.__main__ import check_builder, check_released
@@ -91,7 +91,7 @@ def builder_engine(*, store: bool = True, base: str = "sha256:" + "b" * 64) -> F
         rules=[
             (["version", "--format", "{{.Server.Version}}"], "26.1.5", 0),
             (["buildx", "version"], "github.com/docker/buildx v0.13.1 x", 0),
-            (["info", "--format", "{{json .DriverStatus}}"], status, 0),
+            (["info", "--format", build.INFO_FORMAT], f"linux/x86_64 {status}", 0),
             (["login"], "Login Succeeded", 0),
             (["image", "inspect", "--format", "{{.Id}}", f"base:1@{base}"], base, 0),
             (["tag", f"base:1@{base}", pin], "", 0),
@@ -108,7 +108,8 @@ def test_the_builder_must_reproduce_and_a_different_one_is_noted() -> None:
     note = check_builder(Docker(builder_engine()), "docker 25.0.0, buildx 0.12, x")
     assert "built with docker 25.0.0" in note
     same = check_builder(
-        Docker(builder_engine()), "docker 26.1.5, buildx v0.13.1, containerd image store"
+        Docker(builder_engine()),
+        "docker 26.1.5, buildx v0.13.1, containerd image store, linux/x86_64",
     )
     assert same == ""
 

@@ -84,6 +84,10 @@ def test_the_key_follows_the_base_and_the_builder_but_not_the_commit(context: Pa
     assert runtime_base.key(context, plan(base_digest="sha256:" + "c" * 64), CURRENT) != before
     newer = build.Builder("27.0.1", "v0.15.1", containerd_store=True)
     assert runtime_base.key(context, plan(), newer) != before
+    # shared through a registry: an arm64 engine must not take an amd64 one of the same inputs
+    arm = build.Builder("26.1.5", "v0.13.1", containerd_store=True, platform="linux/aarch64")
+    amd = build.Builder("26.1.5", "v0.13.1", containerd_store=True, platform="linux/x86_64")
+    assert runtime_base.key(context, plan(), arm) != runtime_base.key(context, plan(), amd)
     # What only the runtime stage sees: the commit, its labels, the staged project.
     later = plan(commit="f" * 40, dirty=True, epoch=1, version="9.9.9")
     (context / "dist" / "staging" / "app.py").write_text("print(2)\n")

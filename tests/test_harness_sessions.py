@@ -12,7 +12,7 @@ import pytest
 from harness import HarnessError
 from harness.core import audit, checksums
 from harness.core.docker import Docker
-from harness.image import records, sbom, sessions
+from harness.image import build, records, sbom, sessions
 from tests.fakedocker import FakeDocker
 from tests.gitrepo import EPOCH, git
 from tests.test_harness_build import INSPECT, engine_with_images
@@ -76,7 +76,7 @@ def test_the_image_is_built_recorded_and_described(
     fake.rules[:0] = [
         (["version", "--format", "{{.Server.Version}}"], "20.10.24", 0),
         (["buildx", "version"], "", 1),
-        (["info", "--format", "{{json .DriverStatus}}"], "[]", 0),
+        (["info", "--format", build.INFO_FORMAT], "linux/x86_64 []", 0),
         ([*INSPECT, "{{.Id}}", "deathstar:0.1.0"], "sha256:abc", 0),
         ([*INSPECT, "{{json .RootFS.Layers}}", "deathstar:0.1.0"], '["sha256:l1"]', 0),
     ]

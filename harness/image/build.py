@@ -41,6 +41,7 @@ IMAGE_EPOCH = 1
 GZIP_LEVEL = 9
 RUNTIME_BASE_TARGET = "runtime-base"  # the Dockerfile's stage below the project layers
 MIN_ENGINE, MIN_BUILDX = (25, 0), (0, 13)
+INFO_FORMAT = "{{.OSType}}/{{.Architecture}} {{json .DriverStatus}}"
 # An image name as docker reads it (distribution/reference), ASCII only: [host[:port]/]path[:tag].
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[a-fA-F0-9:.]+\])(?::[0-9]+)?"
@@ -122,6 +123,7 @@ class Builder:
     engine: str
     buildx: str  # "" without the buildx plugin
     containerd_store: bool
+    platform: str = ""  # the engine's OS/architecture: what a runtime base is built for
 
     @classmethod
     def detect(cls, docker: Docker) -> Builder:
@@ -130,8 +132,8 @@ class Builder:
             buildx = docker("buildx", "version").split()[1]
         except (HarnessError, IndexError):
             buildx = ""
-        driver_status = docker("info", "--format", "{{json .DriverStatus}}")
-        return cls(engine, buildx, "io.containerd.snapshotter" in driver_status)
+        platform, _, driver_status = docker("info", "--format", INFO_FORMAT).partition(" ")
+        return cls(engine, buildx, "io.containerd.snapshotter" in driver_status, platform)
 
     @property
     def why_not_reproducible(self) -> str:
@@ -157,7 +159,8 @@ class Builder:
     def description(self) -> str:
         """Recorded with the image: BuildKit versions write different history strings."""
         store = "containerd image store" if self.containerd_store else "classic image store"
-        return f"docker {self.engine}, buildx {self.buildx or 'none'}, {store}"
+        on = f", {self.platform}" if self.platform else ""
+        return f"docker {self.engine}, buildx {self.buildx or 'none'}, {store}{on}"
 
 
 # What neither the dist nor the image is made from, nor integration reads: docs, benchmarks,
