@@ -24,7 +24,6 @@ def built_with(
     tmp_path: Path,
     fake: FakeDocker,
     buildx: sharing.BuildxBuilder | None = None,
-    cache: tuple[str, ...] = (),
     *,
     shared: sharing.BuildCache | None = None,
     records: list[ImageRecord] | None = None,
@@ -41,9 +40,8 @@ def built_with(
         save_archive(dest, {"sha256:" + "a" * 64: layer})
 
     record = imaging.build_image(
-        plan(base_digest="sha256:base", cache=cache), CURRENT, Docker(fake), build_it,
-        context=tmp_path, archive_path=tmp_path / "image.tar", buildx=buildx, shared=shared,
-        say=lambda _: None,
+        plan(base_digest="sha256:base", shared=shared), CURRENT, Docker(fake), build_it,
+        context=tmp_path, archive_path=tmp_path / "image.tar", buildx=buildx, say=lambda _: None,
     )  # fmt: skip
     if records is not None:
         records.append(record)

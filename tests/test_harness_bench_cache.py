@@ -141,3 +141,25 @@ def test_another_image_or_archive_or_a_build_elsewhere_is_an_error(
         lambda _, o, log: shared_cache.remote_builder(cast(Engine, engine), o, log),
     )
     assert error in fig.error
+
+
+def test_a_local_build_that_names_no_builder_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    engine = ContextEngine(tmp_path)
+    silent = shared_cache.Built(30.0, "sha256:a", "t", frozenset())
+    (fig,), _ = run_row(
+        monkeypatch, tmp_path, [silent, built(40.0, on=shared_cache.CONTEXT)],
+        lambda _, o, log: shared_cache.remote_builder(cast(Engine, engine), o, log),
+    )  # fmt: skip
+    assert "did not run where they should" in fig.error
+
+
+def test_the_builder_is_read_from_buildx_progress() -> None:
+    output = (
+        "nox > docker buildx build --network none .\n"
+        '#0 building with "deathstar-bench-engine2" instance using docker driver\n'
+        "#1 [internal] load build definition from Dockerfile\n"
+        '#0 building with "default" instance using docker driver\n'
+    )
+    assert shared_cache.BUILDING_WITH.findall(output) == ["deathstar-bench-engine2", "default"]

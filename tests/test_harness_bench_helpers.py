@@ -93,9 +93,12 @@ def test_the_pipelines_edits_are_in_files_the_repository_has() -> None:
     assert pipeline.EDITED_TEST.parts[0] == "tests"  # P4.test edits a unit-test module
 
 
-def test_outer_env_drops_the_sessions_venv() -> None:
+def test_outer_env_drops_the_sessions_venv_and_the_callers_shared_caches() -> None:
     environ = {"PATH": "/v/bin:/usr/bin::/bin", "VIRTUAL_ENV": "/v", "HOME": "/root",
-               "UV_PYTHON": "/v", "UV_PROJECT_ENVIRONMENT": "/v"}  # fmt: skip
+               "UV_PYTHON": "/v", "UV_PROJECT_ENVIRONMENT": "/v",
+               "DEATHSTAR_BUILD_CACHE": "ghcr.io/t/c", "DEATHSTAR_BUILD_CACHE_WRITE": "1",
+               "DEATHSTAR_RESULTS_CACHE": "ghcr.io/t/r",
+               "DEATHSTAR_RESULTS_CACHE_WRITE": "1"}  # fmt: skip
     assert pipeline.outer_env(environ, "/v") == {"PATH": "/usr/bin:/bin", "HOME": "/root"}
 
 

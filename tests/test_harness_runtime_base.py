@@ -61,7 +61,9 @@ CHANGES: dict[str, Callable[[Path], object]] = {
     "wheel added": lambda root: (root / "dist/wheelhouse/extra-1-py3-none-any.whl").write_bytes(
         b""
     ),
-    "wheel mode": lambda root: (root / "dist/wheelhouse/fastapi-1-py3-none-any.whl").chmod(0o600),
+    "wheel made executable": lambda root: (
+        root / "dist/wheelhouse/fastapi-1-py3-none-any.whl"
+    ).chmod(0o755),
     "wheel made a link": lambda root: link_instead(
         root / "dist/wheelhouse/fastapi-1-py3-none-any.whl"
     ),
@@ -119,7 +121,7 @@ def test_built_once_then_taken_from_the_engine(context: Path) -> None:
     made = runtime_base.ensure(
         plan(), CURRENT, Docker(fake), run, context=context, archive_path=archive
     )
-    assert made == (tag, True)
+    assert made == tag
     assert len(built) == 1
     assert ["load", "--input", str(archive)] in fake.docker_calls()
     assert not archive.exists(), "the archive is loaded, then removed"
@@ -128,7 +130,7 @@ def test_built_once_then_taken_from_the_engine(context: Path) -> None:
     kept = runtime_base.ensure(
         plan(), CURRENT, Docker(there), run, context=context, archive_path=archive
     )
-    assert kept == (tag, False)
+    assert kept == tag
     assert len(built) == 1, "built again although the engine has it"
 
 
@@ -174,19 +176,28 @@ def test_a_base_that_cannot_go_is_one_line_and_a_foreign_note_is_ignored(tmp_pat
 
 
 SHARED = sharing.BuildCache("127.0.0.1:5000/cache", write=False)
+INSPECT_ID = ["image", "inspect", "--format", "{{.Id}}"]
 
 
 def never_built(command: Sequence[str]) -> None:
     raise AssertionError(f"built although the build cache had it: {command}")
 
 
-def test_a_runtime_base_in_the_build_cache_is_pulled_not_built(context: Path) -> None:
+def names(context: Path) -> tuple[str, str, str]:
+    """The runtime base's tag when built here, when pulled, and in the build cache."""
     digest = runtime_base.key(context, plan(), CURRENT)
-    tag, remote = f"deathstar-runtime-base:{digest}", f"127.0.0.1:5000/cache:runtime-base-{digest}"
-    inspect = ["image", "inspect", "--format", "{{.Id}}"]
+    return (
+        f"deathstar-runtime-base:{digest}",
+        f"deathstar-runtime-base:pulled-{digest}",
+        f"127.0.0.1:5000/cache:runtime-base-{digest}",
+    )
+
+
+def test_a_runtime_base_in_the_build_cache_is_pulled_not_built(context: Path) -> None:
+    _, pulled, remote = names(context)
     fake = FakeDocker(
         rules=[
-            ([*inspect, remote], "sha256:rb", 0),
+            ([*INSPECT_ID, remote], "sha256:rb", 0),
             (["pull"], "", 0),
             (["tag"], "", 0),
             (["image", "rm"], "", 0),
@@ -194,25 +205,48 @@ def test_a_runtime_base_in_the_build_cache_is_pulled_not_built(context: Path) ->
     )
     said: list[str] = []
     made = runtime_base.ensure(
-        plan(), CURRENT, Docker(fake), never_built, context=context,
-        archive_path=context / "base.tar", shared=SHARED, say=said.append,
+        plan(shared=SHARED), CURRENT, Docker(fake), never_built, context=context,
+        archive_path=context / "base.tar", say=said.append,
     )  # fmt: skip
-    assert made == (tag, False)
-    assert fake.docker_calls()[1:] == [
+    assert made == pulled
+    assert fake.docker_calls()[2:] == [
         ["pull", "--quiet", remote],
-        [*inspect, remote],
-        ["tag", "sha256:rb", tag],  # by ID: what was pulled, whatever the name says meanwhile
+        [*INSPECT_ID, remote],
+        ["tag", "sha256:rb", pulled],  # by ID: what was pulled, whatever the name says meanwhile
         ["image", "rm", remote],  # the registry's name goes; the image stays under its tag
     ]
     assert said == [f"pulled the runtime base from {remote}"]
+
+
+def test_a_pulled_runtime_base_is_only_taken_by_a_build_that_reads_the_cache(
+    context: Path,
+) -> None:
+    tag, pulled, _ = names(context)
+    archive = context / "base.tar"
+    fake = FakeDocker(rules=[([*INSPECT_ID, pulled], "sha256:rb", 0), (["load"], "", 0)])
+    kept = runtime_base.ensure(
+        plan(shared=SHARED), CURRENT, Docker(fake), never_built, context=context,
+        archive_path=archive, say=print,
+    )  # fmt: skip
+    assert kept == pulled
+    built: list[Sequence[str]] = []
+
+    def run(command: Sequence[str]) -> None:
+        built.append(command)
+        archive.write_bytes(b"tar")
+
+    made = runtime_base.ensure(
+        plan(), CURRENT, Docker(fake), run, context=context, archive_path=archive, say=print
+    )
+    assert made == tag
+    assert len(built) == 1, "without the cache, what a cache writer chose is not taken"
 
 
 @pytest.mark.parametrize("write", [False, True])
 def test_a_runtime_base_the_build_cache_lacks_is_built_and_pushed_only_when_writing(
     context: Path, write: bool
 ) -> None:
-    digest = runtime_base.key(context, plan(), CURRENT)
-    tag, remote = f"deathstar-runtime-base:{digest}", f"127.0.0.1:5000/cache:runtime-base-{digest}"
+    tag, _, remote = names(context)
     archive = context / "base.tar"
     fake = FakeDocker(
         rules=[
@@ -232,16 +266,41 @@ def test_a_runtime_base_the_build_cache_lacks_is_built_and_pushed_only_when_writ
     said: list[str] = []
     shared = sharing.BuildCache(SHARED.repository, write=write)
     made = runtime_base.ensure(
-        plan(), CURRENT, Docker(fake), run, context=context, archive_path=archive,
-        shared=shared, say=said.append,
+        plan(shared=shared), CURRENT, Docker(fake), run, context=context, archive_path=archive,
+        say=said.append,
     )  # fmt: skip
-    assert made == (tag, True)
+    assert made == tag
     assert len(built) == 1
-    assert said[0].startswith("no runtime base from the build cache, building it: docker pull")
-    pushes = [call for call in fake.docker_calls() if call[0] in ("tag", "push")]
+    calls = fake.docker_calls()
+    assert any(call[0] == "pull" for call in calls) is not write, "a writer never pulls"
+    pushes = [call for call in calls if call[0] in ("tag", "push")]
     assert pushes == ([["tag", tag, remote], ["push", "--quiet", remote]] if write else [])
-    removals = [call for call in fake.docker_calls() if call[:2] == ["image", "rm"]]
-    assert removals == [["image", "rm", remote]] * (2 if write else 1)  # after pull and push
+    assert calls[-1] == (["image", "rm", remote] if write else ["load", "--input", str(archive)])
+    assert said[-1] == (
+        f"pushed the runtime base to {remote}"
+        if write
+        else "no runtime base from the build cache, building it: docker pull --quiet failed: "
+        "manifest unknown"
+    )
+
+
+def test_a_writer_pushes_the_runtime_base_the_engine_has(context: Path) -> None:
+    tag, _, remote = names(context)
+    fake = FakeDocker(
+        rules=[
+            ([*INSPECT_ID, tag], "sha256:rb", 0),
+            (["tag"], "", 0),
+            (["push"], "", 0),
+            (["image", "rm"], "", 0),
+        ]
+    )
+    writer = plan(shared=sharing.BuildCache(SHARED.repository, write=True))
+    made = runtime_base.ensure(
+        writer, CURRENT, Docker(fake), never_built, context=context,
+        archive_path=context / "base.tar", say=print,
+    )  # fmt: skip
+    assert made == tag
+    assert ["push", "--quiet", remote] in fake.docker_calls()  # an earlier push may have failed
 
 
 def test_a_failed_push_of_the_runtime_base_fails_and_leaves_no_registry_name(
@@ -250,17 +309,24 @@ def test_a_failed_push_of_the_runtime_base_fails_and_leaves_no_registry_name(
     archive = context / "base.tar"
     fake = FakeDocker(
         rules=[
-            (["pull"], "manifest unknown", 1),
             (["load"], "", 0),
             (["tag"], "", 0),
             (["push"], "denied: requested access to the resource is denied", 1),
             (["image", "rm"], "", 0),
         ]
     )
+    writer = plan(shared=sharing.BuildCache(SHARED.repository, write=True))
     with pytest.raises(HarnessError, match="docker push --quiet failed: denied"):
         runtime_base.ensure(
-            plan(), CURRENT, Docker(fake), lambda c: archive.write_bytes(b"t"),
-            context=context, archive_path=archive,
-            shared=sharing.BuildCache(SHARED.repository, write=True), say=lambda _: None,
+            writer, CURRENT, Docker(fake), lambda c: archive.write_bytes(b"t"),
+            context=context, archive_path=archive, say=lambda _: None,
         )  # fmt: skip
     assert fake.docker_calls()[-1][:2] == ["image", "rm"]
+
+
+def test_the_key_ignores_the_umask(context: Path) -> None:
+    wheel = context / "dist/wheelhouse/fastapi-1-py3-none-any.whl"
+    before = runtime_base.key(context, plan(), CURRENT)
+    wheel.chmod(0o664)  # Ubuntu's umask 0002 against CI's 0022: the same base
+    (context / "Dockerfile").chmod(0o600)
+    assert runtime_base.key(context, plan(), CURRENT) == before

@@ -153,8 +153,11 @@ def session_figures(fresh: Figure, test_session: str) -> list[Figure]:
 
 def outer_env(environ: Mapping[str, str], venv: str) -> dict[str, str]:
     """``environ`` without the virtualenv ``venv``: what a nox started by a user would see."""
-    # What nox set for the bench's own session (its venv, and uv's view of it) goes too.
-    session = {"VIRTUAL_ENV", "CONDA_PREFIX", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT"}
+    # What nox set for the bench's own session (its venv, and uv's view of it) goes too, and
+    # the caller's shared caches: a row that uses one sets its own.
+    session = {"VIRTUAL_ENV", "CONDA_PREFIX", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT",
+               "DEATHSTAR_BUILD_CACHE", "DEATHSTAR_BUILD_CACHE_WRITE", "DEATHSTAR_RESULTS_CACHE",
+               "DEATHSTAR_RESULTS_CACHE_WRITE"}  # fmt: skip
     env = {k: v for k, v in environ.items() if k not in session}
     path = environ.get("PATH", "").split(os.pathsep)
     env["PATH"] = os.pathsep.join(p for p in path if p and p != str(Path(venv) / "bin"))

@@ -163,7 +163,7 @@ def remote_builder(engine: Engine, options: Options, log: Callable[[str], None])
     fig.details = {side: made._asdict() | {"builders": sorted(made.builders)}
                    for side, made in built.items()}  # fmt: skip
     local, second = built.values()
-    if second.builders != {CONTEXT} or CONTEXT in local.builders:
+    if second.builders != {CONTEXT} or not local.builders or CONTEXT in local.builders:
         fig.error = f"the builds did not run where they should: {fig.details}"
     elif (local.image_id, local.archive) != (second.image_id, second.archive):
         fig.error = "the second engine built another image than the local one"

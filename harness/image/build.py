@@ -12,6 +12,7 @@ from harness import HarnessError
 from harness.core import git
 from harness.core.docker import Docker
 from harness.image.records import DIST
+from harness.image.sharing import BuildCache
 
 IMAGE_NAME = "deathstar"
 # The Dockerfile's BASE_IMAGE default and .ci/provision's say the same; a unit test checks.
@@ -178,7 +179,8 @@ class BuildPlan:
     base_image: str
     base_digest: str = ""  # the base image's digest, resolved before the build
     base_tag: str = ""  # a local tag of exactly that digest, what FROM reads (imaging.pin_base)
-    cache: tuple[str, ...] = ()  # --cache-from/--cache-to of a reproducible build (sharing)
+    shared: BuildCache | None = None  # DEATHSTAR_BUILD_CACHE, for a reproducible build
+    branch: str | None = None  # whose cache it reads and writes (main's too)
 
     @classmethod
     def for_checkout(
@@ -200,6 +202,9 @@ class BuildPlan:
     @property
     def tags(self) -> list[str]:
         return [f"{IMAGE_NAME}:{self.version}", f"{IMAGE_NAME}:sha-{self.commit[:7]}"]
+
+    def cache_flags(self) -> list[str]:
+        return self.shared.flags(self.branch) if self.shared else []
 
     @property
     def pinned_base(self) -> str:
@@ -255,7 +260,7 @@ class BuildPlan:
         if not is_image_name(self.base_image):
             raise HarnessError(f"the base image {self.base_image!r} is not an image name")
         command = [*(OFFLINE_BUILD if archive is None else REPRODUCIBLE_BUILD)]
-        command += ["--no-cache"] if no_cache else [*self.cache] if archive else []
+        command += ["--no-cache"] if no_cache else self.cache_flags() if archive else []
         for key, value in args.items():
             command += ["--build-arg", f"{key}={value}"]
         if archive is None:

@@ -12,7 +12,7 @@ from harness.core.docker import Docker
 from harness.image import archive, runtime_base
 from harness.image.build import Builder, BuildPlan
 from harness.image.records import ImageRecord
-from harness.image.sharing import BuildCache, BuildxBuilder
+from harness.image.sharing import BuildxBuilder
 
 # Local tags of base digests, one per digest: what a reproducible build's FROM names.
 PINNED_BASE = "deathstar-pinned-base"
@@ -105,15 +105,14 @@ def build_image(
     archive_path: Path,
     tags: Sequence[str] | None = None,
     buildx: BuildxBuilder | None = None,
-    shared: BuildCache | None = None,
     say: Callable[[str], object] = print,
 ) -> ImageRecord:
     """Build with ``run`` (which shows the build's output), tag, and record the image. A
     reproducible build starts FROM its runtime base and goes through an archive (kept for
     ``repro``) and ``docker load``; elsewhere the engine's builder tags the image directly.
     A ``buildx`` builder that is not the local engine's builds in one go, FROM the base pinned
-    on its own engine or by digest from a registry, and its archive is loaded here. ``shared``
-    is the build cache the runtime base may come from; ``say`` tells where it came from."""
+    on its own engine or by digest from a registry, and its archive is loaded here. ``say``
+    tells where the runtime base came from."""
     tags = list(tags or plan.tags)
     archive_path.unlink(missing_ok=True)
     base = ""
@@ -125,12 +124,11 @@ def build_image(
     elif builder.reproducible:
         plan = pin_base(plan, docker)
         base_archive = archive_path.with_name(f"runtime-base-{archive_path.name}")
-        base, _ = runtime_base.ensure(
-            plan, builder, docker, run, context=context, archive_path=base_archive,
-            shared=shared, say=say,
-        )  # fmt: skip
+        base = runtime_base.ensure(
+            plan, builder, docker, run, context=context, archive_path=base_archive, say=say
+        )
         # One cache ref keeps one build's cache: the runtime base's, the build that costs.
-        uncached = replace(plan, cache=())
+        uncached = replace(plan, shared=None)
         run(uncached.build_command(context, tags, archive=archive_path, runtime_base=base))
     if remote or builder.reproducible:
         docker.load(archive_path)
@@ -153,5 +151,5 @@ def build_image(
         image_id, tags, plan.version, plan.commit, plan.revision, plan.base_image,
         docker.image_size(image_id), facts.size, config_digest, diff_ids, plan.base_digest,
         builder.description, builder.reproducible, base, facts.origin,
-        shared.repository if shared else "",
+        plan.shared.repository if plan.shared else "",
     )  # fmt: skip

@@ -17,14 +17,14 @@ from harness.core import checksums
 from harness.core.docker import Docker
 from harness.image.build import GZIP_LEVEL, IMAGE_NAME, Builder, BuildPlan
 from harness.image.records import DIST
-from harness.image.sharing import BuildCache
 
 REPOSITORY = f"{IMAGE_NAME}-runtime-base"
 # What the runtime-base stage reads from the build context (besides dist/wheelhouse).
 CONTEXT_FILES = ("Dockerfile", ".dockerignore", "requirements/runtime.txt")
 WHEELHOUSE = DIST / "wheelhouse"
 KEY_LENGTH = 24  # hex digits of the key in the tag
-PUSH_TIMEOUT = 600.0
+PULLED = "pulled-"  # the tag prefix of a runtime base from a build cache
+REGISTRY_TIMEOUT = 600.0
 
 
 def key(context: Path, plan: BuildPlan, builder: Builder) -> str:
@@ -52,7 +52,9 @@ def _context_entries(context: Path) -> Iterator[list[str]]:
         except FileNotFoundError:
             yield ["missing", name]
             continue
-        mode = oct(stat.S_IMODE(info.st_mode))
+        # Only the executable bit: the stage copies out pip's venv, not these files' modes, and
+        # a key that followed the umask would never match another machine's.
+        mode = "x" if info.st_mode & 0o111 else "-"
         if stat.S_ISLNK(info.st_mode):
             yield ["link", name, mode, str(path.readlink())]
         elif stat.S_ISREG(info.st_mode):
@@ -72,39 +74,39 @@ def ensure(
     *,
     context: Path,
     archive_path: Path,
-    shared: BuildCache | None = None,
     say: Callable[[str], object] = print,
-) -> tuple[str, bool]:
-    """The runtime-base image for these inputs, (tag, built): from the engine, else pulled from
-    ``shared`` (its inputs' digest names it there), else built, and pushed there when writing."""
+) -> str:
+    """The runtime-base image for these inputs, by a local tag: ``REPOSITORY:<key>`` when built
+    here; ``REPOSITORY:pulled-<key>`` when pulled from the plan's build cache, which only a build
+    that reads that cache takes. A cache writer never pulls: it pushes what it built."""
     digest = key(context, plan, builder)
-    tag = f"{REPOSITORY}:{digest}"
-    if docker.image_id(tag):
-        return tag, False
+    tag, pulled, shared = f"{REPOSITORY}:{digest}", f"{REPOSITORY}:{PULLED}{digest}", plan.shared
     remote = shared.runtime_base(digest) if shared else ""
-    if remote and _pulled(docker, remote, tag, say):
-        return tag, False
-    archive_path.unlink(missing_ok=True)
-    try:
-        run(plan.runtime_base_command(context, tag, archive_path))
-        docker.load(archive_path)
-    finally:
+    if not docker.image_id(tag):
+        reader = shared is not None and not shared.write
+        if reader and (docker.image_id(pulled) or _pulled(docker, remote, pulled, say)):
+            return pulled
         archive_path.unlink(missing_ok=True)
-    if remote and shared and shared.write:
+        try:
+            run(plan.runtime_base_command(context, tag, archive_path))
+            docker.load(archive_path)
+        finally:
+            archive_path.unlink(missing_ok=True)
+    if shared and shared.write:  # also one built before: an earlier push may have failed
         try:
             docker("tag", tag, remote)
-            docker("push", "--quiet", remote, timeout=PUSH_TIMEOUT)
+            docker("push", "--quiet", remote, timeout=REGISTRY_TIMEOUT)
         finally:
             _untag(docker, remote)
         say(f"pushed the runtime base to {remote}")
-    return tag, True
+    return tag
 
 
 def _pulled(docker: Docker, remote: str, tag: str, say: Callable[[str], object]) -> bool:
     """Pull ``remote`` and tag it ``tag``; a missing or unreadable one costs a build, as a
     BuildKit cache miss does."""
     try:
-        docker("pull", "--quiet", remote, timeout=PUSH_TIMEOUT)
+        docker("pull", "--quiet", remote, timeout=REGISTRY_TIMEOUT)
         docker("tag", docker("image", "inspect", "--format", "{{.Id}}", remote), tag)
     except HarnessError as exc:
         say(f"no runtime base from the build cache, building it: {exc}")

@@ -65,22 +65,23 @@ class Planned:
     builder: build.Builder
     docker: Docker  # the local engine
     buildx: sharing.BuildxBuilder | None  # the selected buildx builder
-    shared: sharing.BuildCache | None  # DEATHSTAR_BUILD_CACHE
 
 
 def plan_image(root: Path, version: str, session: Session, docker: Docker | None = None) -> Planned:
     """The engine checked, the builder detected, the base resolved to a digest,
     DEATHSTAR_BUILD_CACHE's flags: the plan. ``docker`` talks to the local engine."""
     shared = sharing.BuildCache.configured(os.environ)
-    cache = tuple(shared.flags(sharing.branch(root))) if shared else ()
+    branch = sharing.branch(root) if shared else None
     selecting = docker or Docker()  # with the caller's DOCKER_CONTEXT and BUILDX_BUILDER
     docker = sharing.local_engine(selecting.runner)
     session.log(f"Docker engine {docker.require_engine()}")
     builder = build.Builder.detect(docker)
     buildx = sharing.BuildxBuilder.selected(selecting, docker) if builder.buildx else None
     base = imaging.resolve_base(docker, build.base_image(os.environ))
-    plan = replace(build.BuildPlan.for_checkout(root, version, os.environ, base), cache=cache)
-    return Planned(plan, builder, docker, buildx, shared)
+    plan = replace(
+        build.BuildPlan.for_checkout(root, version, os.environ, base), shared=shared, branch=branch
+    )
+    return Planned(plan, builder, docker, buildx)
 
 
 def build_image(root: Path, planned: Planned, session: Session) -> Made:
@@ -92,8 +93,7 @@ def build_image(root: Path, planned: Planned, session: Session) -> Made:
     archive = records.image_archive_path(root)
     record = imaging.build_image(
         plan, builder, docker, lambda command: session.run(*command, external=True),
-        context=root, archive_path=archive, buildx=planned.buildx, shared=planned.shared,
-        say=session.log,
+        context=root, archive_path=archive, buildx=planned.buildx, say=session.log,
     )  # fmt: skip
     records.save_image_record(record, records.image_record_path(root))
     session.log(record.summary())

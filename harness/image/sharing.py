@@ -70,15 +70,16 @@ class BuildCache:
         return cls(value, write == "1")
 
     def flags(self, branch: str | None) -> list[str]:
-        """``--cache-from`` the branch's and main's cache, and when writing ``--cache-to`` the
+        """``--cache-from`` the branch's and main's cache; when writing, only ``--cache-to`` the
         branch's (``mode=max``: every stage's layers)."""
         registry = self.repository.partition("/")[0]
         # Plain http only on loopback, as the registry module allows.
         insecure = ",registry.insecure=true" if references.is_loopback(registry) else ""
         tags = dict.fromkeys([cache_tag(branch) if branch else MAIN, MAIN])
         refs = [f"type=registry,ref={self.repository}:{tag}{insecure}" for tag in tags]
-        flags = [arg for ref in refs for arg in ("--cache-from", ref)]
-        return [*flags, "--cache-to", f"{refs[0]},mode=max"] if self.write else flags
+        if self.write:  # a writer reads no cache: what it writes is what the source builds
+            return ["--cache-to", f"{refs[0]},mode=max"]
+        return [arg for ref in refs for arg in ("--cache-from", ref)]
 
     def runtime_base(self, key: str) -> str:
         """Where the runtime base with this key is shared; never a branch's cache tag, which

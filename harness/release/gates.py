@@ -206,8 +206,8 @@ def verified_image(project: Path, head: str, version: str, docker: Docker) -> re
     if record.build_cache:  # whoever writes a cache chooses what a hit returns
         raise HarnessError(
             f"image {record.image_id[:19]} was built with the build cache "
-            f"{names.shown(record.build_cache)}; a release is built without one: "
-            "`DEATHSTAR_BUILD_CACHE= nox`"
+            f"{names.shown(record.build_cache)}; build the release without one "
+            "(`DEATHSTAR_BUILD_CACHE= nox`), and `nox -s repro` proves it is its source"
         )
     if not all(names.DIGEST.fullmatch(str(d)) for d in (record.image_id, record.config_digest)):
         raise HarnessError(
