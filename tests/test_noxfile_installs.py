@@ -10,15 +10,18 @@ venv with uv.lock when the session runs and fails when the lock no longer matche
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from harness import ROOT
+from harness.core import interpreters
 from harness.image import records
 from harness.image import sessions as image_sessions
 from harness.results import sessions as results_sessions
@@ -27,16 +30,48 @@ from harness.results.sessions import Results
 from harness.results.store import Store
 
 
-@pytest.fixture(scope="module")
-def noxfile() -> ModuleType:
+def load_noxfile() -> ModuleType:
+    """The noxfile as a module, loaded without what it does for nox at import: linking this
+    machine's Pythons into the checkout's .nox/pythons and putting them first on PATH. Under a
+    running nox those links are what its later sessions run; relinked from inside this test's
+    venv, they named another Python and changed those sessions' cache keys."""
     spec = importlib.util.spec_from_file_location("deathstar_noxfile", ROOT / "noxfile.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    path = list(sys.path)
-    spec.loader.exec_module(module)
+    path, environ_path = list(sys.path), os.environ.get("PATH", "")
+    with mock.patch.object(interpreters, "expose_on_path", return_value=environ_path):
+        spec.loader.exec_module(module)
     sys.path[:] = path
     return module
+
+
+def links(folder: Path) -> dict[str, str]:
+    return {p.name: str(p.readlink()) for p in folder.glob("python*") if p.is_symlink()}
+
+
+Seen = tuple[str | None, dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def loaded() -> tuple[ModuleType, Seen, Seen]:
+    """The noxfile, and PATH and the checkout's Python links before and after it loaded."""
+    folder = ROOT / ".nox" / "pythons"
+    before = os.environ.get("PATH"), links(folder)
+    module = load_noxfile()
+    return module, before, (os.environ.get("PATH"), links(folder))
+
+
+@pytest.fixture(scope="module")
+def noxfile(loaded: tuple[ModuleType, Seen, Seen]) -> ModuleType:
+    return loaded[0]
+
+
+def test_loading_the_noxfile_leaves_path_and_the_checkouts_python_links_alone(
+    loaded: tuple[ModuleType, Seen, Seen],
+) -> None:
+    _, before, after = loaded
+    assert after == before
 
 
 class Session:
