@@ -6,9 +6,11 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -77,12 +79,16 @@ def test_main_prints_the_line_or_one_error(
     assert capsys.readouterr().err.startswith("matrix: error:")
 
 
-def test_noxs_test_sessions_are_the_classifiers_and_ci_runs_them() -> None:
+def test_noxs_test_sessions_are_the_classifiers_and_ci_runs_them(tmp_path: Path) -> None:
+    # In a copy: loading the noxfile links this machine's Pythons into .nox/pythons, and the
+    # checkout's are what the nox running these tests uses for its later sessions.
+    copy = tmp_path / "project"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", ".nox", "dist", ".*_cache"))
     listed = subprocess.run(
         [sys.executable, "-m", "nox", "-l", "--json", "-s", "test"],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=copy,
         timeout=60,
         check=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("NOX")},

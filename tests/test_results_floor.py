@@ -188,6 +188,32 @@ def test_the_controller_writes_each_modules_passed_tests(
     ]:  # fmt: skip
         contexts.pytest_runtest_logreport(SimpleNamespace(nodeid=nodeid, when=when, passed=passed))  # type: ignore[arg-type]
     counts = tmp_path / "counts.json"
-    config = SimpleNamespace(getoption=lambda name: str(counts))
+    config = controller(tmp_path, counts)
     contexts.pytest_sessionfinish(SimpleNamespace(config=config))  # type: ignore[arg-type]
     assert json.loads(counts.read_text()) == {A: 2}
+
+
+def controller(root: Path, counts: Path) -> SimpleNamespace:
+    """What the plugin reads of pytest's config in the controller."""
+    lines: list[str] = []
+    writer = SimpleNamespace(line=lambda text, **_: lines.append(text))
+    return SimpleNamespace(
+        getoption=lambda name: str(counts), rootpath=root, stash=pytest.Stash(), lines=lines,
+        get_terminal_writer=lambda: writer,
+    )  # fmt: skip
+
+
+def test_a_run_that_relinked_the_checkouts_pythons_fails(tmp_path: Path) -> None:
+    pythons = tmp_path / ".nox" / "pythons"
+    pythons.mkdir(parents=True)
+    (pythons / "python3.11").symlink_to("/usr/bin/python3.11")
+    config = controller(tmp_path, tmp_path / "counts.json")
+    session = SimpleNamespace(config=config, exitstatus=pytest.ExitCode.OK)
+    contexts.pytest_sessionstart(session)  # type: ignore[arg-type]
+    contexts.pytest_sessionfinish(session)  # type: ignore[arg-type]
+    assert session.exitstatus == pytest.ExitCode.OK
+    (pythons / "python3.11").unlink()
+    (pythons / "python3.11").symlink_to("/opt/other/python3.11")  # what a test's nox -l did
+    contexts.pytest_sessionfinish(session)  # type: ignore[arg-type]
+    assert session.exitstatus == pytest.ExitCode.TESTS_FAILED
+    assert config.lines == [f"error: a test relinked {pythons}"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import subprocess
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -206,6 +207,19 @@ def test_another_interpreter_is_a_miss(repo: Path, monkeypatch: pytest.MonkeyPat
 def test_the_sessions_python_names_the_interpreter(repo: Path) -> None:
     passes(repo)
     assert not looks_up(repo, FakeSession(python="3.12")).hit
+
+
+def test_the_interpreter_is_the_venvs_not_the_one_on_path(tmp_path: Path) -> None:
+    venv = tmp_path / "venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").symlink_to(sys.executable)
+
+    @dataclass
+    class WithVenv(FakeSession):
+        bin: str = str(venv)
+
+    assert sessions.python_of(WithVenv()) == str(venv / "python")
+    assert sessions.python_of(FakeSession()) == "python3.11"  # no venv: PATH's, as nox's
 
 
 def test_another_uv_is_a_miss(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:

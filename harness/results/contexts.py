@@ -2,7 +2,9 @@
 
 While a module is imported its lines go to the coverage context ``collect:<module>``, while its
 tests run to ``<module>``, and a child process started meanwhile measures under the static
-context ``child:<module>``. The controller writes each module's passed-test count.
+context ``child:<module>``. The controller writes each module's passed-test count, and fails
+the run when a test relinked the checkout's ``.nox/pythons``: the interpreters the nox running
+it keys its later sessions on.
 """
 
 from __future__ import annotations
@@ -82,7 +84,26 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         PASSED[report.nodeid.partition("::")[0]] += 1
 
 
+def python_links(config: pytest.Config) -> dict[str, str]:
+    folder = config.rootpath / ".nox" / "pythons"
+    return {p.name: str(p.readlink()) for p in folder.glob("python*") if p.is_symlink()}
+
+
+LINKS = pytest.StashKey[dict[str, str]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[LINKS] = python_links(session.config)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # the controller sees every report, and outlives the workers
+    if python_links(session.config) != session.config.stash.get(LINKS, {}):
+        session.config.get_terminal_writer().line(
+            f"error: a test relinked {session.config.rootpath / '.nox' / 'pythons'}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     path = session.config.getoption("--module-counts")
-    if path and not hasattr(session.config, "workerinput"):  # the controller sees every report
+    if path:
         Path(path).write_text(json.dumps(dict(PASSED)), encoding="utf-8")

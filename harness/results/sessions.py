@@ -148,7 +148,14 @@ class Cached:
 
 
 def python_of(session: Session) -> str:
-    """The command of the session's interpreter: ``pythonX.Y`` (nox finds it on PATH)."""
+    """The session's interpreter: its venv's (nox makes the venv before the session's body
+    runs, from the Python uv chose, which need not be ``pythonX.Y`` on PATH), else that."""
+    try:
+        venv_python = Path(str(getattr(session, "bin", "")), "python")
+    except ValueError:  # nox: a session without a venv has no bin
+        venv_python = Path()
+    if venv_python.name and venv_python.exists():
+        return str(venv_python)
     python = session.python
     return f"python{python}" if isinstance(python, str) else sys.executable
 
