@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,10 +54,16 @@ def run_row(
     envs: list[dict[str, str]] = []
 
     def build_in_clone(
-        engine: object, options: object, env: Mapping[str, str]
+        engine: object, options: object, env: Mapping[str, str], keep: Path | None = None
     ) -> shared_cache.Built:
         envs.append(dict(env))
-        return builds[len(envs) - 1]
+        made = builds[len(envs) - 1]
+        if keep is not None:  # an archive whose one member holds what the Built names
+            with tarfile.open(keep, "w") as archive:
+                member = tarfile.TarInfo("index.json")
+                member.size = len(made.archive)
+                archive.addfile(member, io.BytesIO(made.archive.encode()))
+        return made
 
     monkeypatch.setattr(shared_cache, "empty_engine", empty_engine)
     monkeypatch.setattr(shared_cache, "build_in_clone", build_in_clone)
@@ -125,7 +133,6 @@ def test_the_second_engine_builds_through_a_context_of_the_runs_own_config(
     ("other", "error"),
     [
         (built(40.0, "sha256:b", on=shared_cache.CONTEXT), "built another image"),
-        (built(40.0, archive="u", on=shared_cache.CONTEXT), "built another image"),
         (built(40.0), "did not run where they should"),  # DOCKER_CONTEXT was not taken
     ],
 )
@@ -163,3 +170,36 @@ def test_the_builder_is_read_from_buildx_progress() -> None:
         '#0 building with "default" instance using docker driver\n'
     )
     assert shared_cache.BUILDING_WITH.findall(output) == ["deathstar-bench-engine2", "default"]
+
+
+def test_one_image_in_two_different_archives_passes_and_says_where_they_differ(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    engine = ContextEngine(tmp_path)
+    builds = [built(30.0), built(40.0, archive="u", on=shared_cache.CONTEXT)]
+    (fig,), _ = run_row(
+        monkeypatch, tmp_path, builds,
+        lambda _, o, log: shared_cache.remote_builder(cast(Engine, engine), o, log),
+    )  # fmt: skip
+    assert fig.error == ""
+    assert fig.note.endswith("; the archives differ: the bytes of index.json")
+
+
+def test_the_first_difference_of_two_archives_is_named(tmp_path: Path) -> None:
+    def archive(name: str, members: list[tuple[str, bytes, int]]) -> Path:
+        path = tmp_path / name
+        with tarfile.open(path, "w") as out:
+            for member_name, data, mtime in members:
+                member = tarfile.TarInfo(member_name)
+                member.size, member.mtime = len(data), mtime
+                out.addfile(member, io.BytesIO(data))
+        return path
+
+    a = archive("a.tar", [("index.json", b"{}", 1), ("blobs/x", b"x", 1)])
+    assert shared_cache.first_difference(a, a) == "nowhere member by member"
+    swapped = archive("b.tar", [("blobs/x", b"x", 1), ("index.json", b"{}", 1)])
+    assert shared_cache.first_difference(a, swapped) == "member index.json against blobs/x"
+    later = archive("c.tar", [("index.json", b"{}", 2), ("blobs/x", b"x", 1)])
+    assert shared_cache.first_difference(a, later) == "the header of index.json"
+    short = archive("d.tar", [("index.json", b"{}", 1)])
+    assert shared_cache.first_difference(a, short) == "only one has blobs/x"

@@ -8,11 +8,14 @@ cache is a ``registry:2`` container of the first engine on loopback."""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -92,8 +95,11 @@ class Built(NamedTuple):
 BUILDING_WITH = re.compile(r'^#0 building with "([^"]+)" instance', re.MULTILINE)
 
 
-def build_in_clone(engine: Engine, options: Options, extra: Mapping[str, str]) -> Built:
-    """``nox -s build image`` in a fresh clone with ``extra`` in its environment."""
+def build_in_clone(
+    engine: Engine, options: Options, extra: Mapping[str, str], keep: Path | None = None
+) -> Built:
+    """``nox -s build image`` in a fresh clone with ``extra`` in its environment; its archive
+    copied to ``keep``, if given."""
     clone = engine.clone("cache-clone")
     # The builder is what ``extra`` selects, not what the bench's caller did.
     env = sharing.without_selectors(outer_env(os.environ, sys.prefix)) | dict(extra)
@@ -104,6 +110,8 @@ def build_in_clone(engine: Engine, options: Options, extra: Mapping[str, str]) -
     )
     image_id = records.load_image_record(records.image_record_path(clone)).image_id
     archive = checksums.sha256(records.image_archive_path(clone))
+    if keep is not None:
+        shutil.copyfile(records.image_archive_path(clone), keep)
     return Built(spent.wall, image_id, archive, frozenset(BUILDING_WITH.findall(output)))
 
 
@@ -138,7 +146,8 @@ def cached_builds(engine: Engine, options: Options, log: Callable[[str], None]) 
 def remote_builder(engine: Engine, options: Options, log: Callable[[str], None]) -> list[Figure]:
     """P11: fresh clones built by the local engine, then through a docker context by a second
     engine that holds only the base (``image`` builds there in one go and loads the archive
-    here): the two image IDs side by side, and the two archives' digests."""
+    here): the two image IDs side by side, which must be one; and whether the two archives are
+    bit-identical, and if not where they first differ."""
     fig = Figure("P11", "`nox -s build image` on a second engine through a docker context", "s",
                  baseline_name="the local engine")  # fmt: skip
     if why := cannot_start_engine():
@@ -155,7 +164,8 @@ def remote_builder(engine: Engine, options: Options, log: Callable[[str], None])
             ("the local engine", {}),
             ("second engine", {"DOCKER_CONTEXT": CONTEXT}),
         ):
-            built[side] = made = build_in_clone(engine, options, {**config, **extra})
+            keep = engine.work / f"p11-{len(built)}.tar"
+            built[side] = made = build_in_clone(engine, options, {**config, **extra}, keep)
             fig.add(made.seconds, baseline=side == "the local engine")
             log(f"bench: P11 {side}: {made.seconds:.1f} s on {', '.join(sorted(made.builders))}, "
                 f"{made.image_id}, archive sha256 {made.archive}")  # fmt: skip
@@ -163,11 +173,37 @@ def remote_builder(engine: Engine, options: Options, log: Callable[[str], None])
     fig.details = {side: made._asdict() | {"builders": sorted(made.builders)}
                    for side, made in built.items()}  # fmt: skip
     local, second = built.values()
+    if local.archive != second.archive:  # one image, written out differently: say where
+        where = first_difference(engine.work / "p11-0.tar", engine.work / "p11-1.tar")
+        fig.note += f"; the archives differ: {where}"
     if second.builders != {CONTEXT} or not local.builders or CONTEXT in local.builders:
         fig.error = f"the builds did not run where they should: {fig.details}"
-    elif (local.image_id, local.archive) != (second.image_id, second.archive):
+    elif local.image_id != second.image_id:
         fig.error = "the second engine built another image than the local one"
     return [fig]
+
+
+def first_difference(one: Path, other: Path) -> str:
+    """Where two archives first differ: a member's name (their order), header or bytes."""
+    with tarfile.open(one) as first, tarfile.open(other) as second:
+        for a, b in itertools.zip_longest(first, second):
+            if a is None or b is None:
+                return f"only one has {(a or b).name}"
+            if a.name != b.name:
+                return f"member {a.name} against {b.name}"
+            header = ("mode", "mtime", "uid", "gid", "uname", "gname", "size", "type")
+            if [getattr(a, f) for f in header] != [getattr(b, f) for f in header]:
+                return f"the header of {a.name}"
+            if a.isfile() and digest(first, a) != digest(second, b):
+                return f"the bytes of {a.name}"
+    return "nowhere member by member"
+
+
+def digest(archive: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    handle, hashed = archive.extractfile(member), hashlib.sha256()
+    while handle is not None and (chunk := handle.read(1 << 20)):
+        hashed.update(chunk)
+    return hashed.hexdigest()
 
 
 def cannot_start_engine() -> str:
