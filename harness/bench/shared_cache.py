@@ -244,7 +244,12 @@ def shared_results(engine: Engine, options: Options, log: Callable[[str], None])
                 command = [options.nox_python, "-m", "nox", "-s", *SHARED_SESSIONS,
                            "--no-error-on-missing-interpreters"]  # fmt: skip
                 nox = partial(engine.run, command, cwd=clone, env=env, timeout=NOX_TIMEOUT)
-                output, spent = measure(partial(nox, merge=True))
+                try:
+                    output, spent = measure(partial(nox, merge=True))
+                except CommandError as exc:  # the end of nox's output says which session, why
+                    tail = "\n".join(exc.output.strip().splitlines()[-15:])
+                    log(f"bench: P10 run {run} {side} failed; the end of its output:\n{tail}")
+                    raise
                 fig.add(spent.wall, baseline=side == "CI")
                 ran = [
                     line for line in output.splitlines() if "Session " in line and " was " in line
