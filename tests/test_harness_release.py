@@ -108,6 +108,9 @@ def run(
     return code, out.getvalue(), err.getvalue()
 
 
+COMMIT_DIRTY = "<the recorded commit>-dirty"
+
+
 def refused(
     project: Path,
     registry: FakeRegistry,
@@ -281,31 +284,23 @@ def test_image_gone_from_the_engine_is_refused(
     assert "no longer in the local Docker engine" in refused(project, registry, engine)
 
 
-def test_dirty_built_image_is_refused(
-    project: Path, registry: FakeRegistry, engine: FakeEngine
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("revision", COMMIT_DIRTY, "was built from "),
+        ("build_cache", "ghcr.io/team/cache", "was built with the build cache ghcr.io/team/cache"),
+        ("config_digest", "latest", "names no sha256 image ID and config digest"),
+    ],
+)
+def test_a_record_of_an_image_push_must_not_ship_is_refused(
+    project: Path, registry: FakeRegistry, engine: FakeEngine, case: tuple[str, str, str]
 ) -> None:
+    field, value, refusal = case
     record = records.load_image_record(records.image_record_path(project))
-    dirty = records.ImageRecord(**{**record.__dict__, "revision": record.commit + "-dirty"})
-    records.save_image_record(dirty, records.image_record_path(project))
-    assert "was built from " in refused(project, registry, engine)
-
-
-def test_an_image_built_with_a_build_cache_is_refused(
-    project: Path, registry: FakeRegistry, engine: FakeEngine
-) -> None:
-    record = records.load_image_record(records.image_record_path(project))
-    cached = records.ImageRecord(**{**record.__dict__, "build_cache": "ghcr.io/team/cache"})
-    records.save_image_record(cached, records.image_record_path(project))
-    assert "was built with the build cache ghcr.io/team/cache" in refused(project, registry, engine)
-
-
-def test_a_record_without_sha256_digests_is_refused(
-    project: Path, registry: FakeRegistry, engine: FakeEngine
-) -> None:
-    record = records.load_image_record(records.image_record_path(project))
-    odd = records.ImageRecord(**{**record.__dict__, "config_digest": "latest"})
-    records.save_image_record(odd, records.image_record_path(project))
-    assert "names no sha256 image ID and config digest" in refused(project, registry, engine)
+    value = record.commit + "-dirty" if value == COMMIT_DIRTY else value
+    changed = records.ImageRecord(**{**record.__dict__, field: value})
+    records.save_image_record(changed, records.image_record_path(project))
+    assert refusal in refused(project, registry, engine)
 
 
 def test_a_verification_that_is_not_an_object_is_refused(
