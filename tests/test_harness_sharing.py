@@ -19,21 +19,27 @@ from tests.test_harness_build import engine_with_images, plan
 CACHE = "127.0.0.1:5000/team/cache"
 
 
+def cache_flags(environ: dict[str, str], branch: str | None) -> list[str]:
+    """BuildKit's flags for the cache ``environ`` names, as a plan gets them; [] without one."""
+    cache = sharing.BuildCache.configured(environ)
+    return build.BuildPlan("1", "c" * 40, False, 1, "b", shared=cache, branch=branch).cache_flags()
+
+
 def test_without_the_variable_there_is_no_cache() -> None:
-    assert sharing.cache_flags({}, "feature") == []
-    assert sharing.cache_flags({"DEATHSTAR_BUILD_CACHE_WRITE": "1"}, "feature") == []
+    assert cache_flags({}, "feature") == []
+    assert cache_flags({"DEATHSTAR_BUILD_CACHE_WRITE": "1"}, "feature") == []
 
 
 def test_the_branch_and_main_are_read_and_only_written_when_asked() -> None:
     env = {"DEATHSTAR_BUILD_CACHE": "ghcr.io/team/cache"}
-    assert sharing.cache_flags(env, "feature/x") == [
+    assert cache_flags(env, "feature/x") == [
         *(
             "--cache-from",
             "type=registry,ref=ghcr.io/team/cache:feature-x-" + digest12("feature/x"),
         ),
         *("--cache-from", "type=registry,ref=ghcr.io/team/cache:main"),
     ]
-    written = sharing.cache_flags({**env, "DEATHSTAR_BUILD_CACHE_WRITE": "1"}, "feature/x")
+    written = cache_flags({**env, "DEATHSTAR_BUILD_CACHE_WRITE": "1"}, "feature/x")
     assert written == [  # a writer reads nothing: a bad entry is never written back
         "--cache-to",
         "type=registry,ref=ghcr.io/team/cache:feature-x-" + digest12("feature/x") + ",mode=max",
@@ -41,7 +47,7 @@ def test_the_branch_and_main_are_read_and_only_written_when_asked() -> None:
 
 
 def test_plain_http_only_on_loopback_and_a_detached_head_reads_main_only() -> None:
-    flags = sharing.cache_flags({"DEATHSTAR_BUILD_CACHE": CACHE}, None)
+    flags = cache_flags({"DEATHSTAR_BUILD_CACHE": CACHE}, None)
     assert flags == ["--cache-from", f"type=registry,ref={CACHE}:main,registry.insecure=true"]
 
 
@@ -53,12 +59,10 @@ def test_a_bad_value_is_one_line(value: str) -> None:
     with pytest.raises(
         HarnessError, match=r"^DEATHSTAR_BUILD_CACHE is not REGISTRY/REPOSITORY"
     ) as e:
-        sharing.cache_flags({"DEATHSTAR_BUILD_CACHE": value}, "main")
+        cache_flags({"DEATHSTAR_BUILD_CACHE": value}, "main")
     assert "\n" not in str(e.value)
     with pytest.raises(HarnessError, match="DEATHSTAR_BUILD_CACHE_WRITE is 'yes'"):
-        sharing.cache_flags(
-            {"DEATHSTAR_BUILD_CACHE": CACHE, "DEATHSTAR_BUILD_CACHE_WRITE": "yes"}, "main"
-        )
+        cache_flags({"DEATHSTAR_BUILD_CACHE": CACHE, "DEATHSTAR_BUILD_CACHE_WRITE": "yes"}, "main")
 
 
 def digest12(branch: str) -> str:

@@ -87,12 +87,6 @@ class BuildCache:
         return f"{self.repository}:{RUNTIME_BASE_TAG}{key}"
 
 
-def cache_flags(environ: Mapping[str, str], branch: str | None) -> list[str]:
-    """BuildKit's flags for the cache the environment names; [] without one."""
-    cache = BuildCache.configured(environ)
-    return cache.flags(branch) if cache else []
-
-
 def local_engine(runner: process.Runner = process.run) -> Docker:
     """The local engine: docker without the variables that select another builder."""
     return Docker(process.with_child_env(runner, without_selectors))
