@@ -222,6 +222,14 @@ def test_the_interpreter_is_the_venvs_not_the_one_on_path(tmp_path: Path) -> Non
     assert sessions.python_of(FakeSession()) == "python3.11"  # no venv: PATH's, as nox's
 
 
+def test_without_a_venv_no_file_named_python_in_the_cwd_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "python").write_text("#!/bin/sh\n")
+    monkeypatch.chdir(tmp_path)
+    assert sessions.python_of(FakeSession()) == "python3.11"
+
+
 def test_another_uv_is_a_miss(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     passes(repo)
     monkeypatch.setattr(sessions, "tool_versions", lambda run=None: {"uv": "uv 0.10.0"})

@@ -151,11 +151,11 @@ def python_of(session: Session) -> str:
     """The session's interpreter: its venv's (nox makes the venv before the session's body
     runs, from the Python uv chose, which need not be ``pythonX.Y`` on PATH), else that."""
     try:
-        venv_python = Path(str(getattr(session, "bin", "")), "python")
+        bin_dir = getattr(session, "bin", None)
     except ValueError:  # nox: a session without a venv has no bin
-        venv_python = Path()
-    if venv_python.name and venv_python.exists():
-        return str(venv_python)
+        bin_dir = None
+    if isinstance(bin_dir, str) and bin_dir and (Path(bin_dir) / "python").exists():
+        return str(Path(bin_dir) / "python")
     python = session.python
     return f"python{python}" if isinstance(python, str) else sys.executable
 
